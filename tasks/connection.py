@@ -1,0 +1,179 @@
+"""``vpop_shell``: a lean Nornir connection plugin for Linux + FRR routers.
+
+Netmiko finds the end of a command's output by reading for a prompt, which costs tens of
+milliseconds per command even on a warm session. This plugin keeps one SSH channel with a
+plain ``sh`` reading commands from stdin, and ends every command with a marker line carrying
+a random nonce and the command's exit status, so the end of the output is known exactly, at
+once, and a failing command is never mistaken for a successful one.
+
+It is reached, like every connection, through ``task.host.get_connection("vpop_shell", ...)``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paramiko
+from nornir.core.configuration import Config
+
+CONNECTION_NAME = "vpop_shell"
+
+
+class ShellError(Exception):
+    """The router's shell could not be reached or stopped answering."""
+
+
+class ShellTimeout(ShellError):
+    """A command did not finish within its timeout; the session is closed."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command printed (stdout and stderr merged) and its exit status."""
+
+    command: str
+    output: str
+    exit_status: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_status == 0
+
+
+class Shell:
+    """One persistent ``sh`` on a router, over one SSH channel."""
+
+    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel) -> None:
+        self.client = client
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def run(self, command: str, *, timeout: float = 30.0) -> CommandResult:
+        """Run one shell command and return its output and exit status.
+
+        Raises:
+            ShellTimeout: no end marker within ``timeout`` seconds (the session is closed,
+                since its output stream can no longer be trusted).
+            ShellError: the channel closed.
+        """
+        nonce = secrets.token_hex(8)
+        marker = f"__vpop_end_{nonce}__"
+        payload = f"{command}\nprintf '\\n{marker} %d\\n' \"$?\"\n"
+        started = time.monotonic()
+        with self.lock:
+            if self.broken:
+                raise ShellError("session is broken; reconnect")
+            try:
+                self.channel.sendall(payload.encode())
+                buf = b""
+                token = f"\n{marker} ".encode()
+                while True:
+                    idx = buf.find(token)
+                    if idx >= 0:
+                        end = buf.find(b"\n", idx + len(token))
+                        if end >= 0:
+                            status = int(buf[idx + len(token) : end])
+                            break
+                    remaining = timeout - (time.monotonic() - started)
+                    if remaining <= 0:
+                        raise ShellTimeout(f"no answer to {command[:60]!r} in {timeout}s")
+                    self.channel.settimeout(remaining)
+                    chunk = self.channel.recv(1 << 16)
+                    if not chunk:
+                        raise ShellError("router closed the session")
+                    buf += chunk
+            except (OSError, paramiko.SSHException, ShellError) as err:
+                self.broken = True
+                self.close()
+                if isinstance(err, ShellError):
+                    raise
+                raise ShellError(f"session failed: {err}") from err
+        return CommandResult(
+            command, buf[:idx].decode(errors="replace"), status, time.monotonic() - started
+        )
+
+    def vtysh(self, *commands: str, timeout: float = 30.0) -> CommandResult:
+        """Run vtysh with each command as a ``-c`` argument (vtysh stops at the first error)."""
+        args = " ".join(f"-c {shlex.quote(c)}" for c in commands)
+        return self.run(f"vtysh {args}", timeout=timeout)
+
+    def close(self) -> None:
+        """Close the channel and the SSH connection."""
+        try:
+            self.channel.close()
+        finally:
+            self.client.close()
+
+
+def open_shell(
+    hostname: str,
+    port: int,
+    username: str,
+    password: str | None = None,
+    key_file: str | None = None,
+    timeout: float = 10.0,
+) -> Shell:
+    """Open an SSH session to a router and start a plain ``sh`` on it."""
+    client = paramiko.SSHClient()
+    # lab and test routers get fresh host keys per lab; production hosts should pin them
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+    try:
+        client.connect(
+            hostname,
+            port=port,
+            username=username,
+            password=password,
+            key_filename=key_file,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+        transport = client.get_transport()
+        if transport is None:
+            raise ShellError(f"no SSH transport to {hostname}:{port}")
+        channel = transport.open_session(timeout=timeout)
+        channel.set_combine_stderr(True)
+        channel.exec_command("exec /bin/sh")
+    except (OSError, paramiko.SSHException) as err:
+        client.close()
+        raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
+    return Shell(client, channel)
+
+
+class VpopShell:
+    """Nornir connection plugin wrapping :class:`Shell`."""
+
+    def open(
+        self,
+        hostname: str | None,
+        username: str | None,
+        password: str | None,
+        port: int | None,
+        platform: str | None,
+        extras: dict[str, Any] | None = None,
+        configuration: Config | None = None,
+    ) -> None:
+        """Open the session (called by Nornir's ``get_connection``)."""
+        extras = extras or {}
+        self.connection = open_shell(
+            hostname or "127.0.0.1",
+            port or 22,
+            username or "root",
+            password=password or None,
+            key_file=extras.get("key_file"),
+            timeout=float(extras.get("timeout", 10.0)),
+        )
+
+    def close(self) -> None:
+        """Close the session (called by Nornir's ``close_connections``)."""
+        self.connection.close()

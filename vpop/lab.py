@@ -1,0 +1,526 @@
+"""The namespace lab: real FRR routers, ISP hosts and subscriber hosts on one machine.
+
+Each node is a Linux network namespace ``vpop-<node>``. Routers run zebra, staticd and pbrd
+in their namespace and are managed over real SSH at ``127.0.0.1:<port>``: one ``sshd`` per
+router in the root namespace whose forced command enters the router's namespace, so a
+session there has the router's ``vtysh``, ``nft`` and ``tc`` (as on Cumulus or VyOS).
+
+Every process the lab starts is recorded by PID (with its start time, so a recycled PID is
+never killed) in ``<lab_dir>/pids`` before anything else happens, and ``down`` also kills
+whatever still runs inside a ``vpop-*`` namespace (``ip netns pids``), so a crashed ``up``
+or a killed test leaves nothing that ``down`` cannot find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vpop.errors import LabError
+from vpop.settings import PROJECT_ROOT, load_settings
+from vpop.topology import (
+    DEFAULT_ISP,
+    NAMESPACE_PREFIX,
+    SERVICE_ADDRESS,
+    Topology,
+    build_topology,
+)
+
+FRR_DAEMONS = ("zebra", "staticd", "pbrd")
+FRR_BIN = Path("/usr/lib/frr")
+SSHD = Path("/usr/sbin/sshd")
+IP = "/usr/sbin/ip"
+READY_TIMEOUT = 10.0
+
+
+def _run(args: Sequence[str], *, stdin: str | None = None) -> str:
+    proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        cmd = " ".join(args)
+        raise LabError(f"`{cmd}` failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _kill_pid(pid: int, start: str | None) -> None:
+    if start is not None and _start_time(pid) != start:
+        return  # gone, or the PID now belongs to someone else
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if _start_time(pid) is None or _is_zombie(pid):
+            return
+        time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _keypair() -> tuple[bytes, bytes]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private, public
+
+
+def lab_namespaces() -> list[str]:
+    """Every network namespace whose name starts with ``vpop-``."""
+    out = _run([IP, "netns", "list"])
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return sorted(n for n in names if n.startswith(NAMESPACE_PREFIX))
+
+
+class Lab:
+    """One lab on this machine, its state kept under ``lab_dir``."""
+
+    def __init__(self, lab_dir: Path | None = None) -> None:
+        self.dir = lab_dir or load_settings().lab_dir
+        self.pid_file = self.dir / "pids"
+        self.state_file = self.dir / "state.json"
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    def _record(self, pid: int, what: str) -> None:
+        with self.pid_file.open("a") as fh:
+            fh.write(f"{pid} {_start_time(pid) or '-'} {what}\n")
+
+    def _spawn(self, args: Sequence[str], what: str, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                list(args),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._record(proc.pid, what)
+        return proc
+
+    def state(self) -> dict[str, Any] | None:
+        """The state written by ``up``, or None when no lab is up."""
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    # ---- down --------------------------------------------------------------------------
+    def down(self) -> None:
+        """Remove everything a lab started: processes, namespaces, links, files."""
+        if self.pid_file.exists():
+            for line in self.pid_file.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].isdigit():
+                    _kill_pid(int(parts[0]), None if parts[1] == "-" else parts[1])
+        for ns in lab_namespaces():
+            pids = subprocess.run(
+                [IP, "netns", "pids", ns], capture_output=True, text=True, check=False
+            ).stdout.split()
+            for pid in pids:
+                if pid.isdigit():
+                    _kill_pid(int(pid), _start_time(int(pid)))
+            # deleting the namespace destroys its veths and their peers
+            subprocess.run([IP, "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- up ----------------------------------------------------------------------------
+    def up(self, subscribers: int = 4) -> dict[str, Any]:
+        """Build a fresh lab (removing any old one first) and return its state."""
+        topo = build_topology(subscribers)
+        self.down()
+        started = time.monotonic()
+        try:
+            state = self._build(topo)
+        except BaseException:
+            self.down()
+            raise
+        state["up_seconds"] = round(time.monotonic() - started, 3)
+        self.state_file.write_text(json.dumps(state, indent=2))
+        return state
+
+    def _build(self, topo: Topology) -> dict[str, Any]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.pid_file.touch()
+        batch = [f"netns add {topo.namespace(n)}" for n in topo.nodes]
+        for link in topo.links:
+            batch.append(
+                f"link add {link.a_ifname} netns {topo.namespace(link.a)} type veth "
+                f"peer name {link.b_ifname} netns {topo.namespace(link.b)}"
+            )
+        _run([IP, "-batch", "-"], stdin="\n".join(batch) + "\n")
+        per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in topo.nodes}
+        for link in topo.links:
+            for node, ifname, addr in (
+                (link.a, link.a_ifname, link.a_address),
+                (link.b, link.b_ifname, link.b_address),
+            ):
+                per_node[node] += [f"addr add {addr} dev {ifname}", f"link set {ifname} up"]
+        for line in topo.lines:
+            per_node[line.subscriber].append(f"route add default via {line.gateway.split('/')[0]}")
+        for isp in topo.isps:
+            per_node[isp].append(f"addr add {SERVICE_ADDRESS}/32 dev lo")
+            for line in topo.lines:
+                uplink = next(u for u in topo.uplinks if u.isp == isp and u.router == line.router)
+                gw = uplink.address.split("/")[0]
+                per_node[isp].append(f"route add {line.prefix} via {gw}")
+        for node, cmds in per_node.items():
+            _run([IP, "-n", topo.namespace(node), "-batch", "-"], stdin="\n".join(cmds) + "\n")
+
+        client_key, client_pub = _keypair()
+        (self.dir / "id_ed25519").write_bytes(client_key)
+        os.chmod(self.dir / "id_ed25519", 0o600)
+        (self.dir / "authorized_keys").write_bytes(client_pub + b"\n")
+        host_key, _ = _keypair()
+        (self.dir / "ssh_host_ed25519_key").write_bytes(host_key)
+        os.chmod(self.dir / "ssh_host_ed25519_key", 0o600)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+
+        procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        ports: dict[str, int] = {}
+        for router in topo.routers:
+            ports[router] = _free_port()
+            procs += self._start_router(topo, router, ports[router])
+        for isp in topo.isps:
+            delay_file = self.dir / f"{isp}.delay_ms"
+            procs.append(
+                (
+                    isp,
+                    self._spawn(
+                        [
+                            "/usr/sbin/ip",
+                            "netns",
+                            "exec",
+                            topo.namespace(isp),
+                            sys.executable,
+                            "-m",
+                            "vpop.labhost",
+                            "--id",
+                            isp,
+                            "--address",
+                            SERVICE_ADDRESS,
+                            "--delay-file",
+                            str(delay_file),
+                            "--ready-file",
+                            str(self.dir / f"{isp}.ready"),
+                        ],
+                        f"labhost {isp}",
+                        self.dir / f"{isp}.log",
+                    ),
+                )
+            )
+        self._wait_ready(topo, ports, procs)
+        for router in topo.routers:
+            self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
+        self._wait_routes(topo)
+        state = {
+            "lab_dir": str(self.dir),
+            "subscribers": len(topo.subscribers),
+            "nodes": {
+                n: {
+                    "namespace": topo.namespace(n),
+                    "kind": "router"
+                    if n in topo.routers
+                    else "isp"
+                    if n in topo.isps
+                    else "subscriber",
+                    **({"ssh": {"host": "127.0.0.1", "port": ports[n]}} if n in ports else {}),
+                }
+                for n in topo.nodes
+            },
+            "links": [asdict(link) for link in topo.links],
+            "lines": [asdict(line) for line in topo.lines],
+            "uplinks": [asdict(u) for u in topo.uplinks],
+            "default_isp": DEFAULT_ISP,
+        }
+        self._write_inventory(topo, ports)
+        return state
+
+    def _start_router(
+        self, topo: Topology, router: str, port: int
+    ) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        rdir = self.dir / router
+        rdir.mkdir()
+        shutil.chown(rdir, "frr", "frr")
+        bindir = self.dir / "bin" / router
+        bindir.mkdir(parents=True)
+        vtysh = bindir / "vtysh"
+        vtysh.write_text(f'#!/bin/sh\nexec /usr/bin/vtysh --vty_socket {rdir} "$@"\n')
+        vtysh.chmod(0o755)
+        default = next(u for u in topo.uplinks if u.router == router and u.isp == DEFAULT_ISP)
+        (rdir / "frr.conf").write_text(
+            f"frr defaults traditional\nhostname {router}\nip forwarding\n"
+            f"ip route 0.0.0.0/0 {default.next_hop} {default.interface}\n"
+        )
+        ns = topo.namespace(router)
+        _run(
+            [
+                IP,
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                "net.ipv4.conf.default.rp_filter=0 && "
+                "for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done",
+            ]
+        )
+        procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        for daemon in FRR_DAEMONS:
+            if daemon != "zebra":
+                # a client that finds no zserv socket retries only after 10 s
+                self._wait_path(rdir / "zserv.api", procs)
+            procs.append(
+                (
+                    f"{router}/{daemon}",
+                    self._spawn(
+                        [
+                            IP,
+                            "netns",
+                            "exec",
+                            ns,
+                            str(FRR_BIN / daemon),
+                            "--vty_socket",
+                            str(rdir),
+                            "-z",
+                            str(rdir / "zserv.api"),
+                            "-i",
+                            str(rdir / f"{daemon}.pid"),
+                            "-f",
+                            "/dev/null",
+                            "-P",
+                            "0",
+                            "--log",
+                            f"file:{rdir / (daemon + '.log')}",
+                        ],
+                        f"{router}/{daemon}",
+                        rdir / f"{daemon}.out",
+                    ),
+                )
+            )
+        shell = self.dir / f"shell-{router}"
+        shell.write_text(
+            "#!/bin/sh\n"
+            f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
+            f"VPOP_ROUTER={router} TERM=dumb\n"
+            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
+            f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+            "fi\n"
+            f"exec {IP} netns exec {ns} /bin/bash --norc --noprofile -i\n"
+        )
+        shell.chmod(0o755)
+        cfg = self.dir / f"sshd-{router}.conf"
+        cfg.write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\n"
+            f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
+            f"PidFile {self.dir / f'sshd-{router}.pid'}\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\nAllowUsers root\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
+            "PrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 200\n"
+            f"ForceCommand {shell}\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
+        )
+        procs.append(
+            (
+                f"{router}/sshd",
+                self._spawn(
+                    [str(SSHD), "-D", "-e", "-f", str(cfg)],
+                    f"sshd {router}",
+                    self.dir / f"sshd-{router}.log",
+                ),
+            )
+        )
+        return procs
+
+    def _wait_ready(
+        self,
+        topo: Topology,
+        ports: dict[str, int],
+        procs: list[tuple[str, subprocess.Popen[bytes]]],
+    ) -> None:
+        """Wait (bounded) for every daemon's socket; fail fast if a process died."""
+        pending: set[str] = set()
+        for router in topo.routers:
+            pending |= {str(self.dir / router / f"{d}.vty") for d in FRR_DAEMONS}
+        pending |= {str(self.dir / f"{isp}.ready") for isp in topo.isps}
+        deadline = time.monotonic() + READY_TIMEOUT
+        tcp_pending = dict(ports)
+        while pending or tcp_pending:
+            for what, proc in procs:
+                if proc.poll() is not None:
+                    raise LabError(f"lab process {what} exited with {proc.returncode} on start")
+            pending = {p for p in pending if not Path(p).exists()}
+            for router, port in list(tcp_pending.items()):
+                with socket.socket() as sock:
+                    sock.settimeout(0.2)
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        del tcp_pending[router]
+            if time.monotonic() > deadline:
+                raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {pending}")
+            if pending or tcp_pending:
+                time.sleep(0.005)
+        self._wait_clients(topo)
+
+    def _wait_path(self, path: Path, procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not path.exists():
+            for what, proc in procs:
+                if proc.poll() is not None:
+                    raise LabError(f"lab process {what} exited with {proc.returncode} on start")
+            if time.monotonic() > deadline:
+                raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {path}")
+            time.sleep(0.002)
+
+    def _wait_routes(self, topo: Topology) -> None:
+        """Wait (bounded) until each router's default route is in its kernel table.
+
+        staticd drops a route it was given before zebra told it about interfaces, so the
+        startup config is re-applied once if the route has not appeared.
+        """
+        for router in topo.routers:
+            ns = topo.namespace(router)
+            deadline = time.monotonic() + READY_TIMEOUT
+            reapplied = False
+            while not _run([IP, "-n", ns, "route", "show", "default"]).strip():
+                if time.monotonic() > deadline:
+                    raise LabError(f"{router}: default route not installed after {READY_TIMEOUT}s")
+                if not reapplied and time.monotonic() > deadline - READY_TIMEOUT + 0.5:
+                    self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
+                    reapplied = True
+                time.sleep(0.005)
+
+    def _wait_clients(self, topo: Topology) -> None:
+        """Wait (bounded) until staticd and pbrd are registered with each router's zebra."""
+        for router in topo.routers:
+            deadline = time.monotonic() + READY_TIMEOUT
+            while True:
+                out = self._vtysh(router, "-d", "zebra", "-c", "show zebra client")
+                if "Client: static" in out and "Client: pbr" in out:
+                    break
+                if time.monotonic() > deadline:
+                    raise LabError(f"{router}: staticd/pbrd did not reach zebra")
+                time.sleep(0.005)
+
+    def _vtysh(self, router: str, *args: str) -> str:
+        return _run(
+            [
+                IP,
+                "netns",
+                "exec",
+                NAMESPACE_PREFIX + router,
+                "/usr/bin/vtysh",
+                "--vty_socket",
+                str(self.dir / router),
+                *args,
+            ]
+        )
+
+    def _write_inventory(self, topo: Topology, ports: dict[str, int]) -> None:
+        hosts: dict[str, Any] = {}
+        for router in topo.routers:
+            hosts[router] = {
+                "hostname": "127.0.0.1",
+                "port": ports[router],
+                "groups": ["frr", "lab"],
+                "data": {
+                    "default_isp": DEFAULT_ISP,
+                    "uplinks": {
+                        u.isp: {
+                            "interface": u.interface,
+                            "address": u.address,
+                            "next_hop": u.next_hop,
+                        }
+                        for u in topo.uplinks
+                        if u.router == router
+                    },
+                },
+            }
+        (self.dir / "hosts.yaml").write_text(
+            "# written by `vpop lab up`; removed by `vpop lab down`\n"
+            + yaml.safe_dump(hosts, sort_keys=True)
+        )
+
+    # ---- inspection --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What is up: nodes, namespaces, management ports, and stray namespaces."""
+        state = self.state()
+        present = lab_namespaces()
+        if state is None:
+            return {"up": False, "namespaces": present, "nodes": {}}
+        nodes = state["nodes"]
+        for node in nodes.values():
+            node["present"] = node["namespace"] in present
+        return {
+            "up": all(n["present"] for n in nodes.values()),
+            "lab_dir": state["lab_dir"],
+            "subscribers": state["subscribers"],
+            "nodes": nodes,
+            "namespaces": present,
+            "inventory": str(self.dir / "hosts.yaml"),
+        }
+
+    def exec(self, node: str, command: Sequence[str]) -> int:
+        """Run ``command`` inside ``node``'s namespace, with the terminal; return its code."""
+        state = self.state()
+        if state is None:
+            raise LabError("no lab is up; run `vpop lab up` first")
+        if node not in state["nodes"]:
+            raise LabError(f"unknown lab node {node!r}; nodes are: {', '.join(state['nodes'])}")
+        env = dict(os.environ)
+        if state["nodes"][node]["kind"] == "router":
+            env["PATH"] = f"{self.dir / 'bin' / node}:{env.get('PATH', '')}"
+        return subprocess.run(
+            [IP, "netns", "exec", state["nodes"][node]["namespace"], *command],
+            check=False,
+            env=env,
+        ).returncode
+
+
+def default_inventory_groups() -> Path:
+    """The repository's groups file, for tools that need it without Nornir."""
+    return PROJECT_ROOT / "inventory" / "groups.yaml"
