@@ -101,10 +101,14 @@ def lab_exec(node: str, command: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Run the API server (and, once they exist, the worker and scheduler)."""
+@click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
+def serve(host: str, port: int, with_lab: bool) -> None:
+    """Run the API server, the worker and the scheduler in one process."""
     from webhooks import create_app
 
+    if with_lab:
+        ctx = click.get_current_context()
+        ctx.invoke(lab_up, subscribers=4)
     app = create_app()
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 

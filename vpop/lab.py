@@ -39,6 +39,7 @@ from vpop.topology import (
     SERVICE_ADDRESS,
     Topology,
     build_topology,
+    node_pattern,
 )
 
 FRR_DAEMONS = ("zebra", "staticd", "pbrd")
@@ -87,6 +88,20 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def _checkpoint(step: str) -> None:
+    """Fault injection for tests: ``VPOP_LAB_CRASH_AT=<step>`` kills ``up`` right here."""
+    if os.environ.get("VPOP_LAB_CRASH_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_alive(procs: list[tuple[str, int]]) -> None:
+    for what, pid in procs:
+        with contextlib.suppress(ChildProcessError):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                raise LabError(f"lab process {what} exited on start (status {status})")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,18 +122,20 @@ def _keypair() -> tuple[bytes, bytes]:
     return private, public
 
 
-def lab_namespaces() -> list[str]:
-    """Every network namespace whose name starts with ``vpop-``."""
+def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
+    """Every network namespace a lab with ``prefix`` may have created (``vpop-rc1``, ...)."""
     out = _run([IP, "netns", "list"])
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return sorted(n for n in names if n.startswith(NAMESPACE_PREFIX))
+    pattern = node_pattern(prefix)
+    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 class Lab:
     """One lab on this machine, its state kept under ``lab_dir``."""
 
-    def __init__(self, lab_dir: Path | None = None) -> None:
+    def __init__(self, lab_dir: Path | None = None, prefix: str = NAMESPACE_PREFIX) -> None:
         self.dir = lab_dir or load_settings().lab_dir
+        self.prefix = prefix
         self.pid_file = self.dir / "pids"
         self.state_file = self.dir / "state.json"
 
@@ -127,18 +144,29 @@ class Lab:
         with self.pid_file.open("a") as fh:
             fh.write(f"{pid} {_start_time(pid) or '-'} {what}\n")
 
-    def _spawn(self, args: Sequence[str], what: str, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
+    def _spawn(self, args: Sequence[str], what: str, log: Path) -> int:
+        """Start a lab process in its own session; it outlives this Python process.
+
+        ``posix_spawn`` rather than ``Popen``: the process is meant to outlive this object,
+        and its PID is recorded at once so that ``down`` can always find it.
+        """
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            pid = os.posix_spawn(
+                args[0],
                 list(args),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, fd, 1),
+                    (os.POSIX_SPAWN_DUP2, fd, 2),
+                ],
+                setsid=True,
             )
-        self._record(proc.pid, what)
-        return proc
+        finally:
+            os.close(fd)
+        self._record(pid, what)
+        return pid
 
     def state(self) -> dict[str, Any] | None:
         """The state written by ``up``, or None when no lab is up."""
@@ -156,7 +184,7 @@ class Lab:
                 parts = line.split()
                 if len(parts) >= 2 and parts[0].isdigit():
                     _kill_pid(int(parts[0]), None if parts[1] == "-" else parts[1])
-        for ns in lab_namespaces():
+        for ns in lab_namespaces(self.prefix):
             pids = subprocess.run(
                 [IP, "netns", "pids", ns], capture_output=True, text=True, check=False
             ).stdout.split()
@@ -170,7 +198,7 @@ class Lab:
     # ---- up ----------------------------------------------------------------------------
     def up(self, subscribers: int = 4) -> dict[str, Any]:
         """Build a fresh lab (removing any old one first) and return its state."""
-        topo = build_topology(subscribers)
+        topo = build_topology(subscribers, self.prefix)
         self.down()
         started = time.monotonic()
         try:
@@ -184,6 +212,9 @@ class Lab:
 
     def _build(self, topo: Topology) -> dict[str, Any]:
         self.dir.mkdir(parents=True, exist_ok=True)
+        for parent in self.dir.resolve().parents:
+            if not parent.stat().st_mode & 0o001:
+                raise LabError(f"{parent} is not searchable by the frr user; use another lab dir")
         os.chmod(self.dir, 0o755)
         self.pid_file.touch()
         batch = [f"netns add {topo.namespace(n)}" for n in topo.nodes]
@@ -193,6 +224,7 @@ class Lab:
                 f"peer name {link.b_ifname} netns {topo.namespace(link.b)}"
             )
         _run([IP, "-batch", "-"], stdin="\n".join(batch) + "\n")
+        _checkpoint("links")
         per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in topo.nodes}
         for link in topo.links:
             for node, ifname, addr in (
@@ -220,7 +252,7 @@ class Lab:
         os.chmod(self.dir / "ssh_host_ed25519_key", 0o600)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
 
-        procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        procs: list[tuple[str, int]] = []
         ports: dict[str, int] = {}
         for router in topo.routers:
             ports[router] = _free_port()
@@ -253,12 +285,14 @@ class Lab:
                     ),
                 )
             )
+        _checkpoint("daemons")
         self._wait_ready(topo, ports, procs)
         for router in topo.routers:
             self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
         self._wait_routes(topo)
         state = {
             "lab_dir": str(self.dir),
+            "prefix": self.prefix,
             "subscribers": len(topo.subscribers),
             "nodes": {
                 n: {
@@ -282,7 +316,7 @@ class Lab:
 
     def _start_router(
         self, topo: Topology, router: str, port: int
-    ) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    ) -> list[tuple[str, int]]:
         rdir = self.dir / router
         rdir.mkdir()
         shutil.chown(rdir, "frr", "frr")
@@ -310,7 +344,7 @@ class Lab:
                 "for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done",
             ]
         )
-        procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        procs: list[tuple[str, int]] = []
         for daemon in FRR_DAEMONS:
             if daemon != "zebra":
                 # a client that finds no zserv socket retries only after 10 s
@@ -381,7 +415,7 @@ class Lab:
         self,
         topo: Topology,
         ports: dict[str, int],
-        procs: list[tuple[str, subprocess.Popen[bytes]]],
+        procs: list[tuple[str, int]],
     ) -> None:
         """Wait (bounded) for every daemon's socket; fail fast if a process died."""
         pending: set[str] = set()
@@ -391,9 +425,7 @@ class Lab:
         deadline = time.monotonic() + READY_TIMEOUT
         tcp_pending = dict(ports)
         while pending or tcp_pending:
-            for what, proc in procs:
-                if proc.poll() is not None:
-                    raise LabError(f"lab process {what} exited with {proc.returncode} on start")
+            _check_alive(procs)
             pending = {p for p in pending if not Path(p).exists()}
             for router, port in list(tcp_pending.items()):
                 with socket.socket() as sock:
@@ -406,12 +438,10 @@ class Lab:
                 time.sleep(0.005)
         self._wait_clients(topo)
 
-    def _wait_path(self, path: Path, procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    def _wait_path(self, path: Path, procs: list[tuple[str, int]]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while not path.exists():
-            for what, proc in procs:
-                if proc.poll() is not None:
-                    raise LabError(f"lab process {what} exited with {proc.returncode} on start")
+            _check_alive(procs)
             if time.monotonic() > deadline:
                 raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {path}")
             time.sleep(0.002)
@@ -452,7 +482,7 @@ class Lab:
                 IP,
                 "netns",
                 "exec",
-                NAMESPACE_PREFIX + router,
+                self.prefix + router,
                 "/usr/bin/vtysh",
                 "--vty_socket",
                 str(self.dir / router),
@@ -489,7 +519,7 @@ class Lab:
     def status(self) -> dict[str, Any]:
         """What is up: nodes, namespaces, management ports, and stray namespaces."""
         state = self.state()
-        present = lab_namespaces()
+        present = lab_namespaces(self.prefix)
         if state is None:
             return {"up": False, "namespaces": present, "nodes": {}}
         nodes = state["nodes"]

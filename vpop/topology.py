@@ -15,6 +15,7 @@ Address plan (documentation ranges only):
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from vpop.errors import BadInput
@@ -74,6 +75,7 @@ class Topology:
     links: tuple[Link, ...]
     lines: tuple[Line, ...]
     uplinks: tuple[Uplink, ...]
+    prefix: str = NAMESPACE_PREFIX
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -84,7 +86,7 @@ class Topology:
         """The Linux network namespace of a node."""
         if node not in self.nodes:
             raise BadInput(f"unknown lab node {node!r}; nodes are: {', '.join(self.nodes)}")
-        return NAMESPACE_PREFIX + node
+        return self.prefix + node
 
 
 def _p2p(network: ipaddress.IPv4Network) -> tuple[str, str]:
@@ -92,7 +94,7 @@ def _p2p(network: ipaddress.IPv4Network) -> tuple[str, str]:
     return f"{hosts[0]}/{network.prefixlen}", f"{hosts[1]}/{network.prefixlen}"
 
 
-def build_topology(subscribers: int = 4) -> Topology:
+def build_topology(subscribers: int = 4, prefix: str = NAMESPACE_PREFIX) -> Topology:
     """Describe a lab with ``subscribers`` subscribers spread round-robin over the routers.
 
     Raises:
@@ -129,4 +131,11 @@ def build_topology(subscribers: int = 4) -> Topology:
                 circuit_id=f"{router}:{sub}",
             )
         )
-    return Topology(ROUTERS, ISPS, names, tuple(links), tuple(lines), tuple(uplinks))
+    if not re.fullmatch(r"vpop-([a-z0-9]+-)?", prefix):
+        raise BadInput(f"namespace prefix must look like 'vpop-' or 'vpop-x-', not {prefix!r}")
+    return Topology(ROUTERS, ISPS, names, tuple(links), tuple(lines), tuple(uplinks), prefix)
+
+
+def node_pattern(prefix: str = NAMESPACE_PREFIX) -> re.Pattern[str]:
+    """Matches the namespace names a lab with ``prefix`` creates, and no others."""
+    return re.compile(re.escape(prefix) + r"(rc\d+|isp-[a-z]+|sub\d+)")

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what vpop needs on Debian 12, idempotently: Debian packages (only when missing) and
+# a virtual environment at .venv with the pinned packages (only when the pins changed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(frr openssh-server openssh-client nftables iproute2 iputils-ping curl iperf3
+  python3 python3-venv ca-certificates procps)
+if [[ "${VPOP_INSTALL_BROWSER:-0}" == 1 ]]; then
+  APT_PACKAGES+=(chromium chromium-driver)
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install: apt-get install ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# the Debian package starts nothing we use; the lab runs its own daemons per namespace
+mkdir -p /run/sshd
+
+stamp=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python || "$(cat .venv/.vpop-stamp 2>/dev/null)" != "$stamp" ]]; then
+  echo "install: .venv from requirements.lock" >&2
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+  echo "$stamp" > .venv/.vpop-stamp
+fi

@@ -1,0 +1,38 @@
+"""Shared fixtures: the namespace lab (once per session) and the golden-file option."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vpop.lab import Lab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update", action="store_true", help="rewrite golden files from current output"
+    )
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update"))
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[dict[str, Any]]:
+    """The default lab (rc1, rc2, isp-a..c, sub1..sub4), up for the whole session."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces, FRR, sshd)")
+    instance = Lab()
+    try:
+        state = instance.up(subscribers=4)
+        yield state
+    finally:
+        instance.down()
