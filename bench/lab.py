@@ -28,11 +28,13 @@ def main() -> None:
         lab.down()
         downs.append(time.perf_counter() - started)
     up, down = statistics.median(ups), statistics.median(downs)
-    print(f"lab up   median {up * 1000:7.1f} ms  (min {min(ups) * 1000:.1f}, max {max(ups) * 1000:.1f})")
-    print(f"lab down median {down * 1000:7.1f} ms  (min {min(downs) * 1000:.1f}, max {max(downs) * 1000:.1f})")
-    print(f"runs {args.runs}, subscribers {args.subscribers}; up/down ratio {up / down:.2f}; "
-          f"up target 2000 ms -> {up / 2.0 * 100:.0f}% of budget")
-
+    for name, values, median in (("up", ups, up), ("down", downs, down)):
+        low, high = min(values) * 1000, max(values) * 1000
+        print(f"lab {name:4} median {median * 1000:7.1f} ms  (min {low:.1f}, max {high:.1f})")
+    print(
+        f"runs {args.runs}, subscribers {args.subscribers}; up/down ratio {up / down:.2f}; "
+        f"up is {up / 2.0 * 100:.0f}% of the 2000 ms budget"
+    )
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.lab
 
 def vpop(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vpop.cli", *args], capture_output=True, text=True, check=check,
+        [sys.executable, "-m", "vpop.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
         timeout=60,
     )
 
@@ -76,7 +79,9 @@ def test_a_router_session_configures_routing_acls_and_shaping(lab: dict[str, Any
             assert shell.run("nft add table inet vpoptest").ok
             tables = json.loads(shell.run("nft -j list tables").output)["nftables"]
             assert any(t.get("table", {}).get("name") == "vpoptest" for t in tables)
-            assert shell.run("tc qdisc add dev isp-b root tbf rate 10mbit burst 32k latency 50ms").ok
+            assert shell.run(
+                "tc qdisc add dev isp-b root tbf rate 10mbit burst 32k latency 50ms"
+            ).ok
             assert "tbf" in shell.run("tc qdisc show dev isp-b").output
             assert not shell.vtysh("conf t", "no-such-command").ok
         finally:

@@ -60,9 +60,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path, lab_dir: Path)
 
 
 @pytest.mark.parametrize("step", ["links", "daemons"])
-def test_down_cleans_up_after_up_crashed_midway(
-    tmp_path: Path, lab_dir: Path, step: str
-) -> None:
+def test_down_cleans_up_after_up_crashed_midway(tmp_path: Path, lab_dir: Path, step: str) -> None:
     code = (
         "from pathlib import Path; from vpop.lab import Lab; "
         f"Lab(Path({str(lab_dir)!r}), prefix={PREFIX!r}).up(subscribers=2)"
