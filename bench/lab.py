@@ -36,5 +36,6 @@ def main() -> None:
         f"up is {up / 2.0 * 100:.0f}% of the 2000 ms budget"
     )
 
+
 if __name__ == "__main__":
     main()

@@ -314,9 +314,7 @@ class Lab:
         self._write_inventory(topo, ports)
         return state
 
-    def _start_router(
-        self, topo: Topology, router: str, port: int
-    ) -> list[tuple[str, int]]:
+    def _start_router(self, topo: Topology, router: str, port: int) -> list[tuple[str, int]]:
         rdir = self.dir / router
         rdir.mkdir()
         shutil.chown(rdir, "frr", "frr")
