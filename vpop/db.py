@@ -1,0 +1,280 @@
+"""Business state: SQLAlchemy 2 models, the engine and sessions.
+
+SQLite (WAL mode, busy timeout) by default, any URL in ``VPOP_DATABASE_URL`` otherwise
+(PostgreSQL is supported: only portable SQL here). Money is integer minor units. Times are
+timezone-aware UTC. The schema is created by Alembic (``vpop db upgrade``), never by
+``create_all`` outside tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+
+from vpop.settings import load_settings
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every vpop model."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class OrderStatus(enum.StrEnum):
+    """The life of an order (see docs/orders.md)."""
+
+    RECEIVED = "RECEIVED"
+    RUNNING = "RUNNING"
+    DONE_SUCCESS = "DONE_SUCCESS"
+    DONE_FAILED = "DONE_FAILED"
+    UNKNOWN = "UNKNOWN"
+    RECONCILED = "RECONCILED"
+
+
+FINAL_STATUSES = {OrderStatus.DONE_SUCCESS, OrderStatus.DONE_FAILED, OrderStatus.RECONCILED}
+
+
+class RunStatus(enum.StrEnum):
+    """The outcome of one Nornir run against one router."""
+
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Role(enum.StrEnum):
+    """Roles of API tokens."""
+
+    ADMIN = "admin"
+    NOC = "noc"
+    PORTAL = "portal"
+    ISP = "isp"
+
+
+class Isp(Base):
+    """A provider reachable through the routing centre."""
+
+    __tablename__ = "isps"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    callback_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    # destinations this ISP does not carry (its outbound filter list), canonical prefixes
+    outbound_deny: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    plans: Mapped[list[Plan]] = relationship(back_populates="isp", order_by="Plan.id")
+
+
+class Plan(Base):
+    """An ISP's offer: speed and monthly price (integer minor units)."""
+
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    speed_mbps: Mapped[int] = mapped_column(Integer)
+    monthly_price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    isp: Mapped[Isp] = relationship(back_populates="plans")
+
+
+class Subscriber(Base):
+    """A person or site; reaches the routing centre through one or more lines."""
+
+    __tablename__ = "subscribers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lines: Mapped[list[Line]] = relationship(back_populates="subscriber", order_by="Line.id")
+
+
+class Line(Base):
+    """Where a subscriber attaches: router + interface + the subscriber's prefix."""
+
+    __tablename__ = "lines"
+    __table_args__ = (UniqueConstraint("router", "interface"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"))
+    router: Mapped[str] = mapped_column(String(64))
+    interface: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(64))
+    calling_number: Mapped[str | None] = mapped_column(String(20), unique=True, default=None)
+    circuit_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    access_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    subscriber: Mapped[Subscriber] = relationship(back_populates="lines")
+    selection: Mapped[Selection | None] = relationship(back_populates="line")
+
+
+class Selection(Base):
+    """The ISP a line currently uses, as confirmed on the router."""
+
+    __tablename__ = "selections"
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    line: Mapped[Line] = relationship(back_populates="selection")
+
+
+class Run(Base):
+    """One Nornir execution against one router."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    router: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # selection | reconcile | dry_run
+    trigger: Mapped[str] = mapped_column(String(100))  # what started it: order ids, schedule
+    requester: Mapped[str] = mapped_column(String(100))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
+    diff: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per host
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Order(Base):
+    """One request to change a line's selection."""
+
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), index=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    router: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.RECEIVED.value, index=True)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    requester: Mapped[str] = mapped_column(String(100))
+    callback_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    callback_status: Mapped[str | None] = mapped_column(String(100), default=None)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), default=None)
+    diff: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    line: Mapped[Line] = relationship()
+    run: Mapped[Run | None] = relationship()
+
+
+class IdempotencyRecord(Base):
+    """A request key, scoped to its caller, and the order it created."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token, stored as a SHA-256 hash; the clear token is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditEntry(Base):
+    """Who changed what, when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    object: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def audit(session: Session, actor: str, action: str, obj: str, **details: Any) -> None:
+    """Add an audit entry to the session's transaction."""
+    session.add(AuditEntry(actor=actor, action=action, object=obj, details=details))
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL for the process (SQLite gets WAL and a busy timeout)."""
+    url = url or load_settings().database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, forks)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on error."""
+    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session
