@@ -11,11 +11,13 @@ It is reached, like every connection, through ``task.host.get_connection("vpop_s
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paramiko
@@ -47,14 +49,90 @@ class CommandResult:
         return self.exit_status == 0
 
 
+AGENT_SOURCE = (Path(__file__).resolve().parent / "router_agent.py").read_text()
+
+
+class Agent:
+    """The router-side agent (``tasks/router_agent.py``) on its own channel of the session."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.buf = b""
+        self.broken = False
+
+    def _readline(self, deadline: float) -> bytes:
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ShellTimeout("router agent did not answer in time")
+            self.channel.settimeout(remaining)
+            chunk = self.channel.recv(1 << 16)
+            if not chunk:
+                raise ShellError("router agent closed the session")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def call(self, request: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+        """Send one request, return its answer (``ok`` tells success)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            if self.broken:
+                raise ShellError("router agent session is broken; reconnect")
+            try:
+                self.channel.sendall(json.dumps(request).encode() + b"\n")
+                answer: dict[str, Any] = json.loads(self._readline(deadline))
+            except (OSError, paramiko.SSHException, ShellError, ValueError) as err:
+                self.broken = True
+                self.channel.close()
+                if isinstance(err, ShellError):
+                    raise
+                raise ShellError(f"router agent failed: {err}") from err
+        return answer
+
+    def start(self, timeout: float) -> None:
+        """Start the agent and wait for its ready line."""
+        self.channel.exec_command("exec python3 -u -c " + shlex.quote(AGENT_SOURCE))
+        hello = json.loads(self._readline(time.monotonic() + timeout))
+        if not hello.get("ready"):
+            raise ShellError(f"router agent did not start: {hello}")
+
+
 class Shell:
-    """One persistent ``sh`` on a router, over one SSH channel."""
+    """One SSH session to a router: a persistent ``sh`` channel and, on demand, the agent."""
 
     def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel) -> None:
         self.client = client
         self.channel = channel
         self.lock = threading.Lock()
         self.broken = False
+        self._agent: Agent | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the session can still be used."""
+        transport = self.client.get_transport()
+        agent_ok = self._agent is None or not self._agent.broken
+        return not self.broken and agent_ok and transport is not None and transport.is_active()
+
+    def agent(self, timeout: float = 10.0) -> Agent:
+        """The router agent of this session, started on first use."""
+        if self._agent is None or self._agent.broken:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                self.broken = True
+                raise ShellError("SSH session is closed")
+            try:
+                channel = transport.open_session(timeout=timeout)
+                channel.set_combine_stderr(False)
+                agent = Agent(channel)
+                agent.start(timeout)
+            except (OSError, paramiko.SSHException, ValueError) as err:
+                self.broken = True
+                raise ShellError(f"cannot start the router agent: {err}") from err
+            self._agent = agent
+        return self._agent
 
     def run(self, command: str, *, timeout: float = 30.0) -> CommandResult:
         """Run one shell command and return its output and exit status.
@@ -150,8 +228,49 @@ def open_shell(
     return Shell(client, channel)
 
 
+_POOL: dict[tuple[str, int, str], list[Shell]] = {}
+_POOL_LOCK = threading.Lock()
+POOL_SIZE = 4
+
+
+def pool_get(key: tuple[str, int, str]) -> Shell | None:
+    """A warm, healthy session for ``key`` from the process pool, if any."""
+    with _POOL_LOCK:
+        shells = _POOL.get(key, [])
+        while shells:
+            shell = shells.pop()
+            if shell.healthy:
+                return shell
+            shell.close()
+    return None
+
+
+def pool_put(key: tuple[str, int, str], shell: Shell) -> None:
+    """Keep a healthy session for the next run; close it otherwise."""
+    with _POOL_LOCK:
+        shells = _POOL.setdefault(key, [])
+        if shell.healthy and len(shells) < POOL_SIZE:
+            shells.append(shell)
+            return
+    shell.close()
+
+
+def close_pool() -> None:
+    """Close every pooled session (process exit, tests, a lab rebuilt)."""
+    with _POOL_LOCK:
+        shells = [s for group in _POOL.values() for s in group]
+        _POOL.clear()
+    for shell in shells:
+        shell.close()
+
+
 class VpopShell:
-    """Nornir connection plugin wrapping :class:`Shell`."""
+    """Nornir connection plugin wrapping :class:`Shell`.
+
+    Nornir objects are built fresh per run (so no run inherits another's failed hosts), but
+    SSH sessions are kept warm in a small process-wide pool: ``close`` hands a healthy session
+    back to the pool unless the connection's extras say ``pool: false``.
+    """
 
     def open(
         self,
@@ -165,15 +284,21 @@ class VpopShell:
     ) -> None:
         """Open the session (called by Nornir's ``get_connection``)."""
         extras = extras or {}
-        self.connection = open_shell(
-            hostname or "127.0.0.1",
-            port or 22,
-            username or "root",
+        self.pooled = bool(extras.get("pool", True))
+        self.key = (hostname or "127.0.0.1", port or 22, username or "root")
+        shell = pool_get(self.key) if self.pooled else None
+        self.connection = shell or open_shell(
+            self.key[0],
+            self.key[1],
+            self.key[2],
             password=password or None,
             key_file=extras.get("key_file"),
             timeout=float(extras.get("timeout", 10.0)),
         )
 
     def close(self) -> None:
-        """Close the session (called by Nornir's ``close_connections``)."""
-        self.connection.close()
+        """Return the session to the pool, or close it (Nornir's ``close_connections``)."""
+        if self.pooled:
+            pool_put(self.key, self.connection)
+        else:
+            self.connection.close()

@@ -6,7 +6,10 @@ Exit codes: 0 success, 1 a failed run, 2 bad input (one line that says what to f
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,16 +104,228 @@ def lab_exec(node: str, command: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
-def serve(host: str, port: int, with_lab: bool) -> None:
+def serve(host: str, port: int, workers: int, with_lab: bool) -> None:
     """Run the API server, the worker and the scheduler in one process."""
+    from werkzeug.serving import make_server
+
+    from tasks.connection import close_pool
+    from vpop.migrate import upgrade
     from webhooks import create_app
 
     if with_lab:
-        ctx = click.get_current_context()
-        ctx.invoke(lab_up, subscribers=4)
-    app = create_app()
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+        click.get_current_context().invoke(lab_up, subscribers=4)
+    upgrade()
+    from vpop.queue import Sweeper, make_consumer
+
+    server = make_server(host, port, create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True)
+    thread.start()
+    sweeper = Sweeper()
+    sweeper.start()
+    click.echo(f"vpop serving on http://{host}:{port}/ with {workers} workers")
+    try:
+        make_consumer(workers).run()  # main thread: handles SIGINT / SIGTERM
+    finally:
+        sweeper.stop_event.set()
+        server.shutdown()
+        close_pool()
+
+
+@main.command()
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
+def worker(workers: int) -> None:
+    """Run a worker alone (to scale out beside `vpop serve`)."""
+    from tasks.connection import close_pool
+    from vpop.migrate import upgrade
+
+    upgrade()
+    from vpop.queue import Sweeper, make_consumer
+
+    sweeper = Sweeper()
+    sweeper.start()
+    try:
+        make_consumer(workers).run()
+    finally:
+        sweeper.stop_event.set()
+        close_pool()
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database named by VPOP_DATABASE_URL to the newest schema."""
+    from vpop.migrate import upgrade
+    from vpop.settings import load_settings
+
+    upgrade()
+    click.echo(f"database at newest schema: {load_settings().database_url}")
+
+
+def _cli_actor() -> str:
+    return "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "root")
+
+
+@main.command("select")
+@click.argument("subscriber")
+@click.argument("isp")
+@click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
+def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None:
+    """Move SUBSCRIBER's traffic to ISP: prints progress, the diff and the result."""
+    from vpop import engine, validate
+    from vpop.db import FINAL_STATUSES, Order, session_scope
+    from vpop.orders import Caller, SelectionRequest, submit_selection
+
+    try:
+        req = SelectionRequest(
+            subscriber=validate.name(subscriber, "SUBSCRIBER"),
+            isp=validate.name(isp, "ISP"),
+            dry_run=dry_run,
+        )
+        order, _ = submit_selection(req, Caller(_cli_actor(), "admin"), None)
+    except VpopError as err:
+        _fail(err)
+        return
+    click.echo(f"order {order.id}: RECEIVED ({subscriber} -> {isp} on {order.router})")
+    started = time.monotonic()
+    worker_thread = threading.Thread(target=engine.process_router, args=(order.router,))
+    worker_thread.start()
+    last = "RECEIVED"
+    final: Order | None = None
+    while time.monotonic() - started < timeout:
+        with session_scope() as session:
+            current = session.get(Order, order.id)
+            assert current is not None
+            if current.status != last:
+                last = current.status
+                click.echo(f"order {order.id}: {last} ({time.monotonic() - started:.2f}s)")
+            if current.status in FINAL_STATUSES or current.status == "UNKNOWN":
+                final = current
+                break
+        worker_thread.join(0.05)
+    worker_thread.join(timeout=max(0.0, timeout - (time.monotonic() - started)))
+    if final is None:
+        click.echo(f"order {order.id}: still {last} after {timeout}s", err=True)
+        sys.exit(1)
+    click.echo(final.diff or "(no difference: the router already had this state)")
+    if final.status == "DONE_SUCCESS":
+        click.echo(f"order {order.id}: DONE_SUCCESS" + (" (dry run)" if dry_run else ""))
+        return
+    click.echo(f"order {order.id}: {final.status}: {final.error}", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def runs() -> None:
+    """Nornir runs: what was pushed where, by whom."""
+
+
+@runs.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--router")
+def runs_list(limit: int, router: str | None) -> None:
+    """List recent runs, newest first."""
+    from sqlalchemy import select
+
+    from vpop.db import Run, session_scope
+
+    with session_scope() as session:
+        stmt = select(Run).order_by(Run.id.desc()).limit(limit)
+        if router:
+            stmt = stmt.where(Run.router == router)
+        for run in session.scalars(stmt):
+            total = run.timings.get("total", "")
+            click.echo(
+                f"{run.id:6} {run.started_at:%Y-%m-%d %H:%M:%S} {run.router:6} {run.kind:10} "
+                f"{run.status:8} {total!s:>8}ms  {run.trigger}  by {run.requester}"
+            )
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+def runs_show(run_id: int) -> None:
+    """Show one run: trigger, requester, per-host result, timings and diff."""
+    from vpop.db import Run, session_scope
+
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            click.echo(f"error: VPOP-404: no run {run_id}; see `vpop runs list`", err=True)
+            sys.exit(2)
+        click.echo(
+            json.dumps(
+                {
+                    "run": run.id,
+                    "router": run.router,
+                    "kind": run.kind,
+                    "status": run.status,
+                    "trigger": run.trigger,
+                    "requester": run.requester,
+                    "dry_run": run.dry_run,
+                    "started_at": run.started_at.isoformat(),
+                    "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                    "timings_ms": run.timings,
+                    "result": run.result,
+                    "error": run.error,
+                },
+                indent=2,
+            )
+        )
+        click.echo(run.diff or "(empty diff)")
+
+
+@main.command()
+@click.option("--router", "routers", multiple=True, help="Only these routers (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
+def reconcile(routers: tuple[str, ...], dry_run: bool) -> None:
+    """Converge routers to the confirmed selections in the database."""
+    from vpop import engine
+    from vpop.nornir_factory import open_nornir
+
+    with open_nornir() as nr:
+        names = list(routers) or sorted(nr.inventory.hosts)
+    failed = False
+    for router in names:
+        try:
+            run = engine.reconcile(router, dry_run=dry_run, requester=_cli_actor())
+        except VpopError as err:
+            _fail(err)
+            return
+        click.echo(f"{router}: run {run.id} {run.status}" + (" (dry run)" if dry_run else ""))
+        click.echo(run.diff or f"{router}: in sync")
+        failed |= run.status != "SUCCESS"
+    sys.exit(1 if failed else 0)
+
+
+@main.group()
+def token() -> None:
+    """API bearer tokens."""
+
+
+@token.command("create")
+@click.option("--role", required=True, type=click.Choice(["admin", "noc", "portal", "isp"]))
+@click.option("--isp", default=None, help="The ISP an isp token is scoped to.")
+@click.option("--name", default="api", show_default=True)
+def token_create(role: str, isp: str | None, name: str) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from vpop.db import session_scope
+    from vpop.migrate import upgrade
+    from vpop.tokens import create_token
+
+    upgrade()
+    try:
+        with session_scope() as session:
+            clear = create_token(session, role, isp, name, actor=_cli_actor())
+    except VpopError as err:
+        _fail(err)
+        return
+    click.echo(clear)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,8 @@ class Line(Base):
     router: Mapped[str] = mapped_column(String(64))
     interface: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(64))
+    # router's address on the line, interface form (198.51.100.1/30); None when unnumbered
+    gateway: Mapped[str | None] = mapped_column(String(64), default=None)
     calling_number: Mapped[str | None] = mapped_column(String(20), unique=True, default=None)
     circuit_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
     access_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)

@@ -379,7 +379,7 @@ class Lab:
         shell.write_text(
             "#!/bin/sh\n"
             f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
-            f"VPOP_ROUTER={router} TERM=dumb\n"
+            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir}\n"
             'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
             f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
             "fi\n"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 07:37:41.085443
+Create Date: 2026-11-26 07:39:48.468838
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("router", sa.String(length=64), nullable=False),
         sa.Column("interface", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=64), nullable=False),
+        sa.Column("gateway", sa.String(length=64), nullable=True),
         sa.Column("calling_number", sa.String(length=20), nullable=True),
         sa.Column("circuit_id", sa.String(length=100), nullable=True),
         sa.Column("access_id", sa.String(length=100), nullable=True),

@@ -1,0 +1,196 @@
+"""The job queue: huey, with SQLite storage by default and Redis to scale out.
+
+``VPOP_QUEUE_URL`` chooses the storage: ``sqlite:///path`` (default, a file under ``var/``)
+or ``redis://host:port/db``. The queue holds only router names and order ids: the orders
+themselves are committed to the database before anything is enqueued, so a lost queue loses
+no order (the sweep re-enqueues what is waiting).
+
+In the embedded mode (``vpop serve``) the consumer runs in the same process as the API, and a
+wake-up event lets an idle worker pick a new job at once instead of waiting for its next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer, Worker
+from huey.exceptions import TaskLockedException
+from sqlalchemy import func, select
+
+from vpop import engine
+from vpop.db import Order, OrderStatus, session_scope, utcnow
+from vpop.settings import load_settings
+
+log = logging.getLogger(__name__)
+SWEEP_SECONDS = 5.0
+STALE_AFTER = timedelta(seconds=10)
+
+
+def _make_huey() -> Huey:
+    url = load_settings().queue_url
+    if url.startswith("redis://"):
+        return RedisHuey("vpop", url=url)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("vpop", filename=str(path), timeout=30)
+    raise ValueError(f"VPOP_QUEUE_URL must be sqlite:///PATH or redis://..., not {url!r}")
+
+
+huey = _make_huey()
+_wake = threading.Event()
+
+
+def wake_workers() -> None:
+    """Tell idle in-process workers that a job is waiting."""
+    _wake.set()
+
+
+class _WakeableWorker(Worker):  # type: ignore[misc]
+    delay: float
+    default_delay: float
+    max_delay: float
+    backoff: float
+
+    def sleep(self) -> None:
+        if self.delay > self.max_delay:
+            self.delay = self.max_delay
+        if _wake.wait(self.delay):
+            _wake.clear()
+            self.delay = self.default_delay
+            return
+        self.delay *= self.backoff
+
+
+class EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """A huey consumer whose idle workers wake as soon as this process enqueues a job."""
+
+    def _create_worker(self) -> Worker:
+        return _WakeableWorker(
+            huey=self.huey,
+            default_delay=self.default_delay,
+            max_delay=self.max_delay,
+            backoff=self.backoff,
+            stop_flag=self.stop_flag,
+            max_tasks=self.max_tasks,
+        )
+
+
+def make_consumer(workers: int = 4) -> Consumer:
+    """The consumer `vpop serve` and `vpop worker` run."""
+    return EmbeddedConsumer(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=0.5,
+        periodic=True,
+        check_worker_health=True,
+    )
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def process_router_task(router: str) -> list[int]:
+    """Apply the router's RECEIVED orders, across processes one worker at a time."""
+    try:
+        with huey.lock_task(f"router:{router}"):
+            runs = engine.process_router(router)
+    except TaskLockedException:
+        return []  # the holder re-checks for waiting orders after it releases the lock
+    if _waiting(router):
+        enqueue_router(router)
+    return runs
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def reconcile_task(router: str) -> int:
+    """Converge one router to the confirmed selections."""
+    with huey.lock_task(f"router:{router}"):
+        return engine.reconcile(router, requester="auto-reconcile").id
+
+
+@huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
+def callback_task(order_id: int) -> str:
+    """Send the order's signed callback (retried on failure)."""
+    from vpop.callbacks import send_order_callback
+
+    return send_order_callback(order_id)
+
+
+def _waiting(router: str) -> bool:
+    with session_scope() as session:
+        count = session.scalar(
+            select(func.count(Order.id)).where(
+                Order.router == router, Order.status == OrderStatus.RECEIVED.value
+            )
+        )
+    return bool(count)
+
+
+def enqueue_router(router: str) -> None:
+    """Queue a run for the router (after its orders are committed)."""
+    process_router_task(router)
+    wake_workers()
+
+
+def enqueue_reconcile(router: str, delay: float = 1.0) -> None:
+    """Queue a reconcile of the router after ``delay`` seconds."""
+    reconcile_task.schedule(args=(router,), delay=delay)
+    wake_workers()
+
+
+def enqueue_callback(order_id: int) -> None:
+    """Queue the order's callback, if it has a callback URL."""
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        wanted = order is not None and bool(order.callback_url)
+    if wanted:
+        callback_task(order_id)
+        wake_workers()
+
+
+def sweep() -> dict[str, Any]:
+    """Safety net: re-enqueue routers with stale RECEIVED orders, reconcile UNKNOWN ones."""
+    cutoff = utcnow() - STALE_AFTER
+    with session_scope() as session:
+        stale = set(
+            session.scalars(
+                select(Order.router).where(
+                    Order.status == OrderStatus.RECEIVED.value, Order.created_at < cutoff
+                )
+            )
+        )
+        unknown = set(
+            session.scalars(select(Order.router).where(Order.status == OrderStatus.UNKNOWN.value))
+        )
+    for router in stale:
+        enqueue_router(router)
+    for router in unknown:
+        enqueue_reconcile(router, delay=0)
+    return {"stale": sorted(stale), "unknown": sorted(unknown)}
+
+
+engine.on_order_final.append(enqueue_callback)
+engine.on_reconcile_needed.append(enqueue_reconcile)
+
+
+class Sweeper(threading.Thread):
+    """Runs :func:`sweep` every few seconds (huey's own periodic tasks tick once a minute)."""
+
+    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
+        super().__init__(name="vpop-sweeper", daemon=True)
+        self.interval = interval
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            try:
+                sweep()
+            except Exception:
+                log.exception("sweep failed")
