@@ -102,14 +102,11 @@ def read_state(task: Task) -> Result:
 def diff_config(running: dict[str, str], intended: dict[str, str]) -> str:
     """The unified diff of every feature, running -> intended."""
     return "".join(
-        frr_config.unified_diff(running.get(f, ""), intended.get(f, ""), f)
-        for f in ("pbr", "acl")
+        frr_config.unified_diff(running.get(f, ""), intended.get(f, ""), f) for f in ("pbr", "acl")
     )
 
 
-def deploy_config(
-    task: Task, *, intended: dict[str, str], dry_run: bool | None = None
-) -> Result:
+def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None = None) -> Result:
     """Make the router's vpop-owned state equal ``intended`` (``{"pbr": ..., "acl": ...}``).
 
     Reads the running state, computes the diff, and stops there on a dry run or an empty
@@ -169,8 +166,7 @@ def deploy_config(
         ) from err
     if state != want:
         raise VerifyFailed(
-            f"{task.host.name}: state read back differs from intended:\n"
-            + diff_config(state, want)
+            f"{task.host.name}: state read back differs from intended:\n" + diff_config(state, want)
         )
     return Result(
         host=task.host,
@@ -180,9 +176,7 @@ def deploy_config(
     )
 
 
-def _settle(
-    agent: Agent, want: dict[str, str]
-) -> tuple[dict[str, str], dict[str, str | None]]:
+def _settle(agent: Agent, want: dict[str, str]) -> tuple[dict[str, str], dict[str, str | None]]:
     """Read back until every intended policy's rule is installed (bounded wait)."""
     expected = {
         b.header.split()[1]: next(

@@ -43,6 +43,22 @@ def _send(sock: socket.socket, line: str) -> tuple[int, str]:
             return buf[-1], buf[:-4].decode(errors="replace")
 
 
+def _cut_after() -> int | None:
+    """A one-shot drill: ``cut-after:N`` in the file VPOP_FAULT_FILE names (lab only)."""
+    path = os.environ.get("VPOP_FAULT_FILE")
+    if not path:
+        return None
+    try:
+        with open(path) as fh:
+            kind, _, count = fh.read().strip().partition(":")
+        if kind != "cut-after" or not count.isdigit():
+            return None
+        os.unlink(path)
+    except OSError:
+        return None
+    return int(count)
+
+
 def vty(req: dict[str, Any]) -> dict[str, Any]:
     """Run commands on one daemon; in config mode stop at the first rejected command."""
     sock = _vty(req["daemon"])
@@ -53,8 +69,12 @@ def vty(req: dict[str, Any]) -> dict[str, Any]:
         status, out = _send(sock, "configure terminal")
         if status != 0:
             return {"ok": False, "failed_at": -1, "error": out.strip(), "outputs": []}
+    cut = _cut_after() if config else None
     try:
         for i, command in enumerate(req["commands"]):
+            if cut is not None and i == cut:
+                os.kill(os.getppid(), 9)  # the SSH session dies mid-push, as in a real cut
+                os._exit(1)
             status, out = _send(sock, command)
             outputs.append({"command": command, "status": status, "output": out})
             if status != 0:

@@ -27,12 +27,12 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[dict[str, Any]]:
-    """The default lab (rc1, rc2, isp-a..c, sub1..sub4), up for the whole session."""
+    """The default lab (rc1, rc2, isp-a..c, sub1..sub8), up for the whole session."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
     instance = Lab()
     try:
-        state = instance.up(subscribers=4)
+        state = instance.up(subscribers=8)
         yield state
     finally:
         instance.down()

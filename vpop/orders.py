@@ -167,7 +167,9 @@ def submit_selection(
                 session.rollback()
                 continue  # a concurrent request with the same key won: replay it
             return order, True
-    raise VpopError("could not record the order; retry", code="VPOP-503-BUSY")
+    busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
+    busy.status = 503
+    raise busy
 
 
 def _replay(session: Session, caller: Caller, key: str, body_hash: str) -> Order | None:

@@ -1,0 +1,109 @@
+"""Fixtures for the HTTP API: a migrated SQLite file, the app, a client, bearer tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.webhooks.helpers import SECRETS, bearer
+from vpop.db import Isp, Line, Plan, Subscriber, dispose_engines, session_scope
+from vpop.migrate import upgrade
+from vpop.tokens import create_token
+from webhooks import create_app
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, migrated, with isp-a/isp-b/isp-c and three subscribers."""
+    url = f"sqlite:///{tmp_path}/vpop.sqlite"
+    upgrade(url)
+    with session_scope(url) as session:
+        session.add_all(
+            [
+                Isp(id="isp-a", name="Alpha Net"),
+                Isp(id="isp-b", name="Beta Fibre"),
+                Isp(id="isp-c", name="Gamma Air"),
+            ]
+        )
+        session.flush()
+        session.add_all(
+            [
+                Plan(isp_id="isp-a", name="basic", speed_mbps=100, monthly_price_minor=1999),
+                Plan(isp_id="isp-a", name="fast", speed_mbps=1000, monthly_price_minor=4999),
+                Plan(
+                    isp_id="isp-b",
+                    name="fibre",
+                    speed_mbps=500,
+                    monthly_price_minor=2999,
+                    currency="EUR",
+                ),
+            ]
+        )
+        for k, (sub, router) in enumerate(
+            [("sub1", "rc1"), ("sub2", "rc2"), ("sub3", "rc1")], start=1
+        ):
+            session.add(Subscriber(id=sub, name=f"Subscriber {k}"))
+            session.flush()
+            session.add(
+                Line(
+                    subscriber_id=sub,
+                    router=router,
+                    interface=sub,
+                    prefix=f"192.0.2.{4 * k + 2}/32",
+                    calling_number=f"+3120555{k:04d}",
+                    circuit_id=f"{router}:{sub}",
+                    access_id=f"acc-{sub}",
+                )
+            )
+    try:
+        yield url
+    finally:
+        dispose_engines()
+
+
+@pytest.fixture
+def enqueued() -> list[str]:
+    """Routers handed to ENQUEUE, in order."""
+    return []
+
+
+@pytest.fixture
+def app(database_url: str, enqueued: list[str]) -> Flask:
+    """The app on the test database, with two webhook secrets and a recording ENQUEUE."""
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "WEBHOOK_SECRETS": ",".join(SECRETS),
+            "ENQUEUE": enqueued.append,
+        }
+    )
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(database_url: str) -> dict[str, str]:
+    """Clear bearer tokens by role: admin, noc, portal, isp-a, isp-b (an ISP's role is isp)."""
+    with session_scope(database_url) as session:
+        return {
+            "admin": create_token(session, "admin", name="test admin"),
+            "noc": create_token(session, "noc", name="test noc"),
+            "portal": create_token(session, "portal", name="test portal"),
+            "isp-a": create_token(session, "isp", "isp-a", name="test isp-a"),
+            "isp-b": create_token(session, "isp", "isp-b", name="test isp-b"),
+        }
+
+
+@pytest.fixture
+def admin_headers(tokens: dict[str, str]) -> dict[str, str]:
+    """The Authorization header of the admin token."""
+    return bearer(tokens["admin"])

@@ -1,0 +1,77 @@
+"""The OpenAPI document describes exactly the routes the app serves."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from webhooks import api, openapi
+
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+def _served(app: Flask) -> set[tuple[str, str]]:
+    """(OpenAPI path, method) for every rule under /api/v1, plus /healthz."""
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if not (rule.rule.startswith("/api/v1/") or rule.rule == "/healthz"):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            if method not in IGNORED_METHODS:
+                served.add((path, method.lower()))
+    return served
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_every_route_is_described_and_nothing_else(app: Flask, client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    described = {
+        (path, method)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    served = _served(app)
+    assert len(served) >= 7
+    assert served - described == set(), "routes missing from the OpenAPI document"
+    assert described - served == set(), "the OpenAPI document describes routes that do not exist"
+
+
+def test_the_document_is_well_formed(client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["components"]["securitySchemes"]) == {"bearerAuth", "webhookSignature"}
+    for ref in _refs(doc):
+        assert ref.startswith("#/")
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in node, f"dangling $ref {ref}"
+            node = node[part]
+    operation_ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+    for item in doc["paths"].values():
+        for op in item.values():
+            assert "security" in op
+            assert {"200", "202"} & set(op["responses"])
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    assert response["$ref"].startswith("#/components/responses/Problem")
+
+
+def test_the_selection_schema_matches_the_parser() -> None:
+    schema = openapi.document()["components"]["schemas"]["SelectionRequest"]
+    assert set(schema["properties"]) == set(api.SELECTION_FIELDS)
+    assert openapi.LINE_IDENTIFIERS == api.LINE_IDENTIFIERS
+    assert schema["additionalProperties"] is False
