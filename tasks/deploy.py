@@ -9,6 +9,7 @@ as arguments, rendered by the caller.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from tasks import frr_config
 from tasks.connection import CONNECTION_NAME, Agent, ShellError
 
 NFT_TABLE = ("inet", "vpop")
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 INSTALL_WAIT = 2.0  # seconds pbrd may take to program a policy's kernel rule
 
 
@@ -61,7 +63,8 @@ def _read(agent: Agent) -> dict[str, str]:
     acl = agent.call({"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]})
     return {
         "pbr": frr_config.canonical(pbr["outputs"][0]["output"]),
-        "acl": acl["output"] if acl["ok"] else "",
+        # rendered tables say "counter packets 0 bytes 0": compare rules, not traffic
+        "acl": _COUNTER.sub("counter packets 0 bytes 0", acl["output"]) if acl["ok"] else "",
     }
 
 
@@ -131,12 +134,13 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
         raise RouterUnreachable(f"{task.host.name}: {err}") from err
     diff = diff_config(running, want)
     if dry or not diff:
-        return Result(
-            host=task.host,
-            diff=diff,
-            changed=False,
-            result={"pushed": [], "state": running, "dry_run": dry},
-        )
+        result: dict[str, Any] = {"pushed": [], "state": running, "dry_run": dry}
+        if not dry:  # nothing to push: still report what is installed, for verification
+            try:
+                result["installed"] = _installed(agent)
+            except ShellError as err:
+                raise RouterUnreachable(f"{task.host.name}: {err}") from err
+        return Result(host=task.host, diff=diff, changed=False, result=result)
     pushed: list[str] = []
     try:
         cmds = frr_config.commands(running["pbr"], want["pbr"])

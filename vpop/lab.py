@@ -379,7 +379,8 @@ class Lab:
         shell.write_text(
             "#!/bin/sh\n"
             f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
-            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir}\n"
+            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir} "
+            f"VPOP_FAULT_FILE={self.dir / 'faults' / router}\n"
             'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
             f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
             "fi\n"
@@ -397,17 +398,64 @@ class Lab:
             "PrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 200\n"
             f"ForceCommand {shell}\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
         )
-        procs.append(
-            (
-                f"{router}/sshd",
-                self._spawn(
-                    [str(SSHD), "-D", "-e", "-f", str(cfg)],
-                    f"sshd {router}",
-                    self.dir / f"sshd-{router}.log",
-                ),
-            )
-        )
+        procs.append((f"{router}/sshd", self._start_sshd(router)))
         return procs
+
+    def _start_sshd(self, router: str) -> int:
+        cfg = self.dir / f"sshd-{router}.conf"
+        pid = self._spawn(
+            [str(SSHD), "-D", "-e", "-f", str(cfg)],
+            f"sshd {router}",
+            self.dir / f"sshd-{router}.log",
+        )
+        (self.dir / f"sshd-{router}.spawned").write_text(str(pid))
+        return pid
+
+    # ---- faults, for tests and drills ------------------------------------------------
+    def cut_management(self, router: str) -> None:
+        """Kill the router's sshd and every session it serves: the router becomes unreachable.
+
+        Sessions are found as the listener's child processes (by PID), never by name.
+        """
+        pid = int((self.dir / f"sshd-{router}.spawned").read_text())
+        start = _start_time(pid)
+        children: list[int] = []
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            children += [int(c) for c in task.read_text().split()]
+        _kill_pid(pid, start)
+        for child in children:
+            _kill_pid(child, _start_time(child))
+
+    def restore_management(self, router: str) -> None:
+        """Start the router's sshd again on the same port; wait (bounded) until it listens."""
+        pid = self._start_sshd(router)
+        state = self.state()
+        assert state is not None
+        port = state["nodes"][router]["ssh"]["port"]
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            _check_alive([(f"{router}/sshd", pid)])
+            with socket.socket() as sock:
+                sock.settimeout(0.2)
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise LabError(f"{router}: sshd not listening after {READY_TIMEOUT}s")
+            time.sleep(0.005)
+
+    def set_fault(self, router: str, fault: str | None) -> None:
+        """Arm (or clear) a fault the router agent acts on: ``cut-after:N`` kills the
+        session after the N-th configuration command of a push."""
+        path = self.dir / "faults" / router
+        if fault is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(fault)
+
+    def set_isp_delay(self, isp: str, delay_ms: float) -> None:
+        """Delay the ISP host's UDP echo replies (the probe target) by ``delay_ms``."""
+        (self.dir / f"{isp}.delay_ms").write_text(f"{delay_ms}\n")
 
     def _wait_ready(
         self,

@@ -29,6 +29,8 @@ from vpop.settings import load_settings
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 5.0
 STALE_AFTER = timedelta(seconds=10)
+# a run never takes this long: an order still RUNNING was left by a worker that died
+ABANDONED_AFTER = timedelta(minutes=5)
 
 
 def _make_huey() -> Huey:
@@ -95,6 +97,23 @@ def make_consumer(workers: int = 4) -> Consumer:
     )
 
 
+def start_background(consumer: Consumer) -> None:
+    """Start a consumer's workers and scheduler as threads, without signal handlers
+    (for an embedding process that keeps its own main thread: benchmarks, tests)."""
+    consumer.scheduler.start()
+    for _, process in consumer.worker_threads:
+        process.start()
+
+
+def stop_background(consumer: Consumer) -> None:
+    """Stop what :func:`start_background` started and wait for it."""
+    consumer.stop_flag.set()
+    wake_workers()
+    for _, process in consumer.worker_threads:
+        process.join(10)
+    consumer.scheduler.join(10)
+
+
 @huey.task()  # type: ignore[untyped-decorator]
 def process_router_task(router: str) -> list[int]:
     """Apply the router's RECEIVED orders, across processes one worker at a time."""
@@ -159,6 +178,14 @@ def sweep() -> dict[str, Any]:
     """Safety net: re-enqueue routers with stale RECEIVED orders, reconcile UNKNOWN ones."""
     cutoff = utcnow() - STALE_AFTER
     with session_scope() as session:
+        for order in session.scalars(
+            select(Order).where(
+                Order.status == OrderStatus.RUNNING.value,
+                Order.started_at < utcnow() - ABANDONED_AFTER,
+            )
+        ):
+            order.status = OrderStatus.UNKNOWN.value
+            order.error = "the worker running this order stopped; the router is reconciled"
         stale = set(
             session.scalars(
                 select(Order.router).where(

@@ -1,0 +1,265 @@
+"""Selection latency and burst throughput, against the namespace lab (run as root).
+
+(a) vpop: signed POST -> order DONE_SUCCESS (verified on the router), warm router sessions;
+(b) the same with no open session (the pool is emptied before each sample);
+(c) the naive peer: a Flask handler that opens a Netmiko ConnectHandler and calls
+    send_config_set per request;
+(d) a burst of 1,000 orders over 200 subscribers: vpop (coalescing) against one Nornir run
+    per order (the same engine with coalescing off).
+(a), (b) and (c) are interleaved, sample by sample. Everything runs in this one process.
+
+Run: .venv/bin/python bench/selection.py [--samples 30] [--burst 1000]
+It rebuilds the default lab (do not run it beside the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SECRET = "whsec_" + "YmVuY2gtc2VsZWN0aW9uLXNlY3JldC0wMTIzNDU2Nzg5"
+WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-"))
+os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
+os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
+os.environ["VPOP_WEBHOOK_SECRETS"] = SECRET
+
+from flask import Flask, request  # noqa: E402
+from netmiko import ConnectHandler  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+from standardwebhooks.webhooks import Webhook  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+from tasks.connection import close_pool  # noqa: E402
+from vpop import engine  # noqa: E402
+from vpop.db import FINAL_STATUSES, Line, Order, Subscriber, session_scope  # noqa: E402
+from vpop.lab import Lab  # noqa: E402
+from vpop.orders import Caller, SelectionRequest, submit_selection  # noqa: E402
+from vpop.registry import register_lab  # noqa: E402
+from webhooks import create_app  # noqa: E402
+
+_done: dict[int, float] = {}
+_cond = threading.Condition()
+
+
+def _on_final(order_id: int) -> None:
+    with _cond:
+        _done[order_id] = time.perf_counter()
+        _cond.notify_all()
+
+
+def _wait_done(order_id: int, timeout: float = 60) -> float:
+    with _cond:
+        if not _cond.wait_for(lambda: order_id in _done, timeout):
+            raise RuntimeError(f"order {order_id} did not finish in {timeout}s")
+        return _done[order_id]
+
+
+def _serve(app: Flask) -> tuple[str, Any]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+def _post_signed(base: str, body: dict[str, Any]) -> dict[str, Any]:
+    payload = json.dumps(body)
+    msg_id = f"bench_{time.perf_counter_ns()}"
+    now = datetime.now(UTC)
+    req = urllib.request.Request(
+        base + "/api/v1/selections",
+        data=payload.encode(),
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(SECRET).sign(msg_id, now, payload),
+        },
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+def naive_app(lab_dir: Path, ports: dict[str, int]) -> Flask:
+    """The naive peer: a fresh Netmiko session and send_config_set for every request."""
+    app = Flask("naive")
+
+    @app.post("/naive")
+    def naive() -> dict[str, str]:
+        body = request.get_json()
+        conn = ConnectHandler(
+            device_type="linux",
+            host="127.0.0.1",
+            port=ports[body["router"]],
+            username="root",
+            key_file=str(lab_dir / "id_ed25519"),
+            use_keys=True,
+            allow_agent=False,
+        )
+        try:
+            conn.send_config_set(
+                [
+                    f"vtysh -c 'conf t' -c 'pbr-map vpop-{body['sub']} seq 10' "
+                    f"-c 'match src-ip {body['prefix']}' "
+                    f"-c 'set nexthop-group vpop-{body['isp']}' -c 'exit' "
+                    f"-c 'interface {body['sub']}' -c 'pbr-policy vpop-{body['sub']}'"
+                ]
+            )
+        finally:
+            conn.disconnect()
+        return {"status": "done"}
+
+    return app
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(name: str, values: list[float]) -> None:
+    print(
+        f"  {name:44} n={len(values):4}  p50 {statistics.median(values) * 1000:8.1f} ms"
+        f"  p99 {pct(values, 0.99) * 1000:8.1f} ms"
+    )
+
+
+def add_bench_lines(lab_dir: Path, per_router: int) -> list[str]:
+    """Give each router ``per_router`` extra lines (veth pairs inside the router) and
+    register them; returns the new subscriber ids."""
+    subs: list[str] = []
+    pools = {"rc1": "203.0.113.", "rc2": "198.51.100."}
+    offsets = {"rc1": 0, "rc2": 100}
+    for router in ("rc1", "rc2"):
+        batch = []
+        for i in range(per_router):
+            batch += [f"link add b{i} type veth peer name b{i}p", f"link set b{i} up",
+                      f"link set b{i}p up"]
+        subprocess.run(["ip", "-n", f"vpop-{router}", "-batch", "-"],
+                       input="\n".join(batch) + "\n", text=True, check=True)
+    with session_scope() as session:
+        for router in ("rc1", "rc2"):
+            for i in range(per_router):
+                sub = f"bench-{router}-{i}"
+                session.add(Subscriber(id=sub, name=sub, profile={}))
+                session.flush()
+                session.add(Line(subscriber_id=sub, router=router, interface=f"b{i}",
+                                 prefix=f"{pools[router]}{offsets[router] + i}/32"))
+                subs.append(sub)
+    return subs
+
+
+def burst(subs: list[str], count: int, coalesce: bool, rng: random.Random) -> float:
+    """Submit ``count`` orders, then time how long the workers take to finish all."""
+    engine.COALESCE = coalesce
+    caller = Caller("bench", "admin")
+    ids = []
+    for _ in range(count):
+        req = SelectionRequest(isp=rng.choice(["isp-a", "isp-b", "isp-c"]),
+                               subscriber=rng.choice(subs))
+        ids.append(submit_selection(req, caller, None)[0].id)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=engine.process_router, args=(r,)) for r in ("rc1", "rc2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    with session_scope() as session:
+        statuses = dict(
+            session.execute(
+                select(Order.status, func.count()).where(Order.id.in_(ids)).group_by(Order.status)
+            ).all()
+        )
+    assert set(statuses) <= {s.value for s in FINAL_STATUSES}, statuses
+    print(f"    statuses: {statuses}")
+    engine.COALESCE = True
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--burst-subscribers", type=int, default=200)
+    args = parser.parse_args()
+    rng = random.Random(1)
+    lab = Lab()
+    state = lab.up(subscribers=8)
+    try:
+        register_lab(state)
+        engine.on_order_final.append(_on_final)
+        from vpop.queue import make_consumer, start_background, stop_background
+
+        consumer = make_consumer(4)
+        start_background(consumer)
+        base, api_server = _serve(create_app())
+        ports = {r: state["nodes"][r]["ssh"]["port"] for r in ("rc1", "rc2")}
+        naive_base, naive_server = _serve(naive_app(lab.dir, ports))
+        lines = {line["subscriber"]: line for line in state["lines"]}
+        warm: list[float] = []
+        cold: list[float] = []
+        naive: list[float] = []
+        isps = ["isp-b", "isp-c"]
+        _post_signed(base, {"subscriber": "sub1", "isp": "isp-a"})  # warm-up
+        for i in range(args.samples):
+            isp = isps[i % 2]
+            for kind in ("warm", "cold", "naive"):
+                if kind == "cold":
+                    close_pool()
+                started = time.perf_counter()
+                if kind == "naive":
+                    line = lines["sub3"]
+                    body = {"router": line["router"], "sub": "sub3", "prefix": line["prefix"],
+                            "isp": isp}
+                    req = urllib.request.Request(naive_base + "/naive",
+                                                 data=json.dumps(body).encode(), method="POST",
+                                                 headers={"content-type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=60) as resp:
+                        resp.read()
+                    naive.append(time.perf_counter() - started)
+                    continue
+                sub = "sub1" if kind == "warm" else "sub2"
+                order = _post_signed(base, {"subscriber": sub, "isp": isp})
+                finished = _wait_done(order["order"])
+                with session_scope() as session:
+                    status = session.get(Order, order["order"]).status  # type: ignore[union-attr]
+                assert status == "DONE_SUCCESS", (kind, order, status)
+                (warm if kind == "warm" else cold).append(finished - started)
+        stop_background(consumer)
+        api_server.shutdown()
+        naive_server.shutdown()
+        print(f"selection latency, {args.samples} interleaved samples each")
+        report("(a) vpop, warm sessions", warm)
+        report("(b) vpop, no open session", cold)
+        report("(c) naive: Netmiko ConnectHandler per request", naive)
+        a50, b50, c50 = (statistics.median(x) for x in (warm, cold, naive))
+        print(f"  ratio (c)/(a) p50: {c50 / a50:6.1f}x   (target >= 15x; (a) target <= 25 ms)")
+        print(f"  ratio (c)/(b) p50: {c50 / b50:6.1f}x   ((b) target <= 150 ms)")
+
+        per_router = args.burst_subscribers // 2 - 4
+        subs = [f"sub{i}" for i in range(1, 9)] + add_bench_lines(lab.dir, per_router)
+        print(f"burst: {args.burst} orders over {len(subs)} subscribers on 2 routers")
+        fast = burst(subs, args.burst, True, rng)
+        print(f"  (d) vpop, coalesced runs:        drained in {fast:7.2f} s")
+        slow = burst(subs, args.burst, False, rng)
+        print(f"  (d) baseline, one run per order: drained in {slow:7.2f} s")
+        print(f"  ratio baseline/vpop: {slow / fast:6.1f}x   (target >= 10x; vpop <= 5 s)")
+    finally:
+        close_pool()
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()
