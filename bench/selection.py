@@ -144,18 +144,32 @@ def add_bench_lines(lab_dir: Path, per_router: int) -> list[str]:
     for router in ("rc1", "rc2"):
         batch = []
         for i in range(per_router):
-            batch += [f"link add b{i} type veth peer name b{i}p", f"link set b{i} up",
-                      f"link set b{i}p up"]
-        subprocess.run(["ip", "-n", f"vpop-{router}", "-batch", "-"],
-                       input="\n".join(batch) + "\n", text=True, check=True)
+            batch += [
+                f"link add b{i} type veth peer name b{i}p",
+                f"link set b{i} up",
+                f"link set b{i}p up",
+            ]
+        subprocess.run(
+            ["ip", "-n", f"vpop-{router}", "-batch", "-"],
+            input="\n".join(batch) + "\n",
+            text=True,
+            check=True,
+        )
     with session_scope() as session:
         for router in ("rc1", "rc2"):
             for i in range(per_router):
                 sub = f"bench-{router}-{i}"
                 session.add(Subscriber(id=sub, name=sub, profile={}))
                 session.flush()
-                session.add(Line(subscriber_id=sub, router=router, interface=f"b{i}",
-                                 prefix=f"{pools[router]}{offsets[router] + i}/32"))
+                session.add(
+                    Line(
+                        subscriber_id=sub,
+                        router=router,
+                        interface=f"b{i}",
+                        prefix=f"{pools[router]}{offsets[router] + i}/32",
+                        gateway=f"{pools[router]}254/24",
+                    )
+                )
                 subs.append(sub)
     return subs
 
@@ -166,8 +180,9 @@ def burst(subs: list[str], count: int, coalesce: bool, rng: random.Random) -> fl
     caller = Caller("bench", "admin")
     ids = []
     for _ in range(count):
-        req = SelectionRequest(isp=rng.choice(["isp-a", "isp-b", "isp-c"]),
-                               subscriber=rng.choice(subs))
+        req = SelectionRequest(
+            isp=rng.choice(["isp-a", "isp-b", "isp-c"]), subscriber=rng.choice(subs)
+        )
         ids.append(submit_selection(req, caller, None)[0].id)
     started = time.perf_counter()
     threads = [threading.Thread(target=engine.process_router, args=(r,)) for r in ("rc1", "rc2")]
@@ -217,15 +232,22 @@ def main() -> None:
             isp = isps[i % 2]
             for kind in ("warm", "cold", "naive"):
                 if kind == "cold":
-                    close_pool()
+                    close_pool(("127.0.0.1", ports["rc2"], "root"))
                 started = time.perf_counter()
                 if kind == "naive":
                     line = lines["sub3"]
-                    body = {"router": line["router"], "sub": "sub3", "prefix": line["prefix"],
-                            "isp": isp}
-                    req = urllib.request.Request(naive_base + "/naive",
-                                                 data=json.dumps(body).encode(), method="POST",
-                                                 headers={"content-type": "application/json"})
+                    body = {
+                        "router": line["router"],
+                        "sub": "sub3",
+                        "prefix": line["prefix"],
+                        "isp": isp,
+                    }
+                    req = urllib.request.Request(
+                        naive_base + "/naive",
+                        data=json.dumps(body).encode(),
+                        method="POST",
+                        headers={"content-type": "application/json"},
+                    )
                     with urllib.request.urlopen(req, timeout=60) as resp:
                         resp.read()
                     naive.append(time.perf_counter() - started)

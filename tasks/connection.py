@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -102,9 +103,10 @@ class Agent:
 class Shell:
     """One SSH session to a router: a persistent ``sh`` channel and, on demand, the agent."""
 
-    def __init__(self, client: paramiko.SSHClient, channel: paramiko.Channel) -> None:
+    def __init__(self, client: paramiko.SSHClient, timeout: float = 10.0) -> None:
         self.client = client
-        self.channel = channel
+        self.timeout = timeout
+        self._channel: paramiko.Channel | None = None
         self.lock = threading.Lock()
         self.broken = False
         self._agent: Agent | None = None
@@ -150,7 +152,8 @@ class Shell:
             if self.broken:
                 raise ShellError("session is broken; reconnect")
             try:
-                self.channel.sendall(payload.encode())
+                channel = self._sh_channel()
+                channel.sendall(payload.encode())
                 buf = b""
                 token = f"\n{marker} ".encode()
                 while True:
@@ -163,8 +166,8 @@ class Shell:
                     remaining = timeout - (time.monotonic() - started)
                     if remaining <= 0:
                         raise ShellTimeout(f"no answer to {command[:60]!r} in {timeout}s")
-                    self.channel.settimeout(remaining)
-                    chunk = self.channel.recv(1 << 16)
+                    channel.settimeout(remaining)
+                    chunk = channel.recv(1 << 16)
                     if not chunk:
                         raise ShellError("router closed the session")
                     buf += chunk
@@ -183,10 +186,25 @@ class Shell:
         args = " ".join(f"-c {shlex.quote(c)}" for c in commands)
         return self.run(f"vtysh {args}", timeout=timeout)
 
+    def _sh_channel(self) -> paramiko.Channel:
+        """The ``sh`` channel, opened on first use (the agent does not need it)."""
+        if self._channel is None:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise ShellError("SSH session is closed")
+            channel = transport.open_session(timeout=self.timeout)
+            channel.set_combine_stderr(True)
+            channel.exec_command("exec /bin/sh")
+            self._channel = channel
+        return self._channel
+
     def close(self) -> None:
-        """Close the channel and the SSH connection."""
+        """Close the channels and the SSH connection."""
         try:
-            self.channel.close()
+            if self._channel is not None:
+                self._channel.close()
+            if self._agent is not None:
+                self._agent.channel.close()
         finally:
             self.client.close()
 
@@ -200,6 +218,12 @@ def open_shell(
     timeout: float = 10.0,
 ) -> Shell:
     """Open an SSH session to a router and start a plain ``sh`` on it."""
+    try:
+        sock = socket.create_connection((hostname, port), timeout=timeout)
+    except OSError as err:
+        raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
+    # small request/answer messages: never wait for Nagle
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
     # lab and test routers get fresh host keys per lab; production hosts should pin them
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
@@ -215,17 +239,15 @@ def open_shell(
             timeout=timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
+            sock=sock,
         )
-        transport = client.get_transport()
-        if transport is None:
+        if client.get_transport() is None:
             raise ShellError(f"no SSH transport to {hostname}:{port}")
-        channel = transport.open_session(timeout=timeout)
-        channel.set_combine_stderr(True)
-        channel.exec_command("exec /bin/sh")
     except (OSError, paramiko.SSHException) as err:
         client.close()
+        sock.close()
         raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
-    return Shell(client, channel)
+    return Shell(client, timeout)
 
 
 _POOL: dict[tuple[str, int, str], list[Shell]] = {}
@@ -255,11 +277,14 @@ def pool_put(key: tuple[str, int, str], shell: Shell) -> None:
     shell.close()
 
 
-def close_pool() -> None:
-    """Close every pooled session (process exit, tests, a lab rebuilt)."""
+def close_pool(key: tuple[str, int, str] | None = None) -> None:
+    """Close the pooled sessions of ``key`` (hostname, port, username), or all of them."""
     with _POOL_LOCK:
-        shells = [s for group in _POOL.values() for s in group]
-        _POOL.clear()
+        if key is None:
+            shells = [s for group in _POOL.values() for s in group]
+            _POOL.clear()
+        else:
+            shells = _POOL.pop(key, [])
     for shell in shells:
         shell.close()
 

@@ -97,3 +97,36 @@ def test_credentials_come_from_the_environment(
         text = (INVENTORY / name).read_text()
         assert "password:" not in text and "username:" not in text
     assert os.environ.get("VPOP_ROUTER_PASSWORD") == "from-env"
+
+
+def test_factory_builds_what_init_nornir_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nornir import InitNornir
+
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(
+        "r1:\n  hostname: 127.0.0.1\n  port: 2222\n  groups: [frr, lab]\n"
+        "  data: {default_isp: isp-a}\nr2:\n  hostname: 127.0.0.2\n  groups: [junos]\n"
+    )
+    monkeypatch.setenv("VPOP_INVENTORY_HOSTS", str(hosts))
+    with open_nornir(Settings()) as ours:
+        reference = InitNornir(**nornir_config(Settings()))
+        assert ours.inventory.dict() == reference.inventory.dict()
+        assert type(ours.runner) is type(reference.runner)
+        assert ours.config.dict() == reference.config.dict()
+
+
+def test_inventory_changes_are_seen_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text("r1:\n  hostname: 127.0.0.1\n  groups: [ios]\n")
+    monkeypatch.setenv("VPOP_INVENTORY_HOSTS", str(hosts))
+    with open_nornir(Settings()) as nr:
+        assert list(nr.inventory.hosts) == ["r1"]
+        nr.inventory.hosts["r1"].data["scratch"] = True  # must not leak into the next run
+    hosts.write_text("r1:\n  hostname: 127.0.0.1\n  groups: [ios]\nr2:\n  groups: [ios]\n")
+    with open_nornir(Settings()) as nr:
+        assert sorted(nr.inventory.hosts) == ["r1", "r2"]
+        assert "scratch" not in nr.inventory.hosts["r1"].data

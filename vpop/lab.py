@@ -397,6 +397,9 @@ class Lab:
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
             "PrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 200\n"
             f"ForceCommand {shell}\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
+            # bash sources ~/.bashrc for commands it runs for sshd unless SHLVL says it is
+            # nested; the lab's routers must not inherit the host's interactive setup
+            "SetEnv SHLVL=1\n"
         )
         procs.append((f"{router}/sshd", self._start_sshd(router)))
         return procs

@@ -8,18 +8,33 @@ under ``VPOP_LAB_DIR`` (outside the repository).
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import ruamel.yaml
 import yaml
-from nornir import InitNornir
 from nornir.core import Nornir
-from nornir.core.inventory import ConnectionOptions, Host
+from nornir.core.configuration import Config
+from nornir.core.inventory import (
+    ConnectionOptions,
+    Defaults,
+    Group,
+    Groups,
+    Host,
+    Hosts,
+    Inventory,
+    ParentGroups,
+)
 from nornir.core.plugins.connections import ConnectionPluginRegister
 from nornir.core.plugins.inventory import TransformFunctionRegister
+from nornir.core.plugins.runners import RunnersPluginRegister
+from nornir.core.state import GlobalState
+from nornir.plugins.inventory.simple import _get_defaults, _get_inventory_element
 
 from tasks.connection import CONNECTION_NAME, VpopShell
 from vpop.errors import ConfigError
@@ -78,9 +93,59 @@ def load_credentials(host: Host, **_: Any) -> None:
                 opts.extras["use_keys"] = True
 
 
+_registered = False
+_yaml_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+_cache_lock = threading.Lock()
+
+
 def _register_plugins() -> None:
+    global _registered
+    if _registered:
+        return
+    ConnectionPluginRegister.auto_register()
+    RunnersPluginRegister.auto_register()
     TransformFunctionRegister.register("vpop_credentials", load_credentials)
     ConnectionPluginRegister.register(CONNECTION_NAME, VpopShell)
+    _registered = True
+
+
+def _load_yaml(path: Path) -> Any:
+    """Parse a YAML file once per version of it (mtime and size), return a fresh copy."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    version = (stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        cached = _yaml_cache.get(path)
+        if cached is None or cached[0] != version:
+            data = ruamel.yaml.YAML(typ="safe").load(path.read_text()) or {}
+            _yaml_cache[path] = (version, data)
+        else:
+            data = cached[1]
+    return copy.deepcopy(data)
+
+
+def load_inventory(options: dict[str, Any]) -> Inventory:
+    """SimpleInventory's files and semantics, with each file parsed once per version.
+
+    Every call still builds new Host and Group objects, so each run's Nornir is fresh;
+    only the YAML parsing (most of InitNornir's cost) is shared.
+    """
+    defaults_dict = _load_yaml(Path(options["defaults_file"]))
+    defaults = _get_defaults(defaults_dict) if defaults_dict else Defaults()
+    hosts = Hosts()
+    for name, data in (_load_yaml(Path(options["host_file"])) or {}).items():
+        hosts[name] = _get_inventory_element(Host, data, name, defaults)
+    groups = Groups()
+    for name, data in (_load_yaml(Path(options["group_file"])) or {}).items():
+        groups[name] = _get_inventory_element(Group, data, name, defaults)
+    # as in SimpleInventory: until here an element's groups are still names
+    for group in groups.values():
+        group.groups = ParentGroups([groups[g] for g in group.groups])  # type: ignore[index]
+    for host in hosts.values():
+        host.groups = ParentGroups([groups[g] for g in host.groups])  # type: ignore[index]
+    return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
 
 def read_config(path: Path = NORNIR_CONFIG) -> dict[str, Any]:
@@ -89,7 +154,7 @@ def read_config(path: Path = NORNIR_CONFIG) -> dict[str, Any]:
     Raises:
         ConfigError: unknown section, key or inventory option.
     """
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     for section, body in data.items():
@@ -150,12 +215,25 @@ def nornir_config(settings: Settings | None = None) -> dict[str, Any]:
 
 @contextmanager
 def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[Nornir]:
-    """A fresh Nornir for one run; its connections are closed when the block ends."""
+    """A fresh Nornir for one run; its connections are closed when the block ends.
+
+    Equivalent to ``InitNornir(**nornir_config())`` (a test checks it), built directly so
+    that plugin discovery and YAML parsing are not repeated for every run.
+    """
     _register_plugins()
-    config = nornir_config(settings)
+    data = nornir_config(settings)
     for section, values in overrides.items():
-        config[section] = {**config.get(section, {}), **values}
-    nr = InitNornir(**config)
+        data[section] = {**data.get(section, {}), **values}
+    config = Config.from_dict(**data)
+    if config.inventory.plugin != "SimpleInventory":
+        raise ConfigError("vpop reads SimpleInventory files (inventory.plugin: SimpleInventory)")
+    inventory = load_inventory(config.inventory.options)
+    if config.inventory.transform_function:
+        transform = TransformFunctionRegister.get_plugin(config.inventory.transform_function)
+        for host in inventory.hosts.values():
+            transform(host, **(config.inventory.transform_function_options or {}))
+    runner = RunnersPluginRegister.get_plugin(config.runner.plugin)(**config.runner.options)
+    nr = Nornir(inventory=inventory, runner=runner, config=config, data=GlobalState())
     try:
         yield nr
     finally:

@@ -52,9 +52,7 @@ class Server:
     def get(self, path: str) -> tuple[int, dict[str, Any]]:
         return self.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
 
-    def select(
-        self, body: dict[str, Any], msg_id: str | None = None
-    ) -> tuple[int, dict[str, Any]]:
+    def select(self, body: dict[str, Any], msg_id: str | None = None) -> tuple[int, dict[str, Any]]:
         """POST /api/v1/selections signed with the standardwebhooks package."""
         payload = json.dumps(body)
         msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
@@ -166,8 +164,19 @@ def curl(sub: str, prefix: str = "vpop-") -> str:
 
 def pbrd_config(router: str, lab_dir: str) -> str:
     out = subprocess.run(
-        ["ip", "netns", "exec", f"vpop-{router}", "vtysh", "--vty_socket",
-         f"{lab_dir}/{router}", "-d", "pbrd", "-c", "show running-config"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            f"vpop-{router}",
+            "vtysh",
+            "--vty_socket",
+            f"{lab_dir}/{router}",
+            "-d",
+            "pbrd",
+            "-c",
+            "show running-config",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
