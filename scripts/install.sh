@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(frr openssh-server openssh-client nftables iproute2 iputils-ping curl iperf3
   python3 python3-venv ca-certificates procps)
-if [[ "${VPOP_INSTALL_BROWSER:-0}" == 1 ]]; then
-  APT_PACKAGES+=(chromium chromium-driver)
+if [[ "${VPOP_INSTALL_TEST:-0}" == 1 ]]; then
+  # what only the tests use: a real browser, a throwaway PostgreSQL
+  APT_PACKAGES+=(chromium chromium-driver postgresql)
 fi
 
 missing=()

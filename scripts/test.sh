@@ -2,7 +2,7 @@
 # The test job: install, lint (ruff), type-check (mypy --strict), then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VPOP_INSTALL_BROWSER=1 scripts/install.sh
+VPOP_INSTALL_TEST=1 scripts/install.sh
 .venv/bin/ruff check vpop tasks webhooks tests bench
 .venv/bin/mypy --strict vpop tasks webhooks
 mkdir -p artifacts

@@ -172,3 +172,55 @@ def test_push_cut_midway_is_unknown_then_reconciled(server: Server, lab: dict[st
     status, run_list = server.get("/api/v1/runs?router=rc1&limit=50")
     assert status == 200
     assert any(r["kind"] == "reconcile" and r["status"] == "SUCCESS" for r in run_list["runs"])
+
+
+def test_requester_gets_a_signed_callback_when_the_order_ends(server: Server) -> None:
+    import http.server
+    import json
+    import threading
+
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.lab.helpers import SECRET
+
+    received: list[tuple[dict[str, str], bytes]] = []
+    arrived = threading.Event()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((dict(self.headers.items()), body))
+            status = 503 if len(received) == 1 else 204  # the first try fails: retried
+            self.send_response(status)
+            self.end_headers()
+            if status == 204:
+                arrived.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = next(i for i in ("isp-b", "isp-c") if i != curl("sub6"))
+        callback = f"http://127.0.0.1:{receiver.server_port}/vpop"
+        status, body = server.select(
+            {"subscriber": "sub6", "isp": target, "callback_url": callback}
+        )
+        assert status == 202
+        server.wait_order(body["order"])
+        assert arrived.wait(30), "no callback arrived after the retry"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    headers, payload = received[-1]
+    lowered = {k.lower(): v for k, v in headers.items()}
+    Webhook(SECRET).verify(payload, lowered)  # raises if the signature is wrong
+    event = json.loads(payload)
+    assert event["type"] == "order.finished"
+    assert event["data"]["order"] == body["order"]
+    assert event["data"]["status"] == "DONE_SUCCESS"
+    assert len(received) == 2  # one failure, one retry that succeeded
+    _, view = server.get(f"/api/v1/orders/{body['order']}")
+    assert view["callback"].startswith("delivered")

@@ -1,0 +1,100 @@
+"""The same schema, orders and idempotency on a real PostgreSQL (a throwaway cluster)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from vpop.db import Isp, Line, Order, Plan, Subscriber, dispose_engines, session_scope
+from vpop.migrate import upgrade
+from vpop.orders import Caller, IdempotencyConflict, SelectionRequest, submit_selection
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+pytestmark = pytest.mark.skipif(not PG_BIN.exists(), reason="PostgreSQL 15 is not installed")
+
+
+def _as_postgres(*args: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL cluster in a temporary directory, on a unix socket only."""
+    base = Path("/tmp") / f"vpop-pg-{uuid.uuid4().hex[:8]}"
+    data, sock = base / "data", base / "sock"
+    sock.mkdir(parents=True)
+    shutil.chown(base, "postgres")
+    shutil.chown(sock, "postgres")
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(base / "log"),
+        "-o",
+        f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off",
+        "start",
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
+    finally:
+        dispose_engines()
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_url: str) -> str:
+    upgrade(pg_url)
+    with session_scope(pg_url) as session:
+        session.add(Isp(id="isp-b", name="ISP B", outbound_deny=[]))
+        session.add(Subscriber(id="sub1", name="sub1", profile={}))
+        session.flush()
+        session.add(Plan(isp_id="isp-b", name="Fibre", speed_mbps=500, monthly_price_minor=4500))
+        session.add(
+            Line(
+                subscriber_id="sub1",
+                router="rc1",
+                interface="sub1",
+                prefix="192.0.2.2/32",
+                gateway="192.0.2.1/30",
+                calling_number="+31205550001",
+            )
+        )
+    return pg_url
+
+
+def test_migrations_and_orders_work_on_postgresql(seeded: str) -> None:
+    caller = Caller("token:1", "noc")
+    req = SelectionRequest(isp="isp-b", subscriber="sub1")
+    first, created = submit_selection(req, caller, "key-1", seeded)
+    again, created_again = submit_selection(req, caller, "key-1", seeded)
+    assert created and not created_again and first.id == again.id
+    with pytest.raises(IdempotencyConflict):
+        submit_selection(
+            SelectionRequest(isp="isp-b", subscriber="sub1", dry_run=True), caller, "key-1", seeded
+        )
+
+
+def test_concurrent_replays_make_one_order_on_postgresql(seeded: str) -> None:
+    caller = Caller("token:2", "noc")
+    req = SelectionRequest(isp="isp-b", calling_number="+31205550001")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ids = set(
+            pool.map(lambda _: submit_selection(req, caller, "same", seeded)[0].id, range(32))
+        )
+    assert len(ids) == 1
+    with session_scope(seeded) as session:
+        count = session.scalar(select(func.count(Order.id)).where(Order.requester == "token:2"))
+    assert count == 1
+    assert os.environ.get("VPOP_DATABASE_URL", "") != seeded  # the suite's default is untouched
