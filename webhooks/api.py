@@ -82,7 +82,7 @@ def get_order(order_id: int) -> dict[str, Any]:
 @bp.get("/subscribers/<subscriber_id>")
 def get_subscriber(subscriber_id: str) -> dict[str, Any]:
     """A subscriber's lines and the ISP each line uses now."""
-    authenticate(allow_webhook=False)
+    caller = authenticate(allow_webhook=False).caller
     subscriber_id = validate.name(subscriber_id, "subscriber")
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         subscriber = session.scalars(
@@ -92,6 +92,11 @@ def get_subscriber(subscriber_id: str) -> dict[str, Any]:
         ).first()
         if subscriber is None:
             raise NotFound(f"unknown subscriber {subscriber_id!r}", code="VPOP-404-SUBSCRIBER")
+        if caller.role == "isp" and not any(
+            line.selection is not None and line.selection.isp_id == caller.isp
+            for line in subscriber.lines
+        ):
+            raise Forbidden(f"subscriber {subscriber_id!r} does not use this ISP")
         return {
             "subscriber": subscriber.id,
             "name": subscriber.name,
@@ -114,8 +119,8 @@ def get_subscriber(subscriber_id: str) -> dict[str, Any]:
 
 @bp.get("/runs")
 def list_runs() -> dict[str, Any]:
-    """The newest runs first, optionally for one router."""
-    authenticate(allow_webhook=False)
+    """The newest runs first, optionally for one router (operators only)."""
+    _operators_only(authenticate(allow_webhook=False).caller)
     limit, router = _runs_query()
     stmt = select(Run).order_by(Run.id.desc()).limit(limit)
     if router is not None:
@@ -126,8 +131,8 @@ def list_runs() -> dict[str, Any]:
 
 @bp.get("/runs/<int:run_id>")
 def get_run(run_id: int) -> dict[str, Any]:
-    """One run: its diff, per-host results and timings."""
-    authenticate(allow_webhook=False)
+    """One run: its diff, per-host results and timings (operators only)."""
+    _operators_only(authenticate(allow_webhook=False).caller)
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -257,6 +262,12 @@ def _enqueue(router: str) -> None:
         # The order is committed; the queue's sweep re-enqueues waiting orders, so the
         # caller still gets its 202 rather than a retry that would only replay.
         current_app.logger.exception("could not enqueue router %s", router)
+
+
+def _operators_only(caller: Caller) -> None:
+    """Runs show every ISP's configuration: only NOC staff and admins read them."""
+    if caller.role not in ("admin", "noc"):
+        raise Forbidden("runs are for NOC staff and admins (token roles noc, admin)")
 
 
 def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from tests.webhooks.helpers import assert_problem, bearer, post_signed
 from vpop.db import Run, Selection, session_scope, utcnow
@@ -173,3 +174,36 @@ def test_bad_run_queries_are_422(
 
 def test_an_unknown_run_is_404(client: FlaskClient, admin_headers: dict[str, str]) -> None:
     assert_problem(client.get("/api/v1/runs/999", headers=admin_headers), 404, "VPOP-404-RUN")
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("admin", 200), ("noc", 200), ("portal", 403), ("isp-a", 403)],
+    ids=["admin", "noc", "portal", "isp"],
+)
+def test_runs_are_for_operators_only(
+    client: FlaskClient, tokens: dict[str, str], role: str, status: int
+) -> None:
+    response = client.get("/api/v1/runs", headers=bearer(tokens[role]))
+    assert response.status_code == status
+    if status == 403:
+        assert response.content_type == "application/problem+json"
+
+
+def test_an_isp_reads_only_subscribers_that_use_it(
+    client: FlaskClient, tokens: dict[str, str], database_url: str
+) -> None:
+    from vpop.db import Line, Selection, session_scope
+
+    with session_scope(database_url) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).first()
+        assert line is not None
+        session.add(Selection(line_id=line.id, isp_id="isp-b"))
+    assert (
+        client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["isp-b"])).status_code == 200
+    )
+    refused = client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["isp-a"]))
+    assert refused.status_code == 403
+    assert (
+        client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["portal"])).status_code == 200
+    )
