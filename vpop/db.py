@@ -22,7 +22,9 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -230,6 +232,144 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(50))
     object: Mapped[str] = mapped_column(String(100))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Lease(Base):
+    """Infrastructure leased to an ISP: an uplink port on a router at a committed rate.
+
+    The uplink is shaped to ``committed_mbps * peak_pct / 100`` (a burstable lease), so use
+    above the committed rate is possible, measurable and reported as over-utilisation.
+    """
+
+    __tablename__ = "leases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"), index=True)
+    router: Mapped[str] = mapped_column(String(64))
+    uplink: Mapped[str] = mapped_column(String(64))
+    committed_mbps: Mapped[int] = mapped_column(Integer)
+    peak_pct: Mapped[int] = mapped_column(Integer, default=125)
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # event rules: below under_pct (or above over_pct) for event_seconds opens an event;
+    # it closes after event_seconds back inside the band by hysteresis_pct
+    under_pct: Mapped[int] = mapped_column(Integer, default=10)
+    over_pct: Mapped[int] = mapped_column(Integer, default=100)
+    hysteresis_pct: Mapped[int] = mapped_column(Integer, default=5)
+    event_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class CounterSample(Base):
+    """Raw counters as read from a router (interface, or a line's nftables counter)."""
+
+    __tablename__ = "counter_samples"
+    __table_args__ = (Index("ix_counter_series_at", "router", "kind", "name", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    router: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # interface | line
+    name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    tx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    rx_packets: Mapped[int] = mapped_column(BigInteger, default=0)
+    tx_packets: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    drops: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RateSample(Base):
+    """Rates from two consecutive counter samples (wraps, resets and gaps handled)."""
+
+    __tablename__ = "rate_samples"
+    __table_args__ = (Index("ix_rate_series_at", "router", "kind", "name", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    router: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
+    rx_bps: Mapped[float] = mapped_column(Float)
+    tx_bps: Mapped[float] = mapped_column(Float)
+    rx_pps: Mapped[float] = mapped_column(Float)
+    tx_pps: Mapped[float] = mapped_column(Float)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    drops: Mapped[int] = mapped_column(BigInteger, default=0)
+    note: Mapped[str | None] = mapped_column(String(32), default=None)  # wrap | reset | gap
+
+
+class QosSample(Base):
+    """An ISP's measured quality through its routing instance on one router."""
+
+    __tablename__ = "qos_samples"
+    __table_args__ = (Index("ix_qos_isp_at", "isp_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    router: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    jitter_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    loss_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    throughput_mbps: Mapped[float | None] = mapped_column(Float, default=None)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UtilisationSample(Base):
+    """A lease's rate over its committed rate at one poll."""
+
+    __tablename__ = "utilisation_samples"
+    __table_args__ = (Index("ix_util_lease_at", "lease_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rate_mbps: Mapped[float] = mapped_column(Float)
+    utilisation_pct: Mapped[float] = mapped_column(Float)
+
+
+class UtilisationEvent(Base):
+    """An under- or over-utilisation episode of a lease."""
+
+    __tablename__ = "utilisation_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"), index=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # under | over
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    extreme_pct: Mapped[float] = mapped_column(Float)  # peak (over) or lowest (under)
+    callback_status: Mapped[str | None] = mapped_column(String(100), default=None)
+
+
+class Rollup(Base):
+    """A 5-minute aggregate of a series, kept longer than raw samples."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (UniqueConstraint("series", "bucket"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    series: Mapped[str] = mapped_column(String(120))
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Float)
+    minimum: Mapped[float] = mapped_column(Float)
+    maximum: Mapped[float] = mapped_column(Float)
+
+
+class PollLog(Base):
+    """One monitoring job's poll of one router: how long, and whether it worked."""
+
+    __tablename__ = "poll_log"
+    __table_args__ = (Index("ix_poll_job_at", "job", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    router: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 def audit(session: Session, actor: str, action: str, obj: str, **details: Any) -> None:
