@@ -10,11 +10,16 @@ This file is sent as the source of ``python3 -c`` and must stay standard-library
 compatible with the routers' Python 3. Requests and answers are one JSON object per line.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+import select
 import socket
+import struct
 import subprocess
 import sys
+import time
 from typing import Any
 
 VTY_DIR = os.environ.get("FRR_VTY_DIR", "/var/run/frr")
@@ -106,6 +111,98 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SO_MARK = 36  # from <asm-generic/socket.h>; socket.SO_MARK needs Python 3.12
+SIOCOUTQ = 0x5411  # bytes still in a TCP socket's send queue (not yet acknowledged)
+
+
+def probe(req: dict[str, Any]) -> dict[str, Any]:
+    """Echo probes (UDP) through the routing table chosen by ``mark``: latency, jitter, loss.
+
+    ``count`` packets are sent ``interval`` seconds apart, each carrying its sequence number
+    and send time; replies are matched by sequence number. Jitter is the mean absolute
+    difference between consecutive round trips (RFC 3550's idea, without its smoothing).
+    """
+    count, interval = int(req.get("count", 20)), float(req.get("interval", 0.01))
+    timeout = float(req.get("timeout", 1.0))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_MARK, int(req["mark"]))
+    sock.setblocking(False)
+    target = (req["target"], int(req.get("port", 7)))
+    sent: dict[int, float] = {}
+    rtts: dict[int, float] = {}
+    next_send = time.monotonic()
+    seq = 0
+    deadline = None
+    try:
+        while True:
+            now = time.monotonic()
+            if seq < count and now >= next_send:
+                sent[seq] = now
+                with contextlib.suppress(OSError):  # a failed send is counted as lost
+                    sock.sendto(struct.pack("!Id", seq, now), target)
+                seq += 1
+                next_send += interval
+                if seq == count:
+                    deadline = now + timeout
+            if deadline is not None and (now >= deadline or len(rtts) == count):
+                break
+            wait = (next_send - now) if seq < count else (deadline or now) - now
+            readable, _, _ = select.select([sock], [], [], max(0.0, wait))
+            if readable:
+                try:
+                    data = sock.recv(64)
+                except OSError:
+                    continue
+                if len(data) >= 12:
+                    number, _ = struct.unpack("!Id", data[:12])
+                    if number in sent and number not in rtts:
+                        rtts[number] = time.monotonic() - sent[number]
+    finally:
+        sock.close()
+    ordered = [rtts[i] * 1000 for i in sorted(rtts)]
+    latency = sum(ordered) / len(ordered) if ordered else None
+    diffs = [abs(b - a) for a, b in zip(ordered, ordered[1:], strict=False)]
+    return {
+        "ok": True,
+        "sent": count,
+        "received": len(rtts),
+        "loss_pct": 100.0 * (count - len(rtts)) / count if count else None,
+        "latency_ms": latency,
+        "jitter_ms": sum(diffs) / len(diffs) if diffs else (0.0 if ordered else None),
+    }
+
+
+def throughput(req: dict[str, Any]) -> dict[str, Any]:
+    """Send to a TCP sink through the table chosen by ``mark`` for ``seconds``; the rate is
+    what the receiver acknowledged (bytes written minus what is still queued)."""
+    seconds = float(req.get("seconds", 0.5))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_MARK, int(req["mark"]))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    sock.settimeout(2.0)
+    try:
+        sock.connect((req["target"], int(req.get("port", 9))))
+        chunk = b"\0" * 16384
+        written = 0
+        started = time.monotonic()
+        end = started + seconds
+        while time.monotonic() < end:
+            _, writable, _ = select.select([], [sock], [], max(0.0, end - time.monotonic()))
+            if writable:
+                written += sock.send(chunk)
+        elapsed = time.monotonic() - started
+        queued = struct.unpack("i", fcntl.ioctl(sock, SIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError as err:
+        return {"ok": False, "error": f"throughput probe: {err}"}
+    finally:
+        sock.close()
+    acked = max(0, written - queued)
+    return {"ok": True, "bytes": acked, "seconds": elapsed, "mbps": acked * 8 / elapsed / 1e6}
+
+
+OPS = {"probe": probe, "throughput": throughput}
+
+
 def main() -> None:
     """Serve requests from stdin until it closes."""
     out = sys.stdout
@@ -114,7 +211,8 @@ def main() -> None:
     for line in sys.stdin:
         try:
             req = json.loads(line)
-            answer = vty(req) if req["op"] == "vty" else run(req)
+            op = req["op"]
+            answer = vty(req) if op == "vty" else OPS[op](req) if op in OPS else run(req)
         except Exception as err:  # report, never die: the session stays usable
             answer = {"ok": False, "error": f"{type(err).__name__}: {err}", "agent": True}
         out.write(json.dumps(answer) + "\n")

@@ -82,3 +82,75 @@ def _record(order_id: int, outcome: str) -> None:
         order = session.get(Order, order_id)
         if order is not None:
             order.callback_status = outcome
+
+
+def send_event_callback(event_id: int) -> str:
+    """POST a utilisation event (opened or closed) to its ISP's callback URL, signed.
+
+    Raises:
+        CallbackFailed: the receiver answered non-2xx or could not be reached (retried).
+    """
+    from vpop.db import Isp, Lease, UtilisationEvent
+
+    with session_scope() as session:
+        event = session.get(UtilisationEvent, event_id)
+        if event is None:
+            return "no event"
+        isp = session.get(Isp, event.isp_id)
+        lease = session.get(Lease, event.lease_id)
+        if isp is None or not isp.callback_url or lease is None:
+            return "no callback"
+        url = isp.callback_url
+        state = "closed" if event.closed_at else "opened"
+        payload = json.dumps(
+            {
+                "type": f"utilisation.{event.kind}.{state}",
+                "data": {
+                    "event": event.id,
+                    "lease": lease.id,
+                    "isp": event.isp_id,
+                    "router": lease.router,
+                    "uplink": lease.uplink,
+                    "kind": event.kind,
+                    "opened_at": event.opened_at.isoformat(),
+                    "closed_at": event.closed_at.isoformat() if event.closed_at else None,
+                    "extreme_pct": event.extreme_pct,
+                    "committed_mbps": lease.committed_mbps,
+                },
+            }
+        )
+        msg_id = f"event-{event.id}-{state}"
+    status = _post_signed(url, msg_id, payload)
+    with session_scope() as session:
+        event = session.get(UtilisationEvent, event_id)
+        if event is not None:
+            event.callback_status = status
+    if not status.startswith("delivered"):
+        raise CallbackFailed(f"event callback to {url}: {status}")
+    return status
+
+
+def _post_signed(url: str, msg_id: str, payload: str) -> str:
+    secret = signing_secret()
+    if secret is None:
+        return "not sent: no signing secret configured"
+    now = datetime.now(UTC)
+    request = urllib.request.Request(
+        url,
+        data=payload.encode(),
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(secret).sign(msg_id, now, payload),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except (urllib.error.URLError, OSError) as err:
+        return f"failed: {err}"
+    return f"delivered: HTTP {status}" if 200 <= status < 300 else f"failed: HTTP {status}"

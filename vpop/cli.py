@@ -117,18 +117,24 @@ def serve(host: str, port: int, workers: int, with_lab: bool) -> None:
     if with_lab:
         click.get_current_context().invoke(lab_up, subscribers=4)
     upgrade()
-    from vpop.queue import Sweeper, make_consumer
+    from vpop.monitoring import Monitor, routers
+    from vpop.queue import Sweeper, enqueue_monitor, enqueue_reconcile, make_consumer
 
     server = make_server(host, port, create_app(), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True)
     thread.start()
-    sweeper = Sweeper()
+    consumer = make_consumer(workers)
+    for router in routers():  # converge on start: routing instances exist before probes
+        enqueue_reconcile(router, delay=0)
+    sweeper, monitor = Sweeper(), Monitor(enqueue_monitor)
     sweeper.start()
+    monitor.start()
     click.echo(f"vpop serving on http://{host}:{port}/ with {workers} workers")
     try:
-        make_consumer(workers).run()  # main thread: handles SIGINT / SIGTERM
+        consumer.run()  # main thread: handles SIGINT / SIGTERM
     finally:
         sweeper.stop_event.set()
+        monitor.stop_event.set()
         server.shutdown()
         close_pool()
 
@@ -141,14 +147,12 @@ def worker(workers: int) -> None:
     from vpop.migrate import upgrade
 
     upgrade()
-    from vpop.queue import Sweeper, make_consumer
+    from vpop.queue import make_consumer
 
-    sweeper = Sweeper()
-    sweeper.start()
+    # the scheduler (sweep, monitoring) runs once, in `vpop serve`; workers only execute
     try:
         make_consumer(workers).run()
     finally:
-        sweeper.stop_event.set()
         close_pool()
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -42,6 +43,28 @@ from sqlalchemy.orm import (
 )
 
 from vpop.settings import load_settings
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database.
+
+    SQLite keeps no time zone: what it returns is naive, and is UTC by construction here.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
@@ -96,7 +119,7 @@ class Isp(Base):
     callback_url: Mapped[str | None] = mapped_column(String(500), default=None)
     # destinations this ISP does not carry (its outbound filter list), canonical prefixes
     outbound_deny: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     plans: Mapped[list[Plan]] = relationship(back_populates="isp", order_by="Plan.id")
 
 
@@ -120,7 +143,7 @@ class Subscriber(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     lines: Mapped[list[Line]] = relationship(back_populates="subscriber", order_by="Line.id")
 
 
@@ -150,7 +173,7 @@ class Selection(Base):
     line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), primary_key=True)
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), default=None)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     line: Mapped[Line] = relationship(back_populates="selection")
 
 
@@ -169,8 +192,8 @@ class Run(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per host
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Order(Base):
@@ -189,9 +212,9 @@ class Order(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), default=None)
     diff: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     line: Mapped[Line] = relationship()
     run: Mapped[Run | None] = relationship()
 
@@ -206,7 +229,7 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(200))
     body_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
@@ -218,8 +241,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class AuditEntry(Base):
@@ -227,7 +250,7 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(50))
     object: Mapped[str] = mapped_column(String(100))
@@ -250,8 +273,8 @@ class Lease(Base):
     peak_pct: Mapped[int] = mapped_column(Integer, default=125)
     price_minor: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
-    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # event rules: below under_pct (or above over_pct) for event_seconds opens an event;
     # it closes after event_seconds back inside the band by hysteresis_pct
     under_pct: Mapped[int] = mapped_column(Integer, default=10)
@@ -259,8 +282,8 @@ class Lease(Base):
     hysteresis_pct: Mapped[int] = mapped_column(Integer, default=5)
     event_seconds: Mapped[int] = mapped_column(Integer, default=60)
     status: Mapped[str] = mapped_column(String(16), default="active")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class CounterSample(Base):
@@ -272,7 +295,7 @@ class CounterSample(Base):
     router: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # interface | line
     name: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     rx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     tx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     rx_packets: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -290,7 +313,7 @@ class RateSample(Base):
     router: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     seconds: Mapped[float] = mapped_column(Float)
     rx_bps: Mapped[float] = mapped_column(Float)
     tx_bps: Mapped[float] = mapped_column(Float)
@@ -309,7 +332,7 @@ class QosSample(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
     router: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
     jitter_ms: Mapped[float | None] = mapped_column(Float, default=None)
     loss_pct: Mapped[float | None] = mapped_column(Float, default=None)
@@ -325,7 +348,7 @@ class UtilisationSample(Base):
     __table_args__ = (Index("ix_util_lease_at", "lease_id", "at"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     rate_mbps: Mapped[float] = mapped_column(Float)
     utilisation_pct: Mapped[float] = mapped_column(Float)
 
@@ -338,8 +361,8 @@ class UtilisationEvent(Base):
     lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"), index=True)
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"), index=True)
     kind: Mapped[str] = mapped_column(String(8))  # under | over
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     extreme_pct: Mapped[float] = mapped_column(Float)  # peak (over) or lowest (under)
     callback_status: Mapped[str | None] = mapped_column(String(100), default=None)
 
@@ -351,7 +374,7 @@ class Rollup(Base):
     __table_args__ = (UniqueConstraint("series", "bucket"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     series: Mapped[str] = mapped_column(String(120))
-    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime())
     count: Mapped[int] = mapped_column(Integer)
     total: Mapped[float] = mapped_column(Float)
     minimum: Mapped[float] = mapped_column(Float)
@@ -366,7 +389,7 @@ class PollLog(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     job: Mapped[str] = mapped_column(String(32))
     router: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     seconds: Mapped[float] = mapped_column(Float)
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -157,3 +157,62 @@ def lease_view(lease: Lease) -> dict[str, Any]:
         "event_seconds": lease.event_seconds,
         "status": lease.status,
     }
+
+
+def provision(lease_id: int, url: str | None = None) -> str:
+    """Apply a lease on its router: shape the uplink (provisioning) or unshape it (ending).
+
+    Returns the lease's new status (``active`` or ``ended``). On failure the lease keeps its
+    status and the error is audited; the caller (a queued task) retries.
+    """
+    from tasks.shape import shape_uplink
+    from vpop.nornir_factory import open_nornir
+
+    with session_scope(url) as session:
+        lease = session.get(Lease, lease_id)
+        if lease is None:
+            raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
+        router, uplink, status = lease.router, lease.uplink, lease.status
+        rate = lease.committed_mbps * lease.peak_pct / 100
+    if status not in ("provisioning", "ending", "active"):
+        return status
+    with open_nornir() as nr:
+        target = nr.filter(name=router)
+        host = target.inventory.hosts.get(router)
+        if host is None:
+            raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
+        if host.platform != "frr":
+            raise VpopError(
+                f"{router} is {host.platform}: render its policer with render_lease and push"
+                " it with the platform's driver",
+                code="VPOP-501-LEASE-PLATFORM",
+            )
+        result = target.run(
+            task=shape_uplink,
+            interface=uplink,
+            rate_mbps=None if status == "ending" else rate,
+            on_failed=True,
+        )[router]
+    with session_scope(url) as session:
+        lease = session.get(Lease, lease_id)
+        assert lease is not None
+        if result.failed:
+            audit(
+                session,
+                "provisioning",
+                "lease.provision_failed",
+                f"lease:{lease_id}",
+                error=str(result[0].exception),
+            )
+            raise VpopError(f"lease {lease_id}: {result[0].exception}", code="VPOP-502-LEASE")
+        lease.status = "ended" if status == "ending" else "active"
+        if lease.status == "ended":
+            lease.ended_at = utcnow()
+        audit(
+            session,
+            "provisioning",
+            f"lease.{lease.status}",
+            f"lease:{lease_id}",
+            diff=result[0].diff,
+        )
+        return lease.status

@@ -84,7 +84,11 @@ class EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 
 def make_consumer(workers: int = 4) -> Consumer:
-    """The consumer `vpop serve` and `vpop worker` run."""
+    """The consumer `vpop serve` and `vpop worker` run (monitoring events get callbacks)."""
+    from vpop import monitoring
+
+    if enqueue_event_callback not in monitoring.on_event:
+        monitoring.on_event.append(enqueue_event_callback)
     return EmbeddedConsumer(
         huey,
         workers=workers,
@@ -201,6 +205,59 @@ def sweep() -> dict[str, Any]:
     for router in unknown:
         enqueue_reconcile(router, delay=0)
     return {"stale": sorted(stale), "unknown": sorted(unknown)}
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def monitor_task(job: str, router: str | None) -> Any:
+    """One monitoring job (counters, probes, prune) for one router; overlapping polls of the
+    same job and router are skipped, not queued up."""
+    from vpop import monitoring
+
+    try:
+        with huey.lock_task(f"monitor:{job}:{router}"):
+            if job == "counters" and router:
+                return monitoring.poll_counters(router)
+            if job == "probes" and router:
+                return monitoring.probe_router(router)
+            if job == "prune":
+                return monitoring.prune()
+    except TaskLockedException:
+        return None
+    raise ValueError(f"unknown monitoring job {job!r}")
+
+
+def enqueue_monitor(job: str, router: str | None) -> None:
+    """Queue one monitoring job."""
+    monitor_task(job, router)
+    wake_workers()
+
+
+@huey.task(retries=5, retry_delay=5)  # type: ignore[untyped-decorator]
+def lease_task(lease_id: int) -> str:
+    """Provision (or end) a lease on its router; retried while the router is unreachable."""
+    from vpop.leasing import provision
+
+    return provision(lease_id)
+
+
+def enqueue_lease(lease_id: int) -> None:
+    """Queue a lease's provisioning (after it is written)."""
+    lease_task(lease_id)
+    wake_workers()
+
+
+@huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
+def event_callback_task(event_id: int) -> str:
+    """Send a utilisation event's signed callback to its ISP (retried on failure)."""
+    from vpop.callbacks import send_event_callback
+
+    return send_event_callback(event_id)
+
+
+def enqueue_event_callback(event_id: int) -> None:
+    """Queue a utilisation event's callback."""
+    event_callback_task(event_id)
+    wake_workers()
 
 
 engine.on_order_final.append(enqueue_callback)

@@ -1,0 +1,399 @@
+"""Scheduled monitoring: counters, ISP probes, lease utilisation and events, retention.
+
+Each poll of a router is one Nornir run and one database transaction. Jobs are enqueued on
+the huey queue by :class:`Monitor` (a thread in ``vpop serve`` / ``vpop worker``) at
+intervals of seconds (huey's own periodic tasks tick once a minute, too coarse here):
+
+* counters (``VPOP_POLL_COUNTERS_SECONDS``, lab default 5): interface and per-line counters
+  -> raw samples, rates (wraps, resets, duplicates and gaps handled by
+  :mod:`vpop.counters`), lease utilisation and under/over-utilisation events;
+* probes (``VPOP_POLL_PROBES_SECONDS``, default 10): latency, jitter, loss, throughput of
+  every ISP through its routing instance on every router -> QoS samples;
+* prune (``VPOP_PRUNE_SECONDS``, default 3600): raw samples older than
+  ``VPOP_RETENTION_RAW_DAYS`` (7), rollups older than ``VPOP_RETENTION_ROLLUP_DAYS`` (400).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tasks.collect import collect_counters
+from tasks.probe import probe_isps
+from vpop import rollups
+from vpop.counters import Reading, delta
+from vpop.db import (
+    CounterSample,
+    Isp,
+    Lease,
+    Line,
+    PollLog,
+    QosSample,
+    RateSample,
+    UtilisationEvent,
+    UtilisationSample,
+    session_scope,
+    utcnow,
+)
+from vpop.nornir_factory import open_nornir
+from vpop.topology import SERVICE_ADDRESS
+from vpop.utilisation import EventState, Rules, step, utilisation_pct
+
+log = logging.getLogger(__name__)
+
+# never believe a delta implying more than this (bytes/s, packets/s): a reset, not traffic
+MAX_RATE = {
+    "rx_bytes": 50e9,
+    "tx_bytes": 50e9,
+    "rx_packets": 1e9,
+    "tx_packets": 1e9,
+    "errors": 1e9,
+    "drops": 1e9,
+}
+
+# called with an event id when a utilisation event opens or closes (callbacks)
+on_event: list[Callable[[int], None]] = []
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(f"VPOP_{name}", default))
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Intervals and probe parameters, from ``VPOP_*`` variables."""
+
+    counters_seconds: float = field(default_factory=lambda: _env_float("POLL_COUNTERS_SECONDS", 5))
+    probes_seconds: float = field(default_factory=lambda: _env_float("POLL_PROBES_SECONDS", 10))
+    prune_seconds: float = field(default_factory=lambda: _env_float("PRUNE_SECONDS", 3600))
+    raw_days: float = field(default_factory=lambda: _env_float("RETENTION_RAW_DAYS", 7))
+    rollup_days: float = field(default_factory=lambda: _env_float("RETENTION_ROLLUP_DAYS", 400))
+    probe_count: int = field(default_factory=lambda: int(_env_float("PROBE_COUNT", 20)))
+    probe_interval: float = field(default_factory=lambda: _env_float("PROBE_INTERVAL", 0.01))
+    throughput_seconds: float = field(
+        default_factory=lambda: _env_float("PROBE_THROUGHPUT_SECONDS", 0.3)
+    )
+    probe_target: str = field(
+        default_factory=lambda: os.environ.get("VPOP_PROBE_TARGET", SERVICE_ADDRESS)
+    )
+
+
+_last: dict[tuple[str, str, str], Reading] = {}
+_states: dict[int, EventState] = {}
+_state_lock = threading.Lock()
+
+
+def _log_poll(job: str, router: str, started: float, error: str | None, url: str | None) -> None:
+    with session_scope(url) as session:
+        session.add(
+            PollLog(
+                job=job,
+                router=router,
+                seconds=time.perf_counter() - started,
+                ok=error is None,
+                error=error,
+            )
+        )
+
+
+def _previous(session: Session, router: str, kind: str, name: str) -> Reading | None:
+    cached = _last.get((router, kind, name))
+    if cached is not None:
+        return cached
+    row = session.scalars(
+        select(CounterSample)
+        .where(
+            CounterSample.router == router, CounterSample.kind == kind, CounterSample.name == name
+        )
+        .order_by(CounterSample.at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    values = {
+        k: getattr(row, k)
+        for k in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+    }
+    # the boot id is not stored: a restart since is caught by the decrease rules
+    return Reading(at=row.at, values=values, width=64, boot_id=None)
+
+
+def poll_counters(
+    router: str, url: str | None = None, settings: MonitorSettings | None = None
+) -> dict[str, Any]:
+    """Poll one router's counters; store samples, rates, utilisation and events.
+
+    Returns a summary: samples stored, notes (wrap/reset/gap), events opened/closed.
+    """
+    settings = settings or MonitorSettings()
+    started = time.perf_counter()
+    with session_scope(url) as session:
+        lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
+    try:
+        with open_nornir() as nr:
+            target = nr.filter(name=router)
+            if router not in target.inventory.hosts:
+                raise LookupError(f"router {router!r} is not in the inventory")
+            results = target.run(task=collect_counters, lines=lines, on_failed=True)
+        multi = results[router]
+        if multi.failed:
+            raise RuntimeError(str(multi[0].exception))
+        data: dict[str, Any] = multi[0].result
+    except Exception as err:  # a failed poll is recorded, never fatal to the scheduler
+        _log_poll("counters", router, started, f"{type(err).__name__}: {err}", url)
+        raise
+    now = utcnow()
+    summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
+    event_ids: list[int] = []
+    with session_scope(url) as session:  # one transaction per poll
+        rates: dict[tuple[str, str], RateSample] = {}
+        for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
+            for name, values in table.items():
+                reading = Reading(
+                    at=now,
+                    values=values,
+                    width=data["width"],
+                    boot_id=data["boot_ids"].get(f"{kind}:{name}"),
+                )
+                session.add(CounterSample(router=router, kind=kind, name=name, at=now, **values))
+                result = delta(
+                    _previous(session, router, kind, name),
+                    reading,
+                    expected_interval=settings.counters_seconds,
+                    max_rate=MAX_RATE,
+                )
+                _last[(router, kind, name)] = reading
+                summary["samples"] += 1
+                if result.note:
+                    summary["notes"][f"{kind}:{name}"] = result.note
+                if not result.usable:
+                    continue
+                sample = RateSample(
+                    router=router,
+                    kind=kind,
+                    name=name,
+                    at=now,
+                    seconds=result.seconds,
+                    rx_bps=result.rates["rx_bytes"] * 8,
+                    tx_bps=result.rates["tx_bytes"] * 8,
+                    rx_pps=result.rates["rx_packets"],
+                    tx_pps=result.rates["tx_packets"],
+                    errors=result.values["errors"],
+                    drops=result.values["drops"],
+                    note=result.note,
+                )
+                session.add(sample)
+                rates[(kind, name)] = sample
+        for lease in session.scalars(
+            select(Lease).where(Lease.router == router, Lease.status == "active")
+        ):
+            uplink_rate = rates.get(("interface", lease.uplink))
+            if uplink_rate is None:
+                continue
+            pct = utilisation_pct(uplink_rate.rx_bps, uplink_rate.tx_bps, lease.committed_mbps)
+            rate_mbps = max(uplink_rate.rx_bps, uplink_rate.tx_bps) / 1e6
+            session.add(
+                UtilisationSample(
+                    lease_id=lease.id, at=now, rate_mbps=rate_mbps, utilisation_pct=pct
+                )
+            )
+            rollups.add_to_rollup(
+                session, rollups.series_name("util", "lease", str(lease.id)), now, pct
+            )
+            event_ids += _step_events(session, lease, now, pct, summary)
+    for event_id in event_ids:
+        for hook in on_event:
+            try:
+                hook(event_id)
+            except Exception:
+                log.exception("event hook failed for event %s", event_id)
+    _log_poll("counters", router, started, None, url)
+    return summary
+
+
+def _state_for(session: Session, lease: Lease) -> EventState:
+    with _state_lock:
+        state = _states.get(lease.id)
+    if state is None:
+        open_event = session.scalars(
+            select(UtilisationEvent).where(
+                UtilisationEvent.lease_id == lease.id, UtilisationEvent.closed_at.is_(None)
+            )
+        ).first()
+        state = EventState(
+            kind=open_event.kind if open_event else None,
+            candidate=None,
+            candidate_since=None,
+            clearing_since=None,
+            extreme=open_event.extreme_pct if open_event else None,
+        )
+    return state
+
+
+def _step_events(
+    session: Session, lease: Lease, now: datetime, pct: float, summary: dict[str, Any]
+) -> list[int]:
+    rules = Rules(
+        under_pct=lease.under_pct,
+        over_pct=lease.over_pct,
+        hysteresis_pct=lease.hysteresis_pct,
+        event_seconds=lease.event_seconds,
+    )
+    state, transitions = step(_state_for(session, lease), now, pct, rules)
+    with _state_lock:
+        _states[lease.id] = state
+    ids: list[int] = []
+    for action, kind, at, extreme in transitions:
+        if action == "open":
+            event = UtilisationEvent(
+                lease_id=lease.id, isp_id=lease.isp_id, kind=kind, opened_at=at, extreme_pct=extreme
+            )
+            session.add(event)
+            session.flush()
+        else:
+            found = session.scalars(
+                select(UtilisationEvent).where(
+                    UtilisationEvent.lease_id == lease.id,
+                    UtilisationEvent.kind == kind,
+                    UtilisationEvent.closed_at.is_(None),
+                )
+            ).first()
+            if found is None:
+                continue
+            event = found
+            event.closed_at = at
+            event.extreme_pct = extreme
+        log.warning(
+            "lease %s (%s %s %s): %s-utilisation event %s %s at %.1f%%",
+            lease.id,
+            lease.isp_id,
+            lease.router,
+            lease.uplink,
+            kind,
+            event.id,
+            "opened" if action == "open" else "closed",
+            extreme,
+        )
+        summary["events"].append((action, kind, event.id))
+        ids.append(event.id)
+    return ids
+
+
+def probe_router(
+    router: str, url: str | None = None, settings: MonitorSettings | None = None
+) -> dict[str, Any]:
+    """Probe every ISP with an uplink on ``router``; store one QoS sample per ISP."""
+    settings = settings or MonitorSettings()
+    started = time.perf_counter()
+    with session_scope(url) as session:
+        known = set(session.scalars(select(Isp.id)))
+    try:
+        with open_nornir() as nr:
+            target = nr.filter(name=router)
+            host = target.inventory.hosts.get(router)
+            if host is None:
+                raise LookupError(f"router {router!r} is not in the inventory")
+            isps = sorted(set(host.get("uplinks", {})) & known)
+            results = target.run(
+                task=probe_isps,
+                isps=isps,
+                target=settings.probe_target,
+                count=settings.probe_count,
+                interval=settings.probe_interval,
+                throughput_seconds=settings.throughput_seconds,
+                on_failed=True,
+            )
+        multi = results[router]
+        if multi.failed:
+            raise RuntimeError(str(multi[0].exception))
+        measured: dict[str, dict[str, Any]] = multi[0].result
+    except Exception as err:
+        _log_poll("probes", router, started, f"{type(err).__name__}: {err}", url)
+        raise
+    now = utcnow()
+    with session_scope(url) as session:
+        for isp, figures in measured.items():
+            if "error" in figures:
+                log.warning("probe %s via %s: %s", router, isp, figures["error"])
+                continue
+            session.add(
+                QosSample(
+                    isp_id=isp,
+                    router=router,
+                    at=now,
+                    latency_ms=figures["latency_ms"],
+                    jitter_ms=figures["jitter_ms"],
+                    loss_pct=figures["loss_pct"],
+                    throughput_mbps=figures["throughput_mbps"],
+                    sent=figures["sent"] or 0,
+                    received=figures["received"] or 0,
+                )
+            )
+            for metric in ("latency_ms", "jitter_ms", "loss_pct", "throughput_mbps"):
+                if figures.get(metric) is not None:
+                    rollups.add_to_rollup(
+                        session,
+                        rollups.series_name("qos", isp, router, metric),
+                        now,
+                        float(figures[metric]),
+                    )
+    _log_poll("probes", router, started, None, url)
+    return measured
+
+
+def prune(url: str | None = None, settings: MonitorSettings | None = None) -> dict[str, int]:
+    """Apply retention: raw samples and rollups older than their limits are deleted."""
+    settings = settings or MonitorSettings()
+    with session_scope(url) as session:
+        return rollups.prune(
+            session, now=utcnow(), raw_days=settings.raw_days, rollup_days=settings.rollup_days
+        )
+
+
+def routers() -> list[str]:
+    """The routers in the inventory."""
+    with open_nornir() as nr:
+        return sorted(nr.inventory.hosts)
+
+
+class Monitor(threading.Thread):
+    """Enqueues the monitoring jobs at their intervals (bounded, stoppable)."""
+
+    def __init__(
+        self, enqueue: Callable[[str, str | None], None], settings: MonitorSettings | None = None
+    ) -> None:
+        super().__init__(name="vpop-monitor", daemon=True)
+        self.enqueue = enqueue
+        self.settings = settings or MonitorSettings()
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        intervals = {
+            "counters": self.settings.counters_seconds,
+            "probes": self.settings.probes_seconds,
+            "prune": self.settings.prune_seconds,
+        }
+        due = {job: time.monotonic() for job in intervals}
+        while not self.stop_event.wait(0.25):
+            now = time.monotonic()
+            for job, interval in intervals.items():
+                if interval <= 0 or now < due[job]:
+                    continue
+                due[job] = now + interval
+                try:
+                    if job == "prune":
+                        self.enqueue(job, None)
+                    else:
+                        for router in routers():
+                            self.enqueue(job, router)
+                except Exception:
+                    log.exception("could not schedule %s", job)
