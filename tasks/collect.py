@@ -8,7 +8,6 @@ counters' values), so a selection never resets a subscriber's counters.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -52,30 +51,11 @@ def acct_script(interfaces: list[str], existing: set[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _acct_state(agent: Agent) -> tuple[int | None, dict[str, dict[str, int]], set[str]]:
-    """Table handle, counters by name, and the interfaces the rules count."""
-    answer = agent.call({"op": "run", "argv": ["nft", "-j", "list", "table", "inet", ACCT_TABLE]})
+def _read(agent: Agent) -> dict[str, Any]:
+    answer = agent.call({"op": "counters", "table": ["inet", ACCT_TABLE]})
     if not answer["ok"]:
-        return None, {}, set()
-    handle: int | None = None
-    counters: dict[str, dict[str, int]] = {}
-    counted: set[str] = set()
-    for item in json.loads(answer["output"])["nftables"]:
-        if "table" in item:
-            handle = item["table"]["handle"]
-        elif "counter" in item:
-            c = item["counter"]
-            counters[c["name"]] = {
-                "packets": c["packets"],
-                "bytes": c["bytes"],
-                "handle": c["handle"],
-            }
-        elif "rule" in item:
-            for expr in item["rule"].get("expr", []):
-                match = expr.get("match", {})
-                if match.get("left", {}).get("meta", {}).get("key") in ("iifname", "oifname"):
-                    counted.add(str(match.get("right")))
-    return handle, counters, counted
+        raise CollectError(f"cannot read counters: {answer.get('error')}")
+    return answer
 
 
 def collect_counters(task: Task, *, lines: list[str]) -> Result:
@@ -93,48 +73,44 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
     """
     try:
         agent: Agent = task.host.get_connection(CONNECTION_NAME, task.nornir.config).agent()
-        link = agent.call({"op": "run", "argv": ["ip", "-s", "-j", "link", "show"]})
-        if not link["ok"]:
-            raise CollectError(f"ip link failed: {link['output']}")
-        handle, counters, counted = _acct_state(agent)
+        data = _read(agent)
         changed = False
         wanted = {n for i in lines for n in counter_names(i)}
-        if handle is None or set(counters) != wanted or counted != set(lines):
-            script = acct_script(lines, set(counters))
+        have = set(data["counters"])
+        if data["table_handle"] is None or have != wanted or set(data["counted"]) != set(lines):
+            script = acct_script(lines, have)
             applied = agent.call({"op": "run", "argv": ["nft", "-f", "-"], "stdin": script})
             if not applied["ok"]:
                 raise CollectError(f"cannot update {ACCT_TABLE}: {applied['output'].strip()}")
-            handle, counters, counted = _acct_state(agent)
+            data = _read(agent)
             changed = True
     except ShellError as err:
         raise CollectError(f"{task.host.name}: {err}") from err
     interfaces: dict[str, dict[str, int]] = {}
     boot_ids: dict[str, str] = {}
-    for entry in json.loads(link["output"] or "[]"):
-        stats = entry.get("stats64", {})
-        rx, tx = stats.get("rx", {}), stats.get("tx", {})
-        name = entry["ifname"]
+    for name, (ifindex, rxb, txb, rxp, txp, errors, drops) in data["interfaces"].items():
         interfaces[name] = {
-            "rx_bytes": rx.get("bytes", 0),
-            "tx_bytes": tx.get("bytes", 0),
-            "rx_packets": rx.get("packets", 0),
-            "tx_packets": tx.get("packets", 0),
-            "errors": rx.get("errors", 0) + tx.get("errors", 0),
-            "drops": rx.get("dropped", 0) + tx.get("dropped", 0),
+            "rx_bytes": rxb,
+            "tx_bytes": txb,
+            "rx_packets": rxp,
+            "tx_packets": txp,
+            "errors": errors,
+            "drops": drops,
         }
-        boot_ids[f"interface:{name}"] = str(entry.get("ifindex"))
+        boot_ids[f"interface:{name}"] = str(ifindex)
+    named = data["counters"]
     line_counters: dict[str, dict[str, int]] = {}
     for interface in lines:
-        up, down = (counters.get(n, {}) for n in counter_names(interface))
+        up, down = (named.get(n, [0, 0, None]) for n in counter_names(interface))
         line_counters[interface] = {
-            "rx_bytes": up.get("bytes", 0),
-            "tx_bytes": down.get("bytes", 0),
-            "rx_packets": up.get("packets", 0),
-            "tx_packets": down.get("packets", 0),
+            "rx_bytes": up[1],
+            "tx_bytes": down[1],
+            "rx_packets": up[0],
+            "tx_packets": down[0],
             "errors": 0,
             "drops": 0,
         }
-        boot_ids[f"line:{interface}"] = f"{handle}:{up.get('handle')}:{down.get('handle')}"
+        boot_ids[f"line:{interface}"] = f"{data['table_handle']}:{up[2]}:{down[2]}"
     result: dict[str, Any] = {
         "interfaces": interfaces,
         "lines": line_counters,

@@ -200,7 +200,60 @@ def throughput(req: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "bytes": acked, "seconds": elapsed, "mbps": acked * 8 / elapsed / 1e6}
 
 
-OPS = {"probe": probe, "throughput": throughput}
+def counters(req: dict[str, Any]) -> dict[str, Any]:
+    """Interface counters (``ip -s -j link``) and an nftables table's named counters and
+    counted interfaces (``nft -j list table``), both parsed here so that only the figures
+    cross the SSH session, not hundreds of kilobytes of JSON."""
+    link = subprocess.run(
+        ["ip", "-s", "-j", "link", "show"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=30,
+    )
+    if link.returncode != 0:
+        return {"ok": False, "error": link.stdout.decode(errors="replace")}
+    interfaces = {}
+    for entry in json.loads(link.stdout or b"[]"):
+        stats = entry.get("stats64", {})
+        rx, tx = stats.get("rx", {}), stats.get("tx", {})
+        interfaces[entry["ifname"]] = [
+            entry.get("ifindex"),
+            rx.get("bytes", 0),
+            tx.get("bytes", 0),
+            rx.get("packets", 0),
+            tx.get("packets", 0),
+            rx.get("errors", 0) + tx.get("errors", 0),
+            rx.get("dropped", 0) + tx.get("dropped", 0),
+        ]
+    table = subprocess.run(
+        ["nft", "-j", "list", "table", *req["table"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+    )
+    handle, named, counted = None, {}, []
+    if table.returncode == 0:
+        for item in json.loads(table.stdout)["nftables"]:
+            if "table" in item:
+                handle = item["table"]["handle"]
+            elif "counter" in item:
+                c = item["counter"]
+                named[c["name"]] = [c["packets"], c["bytes"], c["handle"]]
+            elif "rule" in item:
+                for expr in item["rule"].get("expr", []):
+                    match = expr.get("match", {})
+                    if match.get("left", {}).get("meta", {}).get("key") in ("iifname", "oifname"):
+                        counted.append(str(match.get("right")))
+    return {
+        "ok": True,
+        "interfaces": interfaces,
+        "table_handle": handle,
+        "counters": named,
+        "counted": sorted(set(counted)),
+    }
+
+
+OPS = {"probe": probe, "throughput": throughput, "counters": counters}
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from vpop.db import (
     Lease,
     PollLog,
     QosSample,
-    RateSample,
     Rollup,
     UtilisationSample,
     get_engine,
@@ -147,9 +146,8 @@ def test_rollup_refuses_non_finite_values(db_url: str, value: float) -> None:
 
 def seed_raw(session: Session, at: datetime) -> None:
     """One row in every raw table, dated ``at``."""
-    session.add(CounterSample(router="rc1", kind="interface", name="eth1", at=at))
     session.add(
-        RateSample(
+        CounterSample(
             router="rc1",
             kind="interface",
             name="eth1",
@@ -194,14 +192,13 @@ def test_prune_keeps_recent_deletes_old_and_keeps_rollups_longer(db_url: str) ->
         deleted = prune(session, now=NOW, raw_days=7, rollup_days=365)
     assert deleted == {
         "counter_samples": 2,
-        "rate_samples": 2,
         "qos_samples": 2,
         "utilisation_samples": 2,
         "poll_log": 2,
         "rollups": 1,
     }
     with session_scope(db_url) as session:
-        for model in (CounterSample, RateSample, QosSample, UtilisationSample, PollLog):
+        for model in (CounterSample, QosSample, UtilisationSample, PollLog):
             assert count(session, model) == 3, model.__tablename__
         assert count(session, Rollup) == 4  # 40 and 8 days old: gone from raw, kept here
         oldest = session.scalar(select(func.min(PollLog.at)))

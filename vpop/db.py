@@ -287,10 +287,15 @@ class Lease(Base):
 
 
 class CounterSample(Base):
-    """Raw counters as read from a router (interface, or a line's nftables counter)."""
+    """One poll of one counter series (an interface, or a line's nftables counters): the raw
+    counters as read, and the rates since the previous poll (wraps, resets and gaps handled;
+    no rates on the first poll or a duplicate)."""
 
     __tablename__ = "counter_samples"
-    __table_args__ = (Index("ix_counter_series_at", "router", "kind", "name", "at"),)
+    # time only: a poll appends ~400 rows of different series, and a (series, time) index
+    # turned each into a random B-tree insert (most of a poll's cost); series are read by
+    # time window first (recent state, reports, retention)
+    __table_args__ = (Index("ix_counter_at", "at"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     router: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # interface | line
@@ -302,26 +307,14 @@ class CounterSample(Base):
     tx_packets: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
     drops: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class RateSample(Base):
-    """Rates from two consecutive counter samples (wraps, resets and gaps handled)."""
-
-    __tablename__ = "rate_samples"
-    __table_args__ = (Index("ix_rate_series_at", "router", "kind", "name", "at"),)
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    router: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-    seconds: Mapped[float] = mapped_column(Float)
-    rx_bps: Mapped[float] = mapped_column(Float)
-    tx_bps: Mapped[float] = mapped_column(Float)
-    rx_pps: Mapped[float] = mapped_column(Float)
-    tx_pps: Mapped[float] = mapped_column(Float)
-    errors: Mapped[int] = mapped_column(BigInteger, default=0)
-    drops: Mapped[int] = mapped_column(BigInteger, default=0)
-    note: Mapped[str | None] = mapped_column(String(32), default=None)  # wrap | reset | gap
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    rx_bps: Mapped[float | None] = mapped_column(Float, default=None)
+    tx_bps: Mapped[float | None] = mapped_column(Float, default=None)
+    rx_pps: Mapped[float | None] = mapped_column(Float, default=None)
+    tx_pps: Mapped[float | None] = mapped_column(Float, default=None)
+    new_errors: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    new_drops: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    note: Mapped[str | None] = mapped_column(String(16), default=None)  # wrap|reset|gap|...
 
 
 class QosSample(Base):

@@ -39,7 +39,7 @@ from tasks.deploy import (
 from vpop.db import Order, OrderStatus, Run, RunStatus, Selection, audit, session_scope, utcnow
 from vpop.errors import ConfigError, VpopError
 from vpop.intent import INSTANCE_PREFIX, build_intent
-from vpop.nornir_factory import open_nornir
+from vpop.nornir_factory import one_router, open_nornir
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _device_run(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with open_nornir() as nr:
-        target = nr.filter(name=router)
+        target = one_router(nr, router)
         host = target.inventory.hosts.get(router)
         if host is None:
             raise UnknownRouter(f"router {router!r} is not in the inventory")

@@ -166,7 +166,7 @@ def provision(lease_id: int, url: str | None = None) -> str:
     status and the error is audited; the caller (a queued task) retries.
     """
     from tasks.shape import shape_uplink
-    from vpop.nornir_factory import open_nornir
+    from vpop.nornir_factory import one_router, open_nornir
 
     with session_scope(url) as session:
         lease = session.get(Lease, lease_id)
@@ -177,7 +177,7 @@ def provision(lease_id: int, url: str | None = None) -> str:
     if status not in ("provisioning", "ending", "active"):
         return status
     with open_nornir() as nr:
-        target = nr.filter(name=router)
+        target = one_router(nr, router)
         host = target.inventory.hosts.get(router)
         if host is None:
             raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")

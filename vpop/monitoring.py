@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
@@ -32,19 +33,19 @@ from tasks.probe import probe_isps
 from vpop import rollups
 from vpop.counters import Reading, delta
 from vpop.db import (
+    Base,
     CounterSample,
     Isp,
     Lease,
     Line,
     PollLog,
     QosSample,
-    RateSample,
     UtilisationEvent,
     UtilisationSample,
     session_scope,
     utcnow,
 )
-from vpop.nornir_factory import open_nornir
+from vpop.nornir_factory import one_router, open_nornir
 from vpop.topology import SERVICE_ADDRESS
 from vpop.utilisation import EventState, Rules, step, utilisation_pct
 
@@ -105,26 +106,62 @@ def _log_poll(job: str, router: str, started: float, error: str | None, url: str
         )
 
 
-def _previous(session: Session, router: str, kind: str, name: str) -> Reading | None:
-    cached = _last.get((router, kind, name))
-    if cached is not None:
-        return cached
-    row = session.scalars(
-        select(CounterSample)
-        .where(
-            CounterSample.router == router, CounterSample.kind == kind, CounterSample.name == name
+def Table_(model: type[Base]) -> Table:  # noqa: N802 (reads like the class it unwraps)
+    """The Core table of a model (typed for mypy)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows with one driver-level executemany.
+
+    The ORM's and even Core's per-row parameter processing was most of a poll's CPU (a poll
+    stores ~800 rows). Every row of one poll shares its timestamp, so the only value that
+    needs type processing (UTCDateTime) is processed once; the rest are plain numbers and
+    strings. The placeholder style follows the driver (qmark for SQLite, format for
+    psycopg), so the statement stays portable.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    columns = list(rows[0])
+    values = list(map(itemgetter(*columns), rows))  # tuples, built in C
+    if "at" in columns:
+        at = rows[0]["at"]
+        if any(row["at"] is not at for row in rows):
+            raise ValueError("_insert_many: rows of one call must share their timestamp")
+        process = table.c["at"].type._cached_bind_processor(dialect)  # noqa: SLF001
+        if process is not None:
+            index, stored = columns.index("at"), process(at)
+            values = [(*v[:index], stored, *v[index + 1 :]) for v in values]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    params = values
+    connection.exec_driver_sql(sql, params)
+
+
+COUNTER_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+
+
+def _load_previous(session: Session, router: str) -> None:
+    """Fill the reading cache for a router from its newest stored samples (one query)."""
+    recent = utcnow() - timedelta(hours=1)  # older readings would be gaps anyway
+    newest = (
+        select(func.max(CounterSample.id))
+        .where(CounterSample.at > recent, CounterSample.router == router)
+        .group_by(CounterSample.kind, CounterSample.name)
+    )
+    for row in session.scalars(select(CounterSample).where(CounterSample.id.in_(newest))):
+        values = {k: getattr(row, k) for k in COUNTER_KEYS}
+        # the boot id is not stored: a restart since is caught by the decrease rules
+        _last.setdefault(
+            (router, row.kind, row.name), Reading(at=row.at, values=values, width=64, boot_id=None)
         )
-        .order_by(CounterSample.at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    values = {
-        k: getattr(row, k)
-        for k in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
-    }
-    # the boot id is not stored: a restart since is caught by the decrease rules
-    return Reading(at=row.at, values=values, width=64, boot_id=None)
 
 
 def poll_counters(
@@ -140,7 +177,7 @@ def poll_counters(
         lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
     try:
         with open_nornir() as nr:
-            target = nr.filter(name=router)
+            target = one_router(nr, router)
             if router not in target.inventory.hosts:
                 raise LookupError(f"router {router!r} is not in the inventory")
             results = target.run(task=collect_counters, lines=lines, on_failed=True)
@@ -155,7 +192,10 @@ def poll_counters(
     summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
     event_ids: list[int] = []
     with session_scope(url) as session:  # one transaction per poll
-        rates: dict[tuple[str, str], RateSample] = {}
+        if not any(key[0] == router for key in _last):
+            _load_previous(session, router)
+        rates: dict[tuple[str, str], dict[str, Any]] = {}
+        rows: list[dict[str, Any]] = []
         for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
             for name, values in table.items():
                 reading = Reading(
@@ -164,43 +204,55 @@ def poll_counters(
                     width=data["width"],
                     boot_id=data["boot_ids"].get(f"{kind}:{name}"),
                 )
-                session.add(CounterSample(router=router, kind=kind, name=name, at=now, **values))
                 result = delta(
-                    _previous(session, router, kind, name),
+                    _last.get((router, kind, name)),
                     reading,
                     expected_interval=settings.counters_seconds,
                     max_rate=MAX_RATE,
                 )
                 _last[(router, kind, name)] = reading
-                summary["samples"] += 1
+                row = {
+                    "router": router,
+                    "kind": kind,
+                    "name": name,
+                    "at": now,
+                    **values,
+                    "seconds": None,
+                    "rx_bps": None,
+                    "tx_bps": None,
+                    "rx_pps": None,
+                    "tx_pps": None,
+                    "new_errors": None,
+                    "new_drops": None,
+                    "note": result.note,
+                }
                 if result.note:
                     summary["notes"][f"{kind}:{name}"] = result.note
-                if not result.usable:
-                    continue
-                sample = RateSample(
-                    router=router,
-                    kind=kind,
-                    name=name,
-                    at=now,
-                    seconds=result.seconds,
-                    rx_bps=result.rates["rx_bytes"] * 8,
-                    tx_bps=result.rates["tx_bytes"] * 8,
-                    rx_pps=result.rates["rx_packets"],
-                    tx_pps=result.rates["tx_packets"],
-                    errors=result.values["errors"],
-                    drops=result.values["drops"],
-                    note=result.note,
-                )
-                session.add(sample)
-                rates[(kind, name)] = sample
+                if result.usable:
+                    r = result.rates
+                    row.update(
+                        seconds=result.seconds,
+                        rx_bps=r["rx_bytes"] * 8,
+                        tx_bps=r["tx_bytes"] * 8,
+                        rx_pps=r["rx_packets"],
+                        tx_pps=r["tx_packets"],
+                        new_errors=result.values["errors"],
+                        new_drops=result.values["drops"],
+                    )
+                    rates[(kind, name)] = row
+                rows.append(row)
+        _insert_many(session, Table_(CounterSample), rows)
+        counter_rows = rows
+        summary["samples"] = len(counter_rows)
         for lease in session.scalars(
             select(Lease).where(Lease.router == router, Lease.status == "active")
         ):
             uplink_rate = rates.get(("interface", lease.uplink))
             if uplink_rate is None:
                 continue
-            pct = utilisation_pct(uplink_rate.rx_bps, uplink_rate.tx_bps, lease.committed_mbps)
-            rate_mbps = max(uplink_rate.rx_bps, uplink_rate.tx_bps) / 1e6
+            rx_bps, tx_bps = uplink_rate["rx_bps"], uplink_rate["tx_bps"]
+            pct = utilisation_pct(rx_bps, tx_bps, lease.committed_mbps)
+            rate_mbps = max(rx_bps, tx_bps) / 1e6
             session.add(
                 UtilisationSample(
                     lease_id=lease.id, at=now, rate_mbps=rate_mbps, utilisation_pct=pct
@@ -210,13 +262,21 @@ def poll_counters(
                 session, rollups.series_name("util", "lease", str(lease.id)), now, pct
             )
             event_ids += _step_events(session, lease, now, pct, summary)
+        session.add(
+            PollLog(
+                job="counters",
+                router=router,
+                at=now,
+                ok=True,
+                seconds=time.perf_counter() - started,
+            )
+        )
     for event_id in event_ids:
         for hook in on_event:
             try:
                 hook(event_id)
             except Exception:
                 log.exception("event hook failed for event %s", event_id)
-    _log_poll("counters", router, started, None, url)
     return summary
 
 
@@ -298,7 +358,7 @@ def probe_router(
         known = set(session.scalars(select(Isp.id)))
     try:
         with open_nornir() as nr:
-            target = nr.filter(name=router)
+            target = one_router(nr, router)
             host = target.inventory.hosts.get(router)
             if host is None:
                 raise LookupError(f"router {router!r} is not in the inventory")
@@ -346,7 +406,11 @@ def probe_router(
                         now,
                         float(figures[metric]),
                     )
-    _log_poll("probes", router, started, None, url)
+        session.add(
+            PollLog(
+                job="probes", router=router, at=now, ok=True, seconds=time.perf_counter() - started
+            )
+        )
     return measured
 
 

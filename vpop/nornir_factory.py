@@ -35,6 +35,7 @@ from nornir.core.plugins.inventory import TransformFunctionRegister
 from nornir.core.plugins.runners import RunnersPluginRegister
 from nornir.core.state import GlobalState
 from nornir.plugins.inventory.simple import _get_defaults, _get_inventory_element
+from nornir.plugins.runners import SerialRunner
 
 from tasks.connection import CONNECTION_NAME, VpopShell
 from vpop.errors import ConfigError
@@ -238,3 +239,9 @@ def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[
         yield nr
     finally:
         nr.close_connections(on_good=True, on_failed=True)
+
+
+def one_router(nr: Nornir, name: str) -> Nornir:
+    """``nr`` filtered to one host, with a serial runner: a thread pool per run buys
+    nothing for one host and costs a thread start and hand-offs on every run."""
+    return nr.filter(name=name).with_runner(SerialRunner())

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, case, delete, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from vpop.db import CounterSample, PollLog, QosSample, RateSample, Rollup, UtilisationSample
+from vpop.db import CounterSample, PollLog, QosSample, Rollup, UtilisationSample
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BUCKET_MINUTES = 5
@@ -24,7 +24,6 @@ SERIES_MAX = 120  # Rollup.series is String(120)
 # raw tables and the column that dates their rows
 RAW_TABLES: tuple[tuple[type[Any], InstrumentedAttribute[datetime]], ...] = (
     (CounterSample, CounterSample.at),
-    (RateSample, RateSample.at),
     (QosSample, QosSample.at),
     (UtilisationSample, UtilisationSample.at),
     (PollLog, PollLog.at),

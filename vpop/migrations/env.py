@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
-from vpop.db import Base, get_engine
+from vpop.db import Base, UTCDateTime, get_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or None
+
+
+def render_item(kind: str, obj: Any, autogen_context: Any) -> Any:
+    """Render vpop's UTCDateTime as the plain column type it stores."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_migrations() -> None:
@@ -19,6 +28,7 @@ def run_migrations() -> None:
             target_metadata=Base.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 07:55:23.830171
+Create Date: 2026-11-26 08:03:02.286389
 """
 
 from __future__ import annotations
@@ -31,12 +31,18 @@ def upgrade() -> None:
         sa.Column("tx_packets", sa.BigInteger(), nullable=False),
         sa.Column("errors", sa.BigInteger(), nullable=False),
         sa.Column("drops", sa.BigInteger(), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=True),
+        sa.Column("rx_bps", sa.Float(), nullable=True),
+        sa.Column("tx_bps", sa.Float(), nullable=True),
+        sa.Column("rx_pps", sa.Float(), nullable=True),
+        sa.Column("tx_pps", sa.Float(), nullable=True),
+        sa.Column("new_errors", sa.BigInteger(), nullable=True),
+        sa.Column("new_drops", sa.BigInteger(), nullable=True),
+        sa.Column("note", sa.String(length=16), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("counter_samples", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_counter_series_at", ["router", "kind", "name", "at"], unique=False
-        )
+        batch_op.create_index("ix_counter_at", ["at"], unique=False)
 
     op.create_table(
         "poll_log",
@@ -51,26 +57,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("poll_log", schema=None) as batch_op:
         batch_op.create_index("ix_poll_job_at", ["job", "at"], unique=False)
-
-    op.create_table(
-        "rate_samples",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("router", sa.String(length=64), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("seconds", sa.Float(), nullable=False),
-        sa.Column("rx_bps", sa.Float(), nullable=False),
-        sa.Column("tx_bps", sa.Float(), nullable=False),
-        sa.Column("rx_pps", sa.Float(), nullable=False),
-        sa.Column("tx_pps", sa.Float(), nullable=False),
-        sa.Column("errors", sa.BigInteger(), nullable=False),
-        sa.Column("drops", sa.BigInteger(), nullable=False),
-        sa.Column("note", sa.String(length=32), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    with op.batch_alter_table("rate_samples", schema=None) as batch_op:
-        batch_op.create_index("ix_rate_series_at", ["router", "kind", "name", "at"], unique=False)
 
     op.create_table(
         "rollups",
@@ -198,16 +184,12 @@ def downgrade() -> None:
 
     op.drop_table("leases")
     op.drop_table("rollups")
-    with op.batch_alter_table("rate_samples", schema=None) as batch_op:
-        batch_op.drop_index("ix_rate_series_at")
-
-    op.drop_table("rate_samples")
     with op.batch_alter_table("poll_log", schema=None) as batch_op:
         batch_op.drop_index("ix_poll_job_at")
 
     op.drop_table("poll_log")
     with op.batch_alter_table("counter_samples", schema=None) as batch_op:
-        batch_op.drop_index("ix_counter_series_at")
+        batch_op.drop_index("ix_counter_at")
 
     op.drop_table("counter_samples")
     # ### end Alembic commands ###

@@ -1,0 +1,185 @@
+"""Counter polling throughput: device-polls per second per core, fast path against slow path.
+
+Both paths poll the lab's two routers, each with 200 subscriber lines (4 real subscribers
+and 196 extra lines on veth pairs), i.e. about 200 interfaces and 400 named line counters:
+
+* vpop: ``vpop.monitoring.poll_counters`` -- JSON from ``ip -s -j link`` and ``nft -j``
+  through the warm router agent, deltas, rates, one transaction with bulk inserts.
+* slow path: the same counters fetched the same way, turned into the text an IOS router
+  prints for ``show interfaces``, parsed with ntc-templates' TextFSM template, and stored
+  one row per commit -- what a text-scraping poller does.
+
+"Per core" is polls divided by this process's CPU seconds (the routers' own work runs in
+other processes); wall-clock rates are printed too.
+
+Run: .venv/bin/python bench/polling.py [--polls 200] [--slow-polls 10]
+It rebuilds the default lab (do not run it beside the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-poll-"))
+os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
+os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
+
+from tasks.collect import collect_counters  # noqa: E402
+from tasks.collect_ios import interfaces_from_ntc, parse_show_interfaces  # noqa: E402
+from tasks.connection import close_pool  # noqa: E402
+from vpop import engine, monitoring  # noqa: E402
+from vpop.db import CounterSample, Line, Subscriber, session_scope, utcnow  # noqa: E402
+from vpop.lab import Lab  # noqa: E402
+from vpop.nornir_factory import open_nornir  # noqa: E402
+from vpop.registry import register_lab  # noqa: E402
+
+ROUTERS = ("rc1", "rc2")
+
+
+def add_lines(per_router: int) -> None:
+    """Extra lines on veth pairs whose peers sit in a sink namespace per router."""
+    nets = {"rc1": "2001:db8:1::", "rc2": "2001:db8:2::"}  # IPv6: room for any count
+    for router in ROUTERS:
+        sink = f"vpop-bsink-{router}"
+        subprocess.run(["ip", "netns", "add", sink], check=True)
+        batch = [f"link add b{i} type veth peer name b{i} netns {sink}" for i in range(per_router)]
+        batch += [f"link set b{i} up" for i in range(per_router)]
+        subprocess.run(
+            ["ip", "-n", f"vpop-{router}", "-batch", "-"],
+            input="\n".join(batch) + "\n",
+            text=True,
+            check=True,
+        )
+    with session_scope() as session:
+        for router in ROUTERS:
+            for i in range(per_router):
+                sub = f"bench-{router}-{i}"
+                session.add(Subscriber(id=sub, name=sub, profile={}))
+                session.flush()
+                session.add(
+                    Line(
+                        subscriber_id=sub,
+                        router=router,
+                        interface=f"b{i}",
+                        prefix=f"{nets[router]}{i + 1:x}/128",
+                        gateway=f"{nets[router]}ffff/64",
+                    )
+                )
+
+
+def ios_text(counters: dict[str, dict[str, int]]) -> str:
+    """The counters as IOS ``show interfaces`` prints them (the text a scraper receives)."""
+    blocks = []
+    for i, (name, c) in enumerate(sorted(counters.items())):
+        blocks.append(
+            f"GigabitEthernet0/{i} is up, line protocol is up \n"
+            f"  Hardware is iGbE, address is 5254.0019.{i:04x} (bia 5254.0019.{i:04x})\n"
+            f"  Description: {name}\n"
+            "  MTU 1500 bytes, BW 1000000 Kbit/sec, DLY 10 usec, \n"
+            "     reliability 255/255, txload 1/255, rxload 1/255\n"
+            "  Encapsulation ARPA, loopback not set\n"
+            "  Keepalive set (10 sec)\n"
+            "  Full Duplex, 1Gbps, media type is RJ45\n"
+            "  ARP type: ARPA, ARP Timeout 04:00:00\n"
+            "  Last input 00:00:00, output 00:00:00, output hang never\n"
+            '  Last clearing of "show interface" counters never\n'
+            f"  Input queue: 0/75/{c['drops']}/0 (size/max/drops/flushes); Total output drops: 0\n"
+            "  Queueing strategy: fifo\n"
+            "  Output queue: 0/40 (size/max)\n"
+            "  5 minute input rate 0 bits/sec, 0 packets/sec\n"
+            "  5 minute output rate 0 bits/sec, 0 packets/sec\n"
+            f"     {c['rx_packets']} packets input, {c['rx_bytes']} bytes, 0 no buffer\n"
+            "     Received 0 broadcasts (0 IP multicasts)\n"
+            "     0 runts, 0 giants, 0 throttles \n"
+            f"     {c['errors']} input errors, 0 CRC, 0 frame, 0 overrun, 0 ignored\n"
+            "     0 watchdog, 0 multicast, 0 pause input\n"
+            f"     {c['tx_packets']} packets output, {c['tx_bytes']} bytes, 0 underruns\n"
+            "     0 output errors, 0 collisions, 0 interface resets\n"
+            "     0 unknown protocol drops\n"
+            "     0 babbles, 0 late collision, 0 deferred\n"
+            "     0 lost carrier, 0 no carrier, 0 pause output\n"
+            "     0 output buffer failures, 0 output buffers swapped out\n"
+        )
+    return "".join(blocks)
+
+
+def slow_poll(router: str, lines: list[str]) -> int:
+    """Fetch the same counters, parse them as text with TextFSM, commit row by row."""
+    with open_nornir() as nr:
+        result = nr.filter(name=router).run(task=collect_counters, lines=lines)[router]
+    data = result[0].result
+    counters = {**data["interfaces"], **{f"line-{k}": v for k, v in data["lines"].items()}}
+    parsed = interfaces_from_ntc(parse_show_interfaces(ios_text(counters)))
+    now = utcnow()
+    for values in parsed.values():
+        with session_scope() as session:  # one commit per row
+            session.add(CounterSample(router=router, kind="interface", name="x", at=now, **values))
+    return len(parsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--polls", type=int, default=200)
+    parser.add_argument("--slow-polls", type=int, default=10)
+    parser.add_argument("--subscribers", type=int, default=200, help="lines per router")
+    args = parser.parse_args()
+    lab = Lab()
+    state = lab.up(subscribers=4)
+    try:
+        register_lab(state)
+        add_lines(args.subscribers - 2)  # 2 real subscribers per router + the rest
+        for router in ROUTERS:
+            assert engine.reconcile(router).status == "SUCCESS"
+        settings = monitoring.MonitorSettings(counters_seconds=1.0)
+        with session_scope() as session:
+            lines = {
+                r: [ln.interface for ln in session.query(Line).filter(Line.router == r)]
+                for r in ROUTERS
+            }
+        for router in ROUTERS:  # warm: sessions, accounting counters, previous readings
+            monitoring.poll_counters(router, settings=settings)
+            slow_poll(router, lines[router])
+        samples = monitoring.poll_counters("rc1", settings=settings)["samples"]
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i in range(args.polls):
+            monitoring.poll_counters(ROUTERS[i % 2], settings=settings)
+        fast_cpu, fast_wall = time.process_time() - cpu, time.perf_counter() - wall
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        rows = 0
+        for i in range(args.slow_polls):
+            rows = slow_poll(ROUTERS[i % 2], lines[ROUTERS[i % 2]])
+        slow_cpu, slow_wall = time.process_time() - cpu, time.perf_counter() - wall
+
+        fast_rate, slow_rate = args.polls / fast_cpu, args.slow_polls / slow_cpu
+        print(
+            f"{len(lines['rc1'])} lines per router; {samples} counter series per poll "
+            f"({rows} rows in the slow path)"
+        )
+        print(
+            f"  vpop (JSON, bulk insert)       {fast_rate:8.1f} polls/s/core   "
+            f"{args.polls / fast_wall:8.1f} polls/s wall   n={args.polls}"
+        )
+        print(
+            f"  slow (TextFSM, commit per row) {slow_rate:8.1f} polls/s/core   "
+            f"{args.slow_polls / slow_wall:8.1f} polls/s wall   n={args.slow_polls}"
+        )
+        print(
+            f"  ratio vpop/slow per core: {fast_rate / slow_rate:6.1f}x   "
+            "(targets: >= 100 polls/s/core, >= 3x)"
+        )
+    finally:
+        close_pool()
+        lab.down()
+        for router in ROUTERS:
+            subprocess.run(["ip", "netns", "del", f"vpop-bsink-{router}"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
