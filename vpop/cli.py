@@ -106,7 +106,13 @@ def lab_exec(node: str, command: tuple[str, ...]) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
-def serve(host: str, port: int, workers: int, with_lab: bool) -> None:
+@click.option(
+    "--portal/--no-portal",
+    default=True,
+    show_default=True,
+    help="While a lab is up, also answer on the routers' portal address (port 80).",
+)
+def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> None:
     """Run the API server, the worker and the scheduler in one process."""
     from werkzeug.serving import make_server
 
@@ -120,9 +126,12 @@ def serve(host: str, port: int, workers: int, with_lab: bool) -> None:
     from vpop.monitoring import Monitor, routers
     from vpop.queue import Sweeper, enqueue_monitor, enqueue_reconcile, make_consumer
 
-    server = make_server(host, port, create_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True)
-    thread.start()
+    app = create_app()
+    servers = [make_server(host, port, app, threaded=True)]
+    if portal:
+        servers += _portal_servers(app)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
     consumer = make_consumer(workers)
     for router in routers():  # converge on start: routing instances exist before probes
         enqueue_reconcile(router, delay=0)
@@ -135,8 +144,30 @@ def serve(host: str, port: int, workers: int, with_lab: bool) -> None:
     finally:
         sweeper.stop_event.set()
         monitor.stop_event.set()
-        server.shutdown()
+        for server in servers:
+            server.shutdown()
         close_pool()
+
+
+def _portal_servers(app: Any) -> list[Any]:
+    """HTTP servers on the portal address inside each lab router's namespace."""
+    from werkzeug.serving import make_server
+
+    from vpop.lab import Lab
+    from vpop.netns import listen_in_netns
+    from vpop.topology import PORTAL_ADDRESS
+
+    state = Lab().state()
+    if state is None:
+        return []
+    servers = []
+    for node in state["nodes"].values():
+        if node["kind"] != "router":
+            continue
+        sock = listen_in_netns(node["namespace"], PORTAL_ADDRESS, 80)
+        servers.append(make_server(PORTAL_ADDRESS, 80, app, threaded=True, fd=sock.fileno()))
+        click.echo(f"portal on http://{PORTAL_ADDRESS}/ in {node['namespace']}")
+    return servers
 
 
 @main.command()
@@ -305,6 +336,54 @@ def reconcile(routers: tuple[str, ...], dry_run: bool) -> None:
         click.echo(run.diff or f"{router}: in sync")
         failed |= run.status != "SUCCESS"
     sys.exit(1 if failed else 0)
+
+
+@main.group()
+def user() -> None:
+    """NOC users (sign in to /noc)."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["noc", "admin"]))
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    help="Read the password from this file ('-' for standard input); else prompt.",
+)
+def user_create(username: str, role: str, password_file: Any) -> None:
+    """Create a NOC user (the password is never taken from the command line)."""
+    from vpop.db import session_scope
+    from vpop.migrate import upgrade
+    from vpop.users import create_user
+
+    if password_file is not None:
+        password = password_file.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    upgrade()
+    try:
+        with session_scope() as session:
+            create_user(session, username, password, role, actor=_cli_actor())
+    except VpopError as err:
+        _fail(err)
+        return
+    click.echo(f"user {username} ({role}) created")
+
+
+@main.command("portal-link")
+@click.argument("subscriber")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
+def portal_link(subscriber: str, base_url: str) -> None:
+    """Print a signed link (valid 24 h) that lets SUBSCRIBER choose an ISP on the portal."""
+    from vpop.portal_links import make_token
+
+    try:
+        token_ = make_token(subscriber)
+    except VpopError as err:
+        _fail(err)
+        return
+    click.echo(f"{base_url.rstrip('/')}/?link={token_}")
 
 
 @main.group()

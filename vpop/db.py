@@ -388,6 +388,18 @@ class PollLog(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class User(Base):
+    """A person who signs in to the NOC pages (roles ``noc`` or ``admin``)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
 def audit(session: Session, actor: str, action: str, obj: str, **details: Any) -> None:
     """Add an audit entry to the session's transaction."""
     session.add(AuditEntry(actor=actor, action=action, object=obj, details=details))

@@ -36,6 +36,7 @@ from vpop.settings import PROJECT_ROOT, load_settings
 from vpop.topology import (
     DEFAULT_ISP,
     NAMESPACE_PREFIX,
+    PORTAL_ADDRESS,
     SERVICE_ADDRESS,
     Topology,
     build_topology,
@@ -234,6 +235,8 @@ class Lab:
                 per_node[node] += [f"addr add {addr} dev {ifname}", f"link set {ifname} up"]
         for line in topo.lines:
             per_node[line.subscriber].append(f"route add default via {line.gateway.split('/')[0]}")
+        for router in topo.routers:
+            per_node[router].append(f"addr add {PORTAL_ADDRESS}/32 dev lo")
         for isp in topo.isps:
             per_node[isp].append(f"addr add {SERVICE_ADDRESS}/32 dev lo")
             for line in topo.lines:

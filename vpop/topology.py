@@ -24,6 +24,8 @@ ROUTERS = ("rc1", "rc2")
 ISPS = ("isp-a", "isp-b", "isp-c")
 DEFAULT_ISP = "isp-a"
 SERVICE_ADDRESS = "203.0.113.100"
+# every router answers here for the subscriber portal (as a provider's access router does)
+PORTAL_ADDRESS = "198.51.100.200"
 MAX_SUBSCRIBERS = 64
 NAMESPACE_PREFIX = "vpop-"
 
