@@ -411,5 +411,14 @@ def token_create(role: str, isp: str | None, name: str) -> None:
     click.echo(clear)
 
 
+def _attach_groups() -> None:
+    from vpop.cli_monitoring import lease, report
+
+    main.add_command(lease)
+    main.add_command(report)
+
+
+_attach_groups()
+
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ from vpop.settings import load_settings
 from webhooks import auth, problems
 from webhooks.api import bp as api_bp
 from webhooks.health import bp as health_bp
+from webhooks.metrics import bp as metrics_bp
 
 
 def enqueue_router(router: str) -> None:
@@ -20,6 +21,13 @@ def enqueue_router(router: str) -> None:
     import vpop.queue
 
     vpop.queue.enqueue_router(router)
+
+
+def enqueue_lease(lease_id: int) -> None:
+    """The default ``LEASE_CHANGED``: hand the lease to the job queue for provisioning."""
+    import vpop.queue
+
+    vpop.queue.enqueue_lease(lease_id)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -34,9 +42,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH: the largest request body, in bytes (64 KiB).
         ENQUEUE: ``(router) -> None``, called after a new order is committed
             (default: :func:`enqueue_router`).
+        LEASE_CHANGED: ``(lease_id) -> None``, called after a lease is created or set to
+            end through the API (default: :func:`enqueue_lease`).
+
+    ``GET /metrics`` is served without authentication (see :mod:`webhooks.metrics`).
 
     Raises:
-        ConfigError: a webhook secret is malformed, or ENQUEUE is not callable.
+        ConfigError: a webhook secret is malformed, or ENQUEUE or LEASE_CHANGED is not
+            callable.
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -44,14 +57,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WEBHOOK_SECRETS="",
         MAX_CONTENT_LENGTH=64 * 1024,
         ENQUEUE=enqueue_router,
+        LEASE_CHANGED=enqueue_lease,
     )
     app.config.from_prefixed_env("VPOP")
     if config:
         app.config.update(config)
     if not callable(app.config["ENQUEUE"]):
         raise ConfigError("ENQUEUE must be a callable (router) -> None")
+    if not callable(app.config["LEASE_CHANGED"]):
+        raise ConfigError("LEASE_CHANGED must be a callable (lease_id) -> None")
     app.extensions[auth.EXTENSION] = auth.load_webhook_secrets(app.config["WEBHOOK_SECRETS"])
     problems.register(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(metrics_bp)
     return app

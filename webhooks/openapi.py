@@ -36,6 +36,358 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
+def _number(description: str | None = None) -> dict[str, Any]:
+    extra = {"description": description} if description else {}
+    return _nullable("number", **extra)
+
+
+def _time_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description + " ISO 8601 with a UTC offset (`2025-06-01T12:00:00Z`; "
+        "write `+` as `%2B`), or a date alone (midnight UTC).",
+        "schema": {"type": "string", "format": "date-time"},
+    }
+
+
+def _limit_param(default: int, maximum: int) -> dict[str, Any]:
+    return {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+    }
+
+
+def _int_field(low: int, high: int, description: str, default: int | None = None) -> dict[str, Any]:
+    field: dict[str, Any] = {
+        "type": "integer",
+        "minimum": low,
+        "maximum": high,
+        "description": description,
+    }
+    if default is not None:
+        field["default"] = default
+    return field
+
+
+QOS_FIGURES = ("latency_ms", "jitter_ms", "loss_pct", "throughput_mbps")
+
+
+def _monitoring_schemas() -> dict[str, Any]:
+    return {
+        "Qos": {
+            "type": "object",
+            "description": "An ISP's current QoS. Per figure: each router's newest sample "
+            "with that figure counts if it is at most 5 minutes old; the figure is the mean "
+            "over those routers, null when there is none. `age_seconds` gives each figure's "
+            "age (its oldest sample); `measured_at` is the oldest sample shown.",
+            "required": [*QOS_FIGURES, "measured_at", "age_seconds"],
+            "properties": {
+                "latency_ms": _number("round-trip time through the ISP"),
+                "jitter_ms": _number(),
+                "loss_pct": _number("probe loss, percent"),
+                "throughput_mbps": _number(),
+                "measured_at": _nullable("string", format="date-time"),
+                "age_seconds": {
+                    "type": "object",
+                    "required": list(QOS_FIGURES),
+                    "properties": {figure: _number() for figure in QOS_FIGURES},
+                },
+            },
+        },
+        "QosSample": {
+            "type": "object",
+            "required": ["at", "router", *QOS_FIGURES, "sent", "received"],
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "router": {"type": "string"},
+                **{figure: _number() for figure in QOS_FIGURES},
+                "sent": {"type": "integer", "description": "probes sent"},
+                "received": {"type": "integer", "description": "probe answers received"},
+            },
+        },
+        "QosSampleList": {
+            "type": "object",
+            "required": ["isp", "samples"],
+            "properties": {
+                "isp": {"type": "string", "pattern": NAME_PATTERN},
+                "samples": {"type": "array", "items": _ref("schemas", "QosSample")},
+            },
+        },
+        "LeaseRequest": {
+            "type": "object",
+            "description": "Lease an ISP's uplink on a router. The uplink is shaped to "
+            "committed_mbps * peak_pct / 100; utilisation is measured against committed_mbps.",
+            "additionalProperties": False,
+            "required": ["isp", "router", "committed_mbps", "price_minor"],
+            "properties": {
+                "isp": {"type": "string", "pattern": NAME_PATTERN, "examples": ["isp-b"]},
+                "router": {"type": "string", "pattern": NAME_PATTERN, "examples": ["rc1"]},
+                "committed_mbps": _int_field(1, 400_000, "committed rate, Mbit/s"),
+                "price_minor": _int_field(0, 10**12, "price in minor units (cents)"),
+                "peak_pct": _int_field(100, 1000, "shaped peak, percent of committed", 125),
+                "under_pct": _int_field(0, 99, "under-utilisation below this percent", 10),
+                "over_pct": _int_field(1, 1000, "over-utilisation above this percent", 100),
+                "hysteresis_pct": _int_field(
+                    0, 50, "how far back inside the band an event must be to close", 5
+                ),
+                "event_seconds": _int_field(
+                    1, 86_400, "how long a condition lasts before an event opens or closes", 60
+                ),
+                "ends_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "planned end, ISO 8601 with a UTC offset; after now",
+                },
+            },
+        },
+        "Lease": {
+            "type": "object",
+            "required": ["lease", "isp", "router", "uplink", "committed_mbps", "status"],
+            "properties": {
+                "lease": {"type": "integer"},
+                "isp": {"type": "string"},
+                "router": {"type": "string"},
+                "uplink": {"type": "string", "description": "the uplink interface"},
+                "committed_mbps": {"type": "integer"},
+                "peak_pct": {"type": "integer"},
+                "price_minor": {"type": "integer"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "starts_at": _nullable("string", format="date-time"),
+                "ends_at": _nullable("string", format="date-time"),
+                "under_pct": {"type": "integer"},
+                "over_pct": {"type": "integer"},
+                "hysteresis_pct": {"type": "integer"},
+                "event_seconds": {"type": "integer"},
+                "status": {
+                    "type": "string",
+                    "enum": ["provisioning", "active", "ending", "ended"],
+                },
+            },
+        },
+        "LeaseList": {
+            "type": "object",
+            "required": ["leases"],
+            "properties": {"leases": {"type": "array", "items": _ref("schemas", "Lease")}},
+        },
+        "UtilisationSample": {
+            "type": "object",
+            "required": ["at", "rate_mbps", "utilisation_pct"],
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "rate_mbps": {"type": "number"},
+                "utilisation_pct": {"type": "number", "description": "rate / committed * 100"},
+            },
+        },
+        "UtilisationEvent": {
+            "type": "object",
+            "required": ["event", "lease", "isp", "kind", "open", "opened_at", "seconds"],
+            "properties": {
+                "event": {"type": "integer"},
+                "lease": {"type": "integer"},
+                "isp": {"type": "string"},
+                "kind": {"type": "string", "enum": ["under", "over"]},
+                "open": {"type": "boolean"},
+                "opened_at": {"type": "string", "format": "date-time"},
+                "closed_at": _nullable("string", format="date-time"),
+                "seconds": {"type": "number", "description": "duration; until now while open"},
+                "extreme_pct": {
+                    "type": "number",
+                    "description": "peak (over) or lowest (under) utilisation, percent",
+                },
+            },
+        },
+        "Utilisation": {
+            "type": "object",
+            "required": ["lease", "since", "until", "samples", "p95_mbps", "p95_pct"],
+            "properties": {
+                "lease": _ref("schemas", "Lease"),
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "samples": {
+                    "type": "array",
+                    "description": "oldest first",
+                    "items": _ref("schemas", "UtilisationSample"),
+                },
+                "p95_mbps": _number(
+                    "95th-percentile rate of the window's samples, picked as LibreNMS bills"
+                ),
+                "p95_pct": _number("p95_mbps over the committed rate, percent"),
+                "open_events": {
+                    "type": "array",
+                    "items": _ref("schemas", "UtilisationEvent"),
+                },
+            },
+        },
+        "EventList": {
+            "type": "object",
+            "required": ["events"],
+            "properties": {
+                "events": {"type": "array", "items": _ref("schemas", "UtilisationEvent")}
+            },
+        },
+    }
+
+
+def _monitoring_paths() -> dict[str, Any]:
+    lease_id = _id_param("lease_id")
+    return {
+        "/api/v1/isps/{isp_id}/qos": {
+            "get": {
+                "operationId": "listIspQos",
+                "summary": "An ISP's QoS samples, newest first",
+                "description": "Any token; an ISP token reads only its own ISP.",
+                "security": READ,
+                "parameters": [
+                    {
+                        "name": "isp_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": NAME_PATTERN},
+                    },
+                    _time_param("since", "Samples at or after this time."),
+                    _time_param("until", "Samples before this time."),
+                    _limit_param(100, 1000),
+                    {
+                        "name": "router",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": NAME_PATTERN},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("The samples.", "QosSampleList"),
+                    **_problems(401, 403, 404, 422),
+                },
+            }
+        },
+        "/api/v1/leases": {
+            "get": {
+                "operationId": "listLeases",
+                "summary": "Leases by id",
+                "description": "admin and noc tokens see every lease, an ISP token its "
+                "ISP's; portal tokens are refused.",
+                "security": READ,
+                "parameters": [
+                    {
+                        "name": "isp",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": NAME_PATTERN},
+                    },
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["provisioning", "active", "ending", "ended"],
+                        },
+                    },
+                ],
+                "responses": {
+                    "200": _ok("The leases.", "LeaseList"),
+                    **_problems(401, 403, 422),
+                },
+            },
+            "post": {
+                "operationId": "createLease",
+                "summary": "Lease an ISP's uplink on a router",
+                "description": "admin and noc tokens only. The lease is written as "
+                "`provisioning` and queued; the worker shapes the uplink and marks it "
+                "`active`.",
+                "security": READ,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("schemas", "LeaseRequest")}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "The lease is recorded and queued for provisioning.",
+                        "headers": {
+                            "Location": {
+                                "description": "the lease's URL",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                        "content": {JSON: {"schema": _ref("schemas", "Lease")}},
+                    },
+                    **_problems(400, 401, 403, 404, 409, 413, 415, 422),
+                },
+            },
+        },
+        "/api/v1/leases/{lease_id}": {
+            "get": {
+                "operationId": "getLease",
+                "summary": "One lease",
+                "security": READ,
+                "parameters": [lease_id],
+                "responses": {
+                    "200": _ok("The lease.", "Lease"),
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/v1/leases/{lease_id}/end": {
+            "post": {
+                "operationId": "endLease",
+                "summary": "End a lease",
+                "description": "admin and noc tokens only; no body (or `{}`). The lease is "
+                "`ending` until the worker removes its shaping, then `ended`.",
+                "security": READ,
+                "parameters": [lease_id],
+                "responses": {
+                    "202": {
+                        "description": "The end is recorded and queued.",
+                        "content": {JSON: {"schema": _ref("schemas", "Lease")}},
+                    },
+                    **_problems(400, 401, 403, 404, 415, 422),
+                },
+            }
+        },
+        "/api/v1/leases/{lease_id}/utilisation": {
+            "get": {
+                "operationId": "getLeaseUtilisation",
+                "summary": "A lease's utilisation samples, 95th percentile and open events",
+                "description": "The window defaults to the day before `until` (default now) "
+                "and is at most 31 days.",
+                "security": READ,
+                "parameters": [
+                    lease_id,
+                    _time_param("since", "Window start (inclusive)."),
+                    _time_param("until", "Window end (exclusive)."),
+                ],
+                "responses": {
+                    "200": _ok("The utilisation.", "Utilisation"),
+                    **_problems(401, 403, 404, 422),
+                },
+            }
+        },
+        "/api/v1/events": {
+            "get": {
+                "operationId": "listEvents",
+                "summary": "Under- and over-utilisation events, newest first",
+                "description": "admin and noc tokens see every ISP's events, an ISP token "
+                "its own; portal tokens are refused.",
+                "security": READ,
+                "parameters": [
+                    {"name": "open", "in": "query", "schema": {"type": "boolean"}},
+                    _time_param("since", "Events open at or after this time."),
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["under", "over"]},
+                    },
+                    _limit_param(100, 1000),
+                ],
+                "responses": {
+                    "200": _ok("The events.", "EventList"),
+                    **_problems(401, 403, 422),
+                },
+            }
+        },
+    }
+
+
 def _problem_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -49,6 +401,7 @@ PROBLEM_RESPONSES = {
     403: "Authenticated, but not allowed (an ISP token acting for another ISP).",
     404: "No such object, or no such endpoint.",
     405: "The endpoint does not accept this method.",
+    409: "The request conflicts with the current state (the uplink already has a lease).",
     413: "The body is larger than the limit (64 KiB by default).",
     415: "The body is not declared as application/json.",
     422: "The JSON is well formed but a value is not acceptable, or the idempotency key "
@@ -216,11 +569,12 @@ def _schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["id", "name", "plans"],
+                        "required": ["id", "name", "plans", "qos"],
                         "properties": {
                             "id": {"type": "string", "pattern": NAME_PATTERN},
                             "name": {"type": "string"},
                             "plans": {"type": "array", "items": _ref("schemas", "Plan")},
+                            "qos": _ref("schemas", "Qos"),
                         },
                     },
                 }
@@ -231,6 +585,7 @@ def _schemas() -> dict[str, Any]:
             "required": ["status"],
             "properties": {"status": {"const": "ok"}},
         },
+        **_monitoring_schemas(),
     }
 
 
@@ -333,7 +688,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/isps": {
             "get": {
                 "operationId": "listIsps",
-                "summary": "The public ISP catalogue: plans, speeds, prices",
+                "summary": "The public ISP catalogue: plans, speeds, prices, current QoS",
                 "security": PUBLIC,
                 "responses": {"200": _ok("The catalogue.", "Catalogue")},
             }
@@ -359,6 +714,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _ok("The process is up.", "Health")},
             }
         },
+        **_monitoring_paths(),
     }
 
 

@@ -64,7 +64,7 @@ def test_the_document_is_well_formed(client: FlaskClient) -> None:
     for item in doc["paths"].values():
         for op in item.values():
             assert "security" in op
-            assert {"200", "202"} & set(op["responses"])
+            assert {"200", "201", "202"} & set(op["responses"])
             for status, response in op["responses"].items():
                 if int(status) >= 400:
                     assert response["$ref"].startswith("#/components/responses/Problem")

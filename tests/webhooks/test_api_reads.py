@@ -63,7 +63,7 @@ def test_the_catalogue_lists_isps_and_plans(client: FlaskClient) -> None:
     ] == [("basic", 100, 1999, "EUR"), ("fast", 1000, 4999, "EUR")]
     assert body["isps"][2]["plans"] == []
     # nothing internal leaks into the public catalogue
-    assert set(alpha) == {"id", "name", "plans"}
+    assert set(alpha) == {"id", "name", "plans", "qos"}
 
 
 def test_an_order_can_be_read_back(client: FlaskClient, admin_headers: dict[str, str]) -> None:
