@@ -134,9 +134,10 @@ def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
 class Lab:
     """One lab on this machine, its state kept under ``lab_dir``."""
 
-    def __init__(self, lab_dir: Path | None = None, prefix: str = NAMESPACE_PREFIX) -> None:
+    def __init__(self, lab_dir: Path | None = None, prefix: str | None = None) -> None:
         self.dir = lab_dir or load_settings().lab_dir
-        self.prefix = prefix
+        # VPOP_LAB_PREFIX lets a second lab (its own VPOP_LAB_DIR) run beside the default one
+        self.prefix = prefix or os.environ.get("VPOP_LAB_PREFIX", NAMESPACE_PREFIX)
         self.pid_file = self.dir / "pids"
         self.state_file = self.dir / "state.json"
 

@@ -150,8 +150,14 @@ def stop_server(server: Server) -> None:
         server.proc.wait(timeout=15)
 
 
-def curl(sub: str, prefix: str = "vpop-") -> str:
+def netns(node: str) -> str:
+    """The namespace of a node of the lab under test (VPOP_LAB_PREFIX, default vpop-)."""
+    return os.environ.get("VPOP_LAB_PREFIX", "vpop-") + node
+
+
+def curl(sub: str, prefix: str | None = None) -> str:
     """Which ISP answers the subscriber at 203.0.113.100 (real traffic through the routers)."""
+    prefix = prefix or os.environ.get("VPOP_LAB_PREFIX", "vpop-")
     out = subprocess.run(
         ["ip", "netns", "exec", prefix + sub, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
         capture_output=True,
@@ -168,7 +174,7 @@ def pbrd_config(router: str, lab_dir: str) -> str:
             "ip",
             "netns",
             "exec",
-            f"vpop-{router}",
+            netns(router),
             "vtysh",
             "--vty_socket",
             f"{lab_dir}/{router}",

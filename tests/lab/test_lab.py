@@ -11,6 +11,7 @@ import pytest
 
 from tasks.connection import CONNECTION_NAME
 from tasks.verify import get_version
+from tests.lab.helpers import netns
 from vpop.nornir_factory import open_nornir
 from vpop.topology import ISPS, ROUTERS
 
@@ -56,7 +57,7 @@ def test_status_json_lists_nodes_namespaces_and_ports(lab: dict[str, Any]) -> No
     assert status["up"] is True
     expected = {*ROUTERS, *ISPS, *(f"sub{i}" for i in range(1, 9))}
     assert set(status["nodes"]) == expected
-    assert sorted(status["namespaces"]) == sorted(f"vpop-{n}" for n in expected)
+    assert sorted(status["namespaces"]) == sorted(netns(n) for n in expected)
     for router in ROUTERS:
         assert status["nodes"][router]["ssh"]["host"] == "127.0.0.1"
         assert status["nodes"][router]["ssh"]["port"] > 0

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from tests.lab.helpers import SECRET
+from tests.lab.helpers import SECRET, netns
 from vpop import engine, monitoring
 from vpop.callbacks import send_event_callback
 from vpop.db import Isp, Lease, UtilisationEvent, UtilisationSample, session_scope
@@ -48,7 +48,7 @@ def db(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def ns(node: str, *cmd: str, stdin: str | None = None) -> None:
     subprocess.run(
-        ["ip", "netns", "exec", f"vpop-{node}", *cmd],
+        ["ip", "netns", "exec", netns(node), *cmd],
         input=stdin,
         text=True,
         check=True,
@@ -177,7 +177,7 @@ def test_lease_over_and_under_utilisation_events(db: str, lab: dict[str, Any]) -
             "ip",
             "netns",
             "exec",
-            "vpop-isp-b",
+            netns("isp-b"),
             "iperf3",
             "-s",
             "-1",
@@ -205,7 +205,7 @@ def test_lease_over_and_under_utilisation_events(db: str, lab: dict[str, Any]) -
                 "ip",
                 "netns",
                 "exec",
-                "vpop-sub1",
+                netns("sub1"),
                 "iperf3",
                 "-c",
                 "203.0.113.100",
