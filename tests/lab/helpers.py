@@ -100,7 +100,13 @@ def free_port() -> int:
         return port
 
 
-def start_server(workdir: Path, lab_state: dict[str, Any]) -> Server:
+def start_server(
+    workdir: Path,
+    lab_state: dict[str, Any],
+    *,
+    portal: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     """Register the lab in a fresh database, start `vpop serve`, wait until it answers."""
     from vpop.db import session_scope
     from vpop.registry import register_lab
@@ -115,12 +121,22 @@ def start_server(workdir: Path, lab_state: dict[str, Any]) -> Server:
         "VPOP_DATABASE_URL": db_url,
         "VPOP_QUEUE_URL": f"sqlite:///{workdir / 'queue.sqlite'}",
         "VPOP_WEBHOOK_SECRETS": SECRET,
+        "VPOP_STATE_DIR": str(workdir / "state"),
+        **(extra_env or {}),
     }
     port = free_port()
     log = workdir / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vpop.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "vpop.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--portal" if portal else "--no-portal",
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
