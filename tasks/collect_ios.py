@@ -22,16 +22,25 @@ all) is left out of its interface's mapping: an empty field means "not shown", n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import textfsm
 from netmiko.exceptions import NetmikoParsingException
 from nornir.core.task import Result, Task
-from ntc_templates.parse import ParsingException, parse_output
 
 from tasks.verify import ParseError
 
 COMMAND = "show interfaces"
 NTC_PLATFORM = "cisco_ios"
+# ntc-templates' cisco_ios_show_interfaces plus byte counters (which it matches but does not
+# capture) and an Error on unexpected lines: templates/textfsm/cisco_ios_show_interfaces.textfsm
+TEMPLATE = (
+    Path(__file__).resolve().parent.parent
+    / "templates"
+    / "textfsm"
+    / ("cisco_ios_show_interfaces.textfsm")
+)
 
 #: The width IOS ``show interfaces`` counters wrap at on many platforms (classic IOS, ISR G2).
 COUNTER_WIDTH = 32
@@ -153,10 +162,13 @@ def parse_show_interfaces(raw: str) -> list[dict[str, str]]:
             the text yields no record.
     """
     try:
-        parsed: Any = parse_output(platform=NTC_PLATFORM, command=COMMAND, data=raw)
-    except ParsingException as err:
+        with TEMPLATE.open() as fh:
+            fsm = textfsm.TextFSM(fh)
+        records = fsm.ParseText(raw)
+    except (textfsm.TextFSMError, textfsm.TextFSMTemplateError) as err:
         raise InterfaceCountersError(f"{COMMAND}: {err}") from err
-    return _rows(parsed)
+    header = [name.lower() for name in fsm.header]
+    return _rows([dict(zip(header, record, strict=True)) for record in records])
 
 
 def collect_interface_counters_ios(task: Task) -> Result:
@@ -174,8 +186,14 @@ def collect_interface_counters_ios(task: Task) -> Result:
     """
     conn = task.host.get_connection("netmiko", task.nornir.config)
     try:
-        parsed: Any = conn.send_command(COMMAND, use_textfsm=True, raise_parsing_error=True)
-    except NetmikoParsingException as err:
+        parsed: Any = conn.send_command(
+            COMMAND,
+            use_textfsm=True,
+            textfsm_template=str(TEMPLATE),
+            raise_parsing_error=True,
+        )
+    except (NetmikoParsingException, textfsm.TextFSMError) as err:
+        # a custom template's Error state surfaces as TextFSMError, not Netmiko's own error
         raise InterfaceCountersError(f"{task.host.name}: {COMMAND}: {err}") from err
     rows = _rows(parsed)
     return Result(

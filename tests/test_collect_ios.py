@@ -262,7 +262,7 @@ def test_task_fails_on_output_the_template_cannot_parse(nornir_r1: Nornir, raw: 
 @netmiko_template_lookup
 def test_task_fails_when_netmiko_hands_back_the_raw_string(nornir_r1: Nornir) -> None:
     # e.g. a Netmiko that ignores raise_parsing_error: the task never returns a string
-    multi = run_with(nornir_r1, FakeIOS("garbage\n", honour_raise_parsing_error=False))
+    multi = run_with(nornir_r1, FakeIOS("\n", honour_raise_parsing_error=False))
     assert multi.failed
     assert isinstance(multi[0].exception, InterfaceCountersError)
     assert "expected a list of parsed records" in str(multi[0].exception)
