@@ -44,36 +44,12 @@ def send_order_callback(order_id: int) -> str:
             return "no callback"
         url = order.callback_url
         payload = json.dumps({"type": "order.finished", "data": order_view(order)})
-    secret = signing_secret()
-    if secret is None:
-        _record(order_id, "not sent: no signing secret configured")
+    status = _post_signed(url, f"order-{order_id}-final", payload)
+    _record(order_id, status)
+    if status.startswith("not sent"):
         return "not sent"
-    msg_id = f"order-{order_id}-final"
-    now = datetime.now(UTC)
-    signature = Webhook(secret).sign(msg_id, now, payload)
-    request = urllib.request.Request(
-        url,
-        data=payload.encode(),
-        method="POST",
-        headers={
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature,
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as err:
-        status = err.code
-    except (urllib.error.URLError, OSError) as err:
-        _record(order_id, f"failed: {err}")
-        raise CallbackFailed(f"callback to {url} failed: {err}") from err
-    if not 200 <= status < 300:
-        _record(order_id, f"failed: HTTP {status}")
-        raise CallbackFailed(f"callback to {url} answered HTTP {status}")
-    _record(order_id, f"delivered: HTTP {status}")
+    if not status.startswith("delivered"):
+        raise CallbackFailed(f"callback to {url}: {status}")
     return "delivered"
 
 
