@@ -835,7 +835,15 @@ def check_structure(platform: str, feature: str, variables: Mapping[str, Any], t
         StructureError: naming the first line that differs.
     """
     expected = render(platform, feature, _Placeholders().variables(variables))
-    where = f"{platform}/{feature}"
+    compare_structure(f"{platform}/{feature}", text, expected)
+
+
+def compare_structure(where: str, text: str, expected: str) -> None:
+    """Require ``text`` to have ``expected``'s lines and literal tokens (values masked).
+
+    Raises:
+        StructureError: naming the first line that differs.
+    """
     got_lines, expected_lines = text.splitlines(), expected.splitlines()
     if len(got_lines) != len(expected_lines) or text.endswith("\n") != expected.endswith("\n"):
         raise StructureError(
@@ -844,14 +852,12 @@ def check_structure(platform: str, feature: str, variables: Mapping[str, Any], t
         )
     for number, (got, pattern_line) in enumerate(zip(got_lines, expected_lines, strict=True), 1):
         got_tokens, expected_tokens = _split(got), _split(pattern_line)
-        ok = len(got_tokens) == len(expected_tokens)
-        for index, (token, model) in enumerate(zip(got_tokens, expected_tokens, strict=False)):
-            if not ok:
-                break
-            if index % 2:  # whitespace between tokens
-                ok = token == model
-            else:
-                ok = len(token) <= _MAX_TOKEN and bool(_token_pattern(model).fullmatch(token))
+        ok = len(got_tokens) == len(expected_tokens) and all(
+            token == model
+            if index % 2  # whitespace between tokens
+            else len(token) <= _MAX_TOKEN and bool(_token_pattern(model).fullmatch(token))
+            for index, (token, model) in enumerate(zip(got_tokens, expected_tokens, strict=True))
+        )
         if not ok:
             raise StructureError(
                 f"{where}: line {number} {got[:120]!r} does not have the template's "
@@ -986,26 +992,7 @@ def _check_lease_structure(platform: str, variables: Mapping[str, Any], text: st
     """:func:`check_structure` for ``templates/lease/<platform>.j2``."""
     template = lease_environment().get_template(f"{platform}.j2")
     expected = template.render(_Placeholders().variables(variables))
-    where = f"lease/{platform}"
-    got_lines, expected_lines = text.splitlines(), expected.splitlines()
-    if len(got_lines) != len(expected_lines) or text.endswith("\n") != expected.endswith("\n"):
-        raise StructureError(
-            f"{where}: rendered {len(got_lines)} lines where the template makes "
-            f"{len(expected_lines)}; a value contains a line break"
-        )
-    for number, (got, pattern_line) in enumerate(zip(got_lines, expected_lines, strict=True), 1):
-        got_tokens, expected_tokens = _split(got), _split(pattern_line)
-        ok = len(got_tokens) == len(expected_tokens) and all(
-            token == model
-            if index % 2
-            else len(token) <= _MAX_TOKEN and bool(_token_pattern(model).fullmatch(token))
-            for index, (token, model) in enumerate(zip(got_tokens, expected_tokens, strict=True))
-        )
-        if not ok:
-            raise StructureError(
-                f"{where}: line {number} {got[:120]!r} does not have the template's "
-                f"structure {pattern_line!r}"
-            )
+    compare_structure(f"lease/{platform}", text, expected)
 
 
 def render_lease(platform: str, lease: Mapping[str, Any]) -> str:
