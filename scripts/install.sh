@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(frr openssh-server openssh-client nftables iproute2 iputils-ping curl iperf3
   python3 python3-venv ca-certificates procps)
 if [[ "${VPOP_INSTALL_TEST:-0}" == 1 ]]; then
-  # what only the tests use: a real browser, a throwaway PostgreSQL
-  APT_PACKAGES+=(chromium chromium-driver postgresql)
+  # what only the tests use: a real browser, a throwaway PostgreSQL and Redis
+  APT_PACKAGES+=(chromium chromium-driver postgresql redis-server)
 fi
 
 missing=()
