@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from vpop.lab import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
+# the server's own secret key file goes to a throwaway directory, not /var/lib/vpop
+os.environ.setdefault("VPOP_STATE_DIR", tempfile.mkdtemp(prefix="vpop-test-state-"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 
-from vpop.errors import ConfigError
+from vpop.errors import ConfigError, VpopError
+from vpop.secrets_store import secret_key
 from vpop.settings import load_settings
-from webhooks import auth, problems
+from webhooks import auth, portal, problems
 from webhooks.api import bp as api_bp
 from webhooks.health import bp as health_bp
 from webhooks.metrics import bp as metrics_bp
+from webhooks.noc import bp as noc_bp
+from webhooks.portal import bp as portal_bp
 
 
 def enqueue_router(router: str) -> None:
@@ -30,6 +35,13 @@ def enqueue_lease(lease_id: int) -> None:
     vpop.queue.enqueue_lease(lease_id)
 
 
+def render_error(err: Exception) -> Response:
+    """The one error handler: an HTML page on the portal and NOC pages, else problem+json."""
+    if portal.is_page_request():
+        return portal.render_error_page(err)
+    return problems.render_problem(err)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then ``VPOP_``-prefixed environment, then ``config``.
 
@@ -44,12 +56,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             (default: :func:`enqueue_router`).
         LEASE_CHANGED: ``(lease_id) -> None``, called after a lease is created or set to
             end through the API (default: :func:`enqueue_lease`).
+        RECONCILE: ``(router) -> None``, called when NOC staff ask for a reconcile
+            (default: :func:`vpop.queue.enqueue_reconcile`, see :mod:`webhooks.noc`).
+        SECRET_KEY: signs the pages' session cookie and the portal links (default:
+            :func:`vpop.secrets_store.secret_key`, the key ``vpop portal-link`` uses).
+        SESSION_COOKIE_SECURE: send the session cookie over HTTPS only (default False: the
+            lab's portal is plain HTTP; set ``VPOP_SESSION_COOKIE_SECURE=true`` behind TLS).
+        PORTAL_LINK_MAX_AGE: seconds a portal link stays valid (24 hours).
+
+    The portal (``/``) and the NOC pages (``/noc``) answer errors with an HTML page; the API,
+    ``/metrics`` and any other path with ``application/problem+json``.
 
     ``GET /metrics`` is served without authentication (see :mod:`webhooks.metrics`).
 
     Raises:
-        ConfigError: a webhook secret is malformed, or ENQUEUE or LEASE_CHANGED is not
-            callable.
+        ConfigError: a webhook secret is malformed, ENQUEUE, LEASE_CHANGED or RECONCILE is
+            not callable, or SESSION_COOKIE_SAMESITE is neither Lax nor Strict.
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -58,17 +80,34 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
         ENQUEUE=enqueue_router,
         LEASE_CHANGED=enqueue_lease,
+        SESSION_COOKIE_NAME="vpop_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
     )
     app.config.from_prefixed_env("VPOP")
     if config:
         app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secret_key()
+    # the pages' protections are not optional, whatever the environment says
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if app.config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict"):
+        raise ConfigError("SESSION_COOKIE_SAMESITE must be Lax or Strict")
     if not callable(app.config["ENQUEUE"]):
         raise ConfigError("ENQUEUE must be a callable (router) -> None")
     if not callable(app.config["LEASE_CHANGED"]):
         raise ConfigError("LEASE_CHANGED must be a callable (lease_id) -> None")
+    if "RECONCILE" in app.config and not callable(app.config["RECONCILE"]):
+        raise ConfigError("RECONCILE must be a callable (router) -> None")
     app.extensions[auth.EXTENSION] = auth.load_webhook_secrets(app.config["WEBHOOK_SECRETS"])
-    problems.register(app)
+    # problems.register's handler, except on the pages, which answer with HTML
+    for exc_type in (problems.Problem, VpopError, HTTPException):
+        app.register_error_handler(exc_type, render_error)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(portal_bp)
+    app.register_blueprint(noc_bp)
     return app

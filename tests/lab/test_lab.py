@@ -46,8 +46,22 @@ def test_every_router_answers_show_version_over_ssh(lab: dict[str, Any]) -> None
         assert parsed["os"] == "Linux"
 
 
+@pytest.fixture(scope="module")
+def no_selections(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The routers as a fresh lab leaves them: earlier tests' selections converged away."""
+    from vpop import engine
+    from vpop.registry import register_lab
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('default') / 'vpop.sqlite'}"
+    register_lab(lab, url)  # a fresh database: no line has a selection
+    for router in ROUTERS:
+        assert engine.reconcile(router, url=url).status == "SUCCESS"
+
+
 @pytest.mark.parametrize("sub", ["sub1", "sub2", "sub3", "sub4"])
-def test_subscriber_traffic_leaves_through_isp_a_by_default(lab: dict[str, Any], sub: str) -> None:
+def test_subscriber_traffic_leaves_through_isp_a_by_default(
+    lab: dict[str, Any], no_selections: None, sub: str
+) -> None:
     out = vpop("lab", "exec", sub, "--", "curl", "-sS", "-m", "5", "http://203.0.113.100/")
     assert out.stdout.strip() == "isp-a"
 
