@@ -69,20 +69,56 @@ def _read(agent: Agent) -> dict[str, str]:
 
 
 def _installed(agent: Agent) -> dict[str, str | None]:
-    """Policy name -> the nexthop-group its rule is installed with (None if not installed)."""
-    answer = agent.call({"op": "vty", "daemon": "pbrd", "commands": ["show pbr map json"]})
-    if not answer["ok"]:
-        raise DeployError(f"cannot read pbr maps: {answer.get('error')}")
+    """Policy name -> the routing instance its traffic really uses (None if not in effect).
+
+    pbrd's own view (``show pbr map json``) says "installed" even for a policy bound to an
+    interface the router does not have, so the kernel is asked as well: a policy is in
+    effect only when a kernel rule from the policy's source prefix, in on the interface the
+    policy is bound to, looks up the table of the policy's nexthop-group.
+    """
+    vty = agent.call(
+        {
+            "op": "vty",
+            "daemon": "pbrd",
+            "commands": [
+                "show pbr map json",
+                "show pbr nexthop-groups json",
+                "show running-config",
+            ],
+        }
+    )
+    if not vty["ok"]:
+        raise DeployError(f"cannot read pbr state: {vty.get('error')}")
+    maps, groups, running = (o["output"] for o in vty["outputs"])
+    rules = agent.call({"op": "run", "argv": ["ip", "-j", "rule", "show"]})
+    if not rules["ok"]:
+        raise DeployError(f"cannot read kernel rules: {rules['output']}")
+    tables = {g["name"]: str(g["id"]) for g in json.loads(groups or "[]")}
+    bound = {
+        line.split()[1]: block.header.split()[1]
+        for block in frr_config.parse_blocks(running)
+        if block.kind == "interface"
+        for line in block.body
+    }
+    kernel = {
+        (r.get("iif"), r.get("src"), str(r.get("table")))
+        for r in json.loads(rules["output"] or "[]")
+    }
     out: dict[str, str | None] = {}
-    for pmap in json.loads(answer["outputs"][0]["output"] or "[]"):
+    for pmap in json.loads(maps or "[]"):
         name = pmap.get("name", "")
         if not name.startswith(frr_config.OWNED_PREFIX):
             continue
         group = None
         for policy in pmap.get("policies", []):
-            nhg = policy.get("nexthopGroup", {})
-            if policy.get("installed") and nhg.get("installed"):
-                group = nhg.get("name")
+            nhg = policy.get("nexthopGroup", {}).get("name")
+            source = str(policy.get("matchSrc", "")).split("/")[0]
+            if (
+                policy.get("installed")
+                and nhg in tables
+                and (bound.get(name), source, tables[nhg]) in kernel
+            ):
+                group = nhg
         out[name] = group
     return out
 

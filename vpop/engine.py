@@ -258,6 +258,7 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
     timings["total"] = time.perf_counter() - started
     installed: dict[str, Any] = outcome.result.get("installed", {})
     final_ids: list[int] = []
+    unverified: list[int] = []
     with session_scope(url) as session:
         done_run = session.get(Run, run_id)
         assert done_run is not None
@@ -268,8 +269,12 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
             if status_for_orders is OrderStatus.DONE_SUCCESS:
                 policy = INSTANCE_PREFIX + order.line.interface
                 if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
-                    order.status = OrderStatus.DONE_FAILED.value
-                    order.error = f"verify: {policy} is not installed with {order.isp_id}"
+                    # pushed but not in effect: stays RUNNING until it is rolled back below
+                    order.error = (
+                        f"router {router} took the change but did not install {policy} with "
+                        f"{order.isp_id} (is the line's interface there?)."
+                    )
+                    unverified.append(order.id)
                     continue
                 order.status = OrderStatus.DONE_SUCCESS.value
                 _confirm_selection(session, order)
@@ -279,6 +284,19 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
             if order.status != OrderStatus.UNKNOWN.value:
                 final_ids.append(order.id)
         audit(session, requesters, "run." + run_status.value.lower(), f"run:{run_id}", orders=ids)
+    if unverified:
+        rolled_back = _rollback(router, url)
+        with session_scope(url) as session:
+            for order in session.scalars(select(Order).where(Order.id.in_(unverified))):
+                if rolled_back:
+                    order.status = OrderStatus.DONE_FAILED.value
+                    order.error = f"{order.error} The router was rolled back to its previous state."
+                    final_ids.append(order.id)
+                else:  # the router may still carry the unverified change
+                    order.status = OrderStatus.UNKNOWN.value
+                    order.error = f"{order.error} The rollback failed: a reconcile is scheduled."
+        if not rolled_back:
+            status_for_orders = OrderStatus.UNKNOWN
     if status_for_orders is OrderStatus.UNKNOWN:
         for hook in on_reconcile_needed:
             hook(router)

@@ -224,3 +224,37 @@ def test_requester_gets_a_signed_callback_when_the_order_ends(server: Server) ->
     assert len(received) == 2  # one failure, one retry that succeeded
     _, view = server.get(f"/api/v1/orders/{body['order']}")
     assert view["callback"].startswith("delivered")
+
+
+def test_a_change_the_router_does_not_install_is_rolled_back(
+    server: Server, lab: dict[str, Any]
+) -> None:
+    from sqlalchemy import select
+
+    from vpop.db import Line, Subscriber, session_scope
+
+    # a line whose port is missing on the router: pbrd takes the config, never installs it
+    with session_scope(server.db_url) as session:
+        if session.get(Subscriber, "ghost") is None:
+            session.add(Subscriber(id="ghost", name="ghost", profile={}))
+            session.flush()
+            session.add(
+                Line(
+                    subscriber_id="ghost",
+                    router="rc1",
+                    interface="ghost0",
+                    prefix="203.0.113.74/32",
+                    gateway="203.0.113.73/30",
+                )
+            )
+        line = session.scalars(select(Line).where(Line.subscriber_id == "ghost")).one()
+        assert line.selection is None
+    before = pbrd_config("rc1", lab["lab_dir"])
+    status, body = server.select({"subscriber": "ghost", "isp": "isp-b"})
+    assert status == 202
+    order = server.wait_order(body["order"])
+    assert order["status"] == "DONE_FAILED", order
+    assert "did not install" in order["error"] and "rolled back" in order["error"]
+    assert pbrd_config("rc1", lab["lab_dir"]) == before
+    _, view = server.get("/api/v1/subscribers/ghost")
+    assert view["lines"][0]["current_isp"] is None
