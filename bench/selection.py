@@ -227,7 +227,8 @@ def main() -> None:
         cold: list[float] = []
         naive: list[float] = []
         isps = ["isp-b", "isp-c"]
-        _post_signed(base, {"subscriber": "sub1", "isp": "isp-a"})  # warm-up
+        warmup = _post_signed(base, {"subscriber": "sub1", "isp": "isp-a"})
+        _wait_done(warmup["order"])  # warm-up: rc1's session and agent, template compilation
         for i in range(args.samples):
             isp = isps[i % 2]
             for kind in ("warm", "cold", "naive"):
@@ -264,6 +265,11 @@ def main() -> None:
         naive_server.shutdown()
         print(f"selection latency, {args.samples} interleaved samples each")
         report("(a) vpop, warm sessions", warm)
+        slowest = sorted(range(len(warm)), key=lambda i: warm[i])[-3:]
+        print(
+            "      slowest (a) samples (index: ms):",
+            ", ".join(f"{i}: {warm[i] * 1000:.0f}" for i in slowest),
+        )
         report("(b) vpop, no open session", cold)
         report("(c) naive: Netmiko ConnectHandler per request", naive)
         a50, b50, c50 = (statistics.median(x) for x in (warm, cold, naive))

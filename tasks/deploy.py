@@ -68,7 +68,7 @@ def _read(agent: Agent) -> dict[str, str]:
     }
 
 
-def _installed(agent: Agent) -> dict[str, str | None]:
+def _installed(agent: Agent, running: str | None = None) -> dict[str, str | None]:
     """Policy name -> the routing instance its traffic really uses (None if not in effect).
 
     pbrd's own view (``show pbr map json``) says "installed" even for a policy bound to an
@@ -173,7 +173,7 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
         result: dict[str, Any] = {"pushed": [], "state": running, "dry_run": dry}
         if not dry:  # nothing to push: still report what is installed, for verification
             try:
-                result["installed"] = _installed(agent)
+                result["installed"] = _installed(agent, running["pbr"])
             except ShellError as err:
                 raise RouterUnreachable(f"{task.host.name}: {err}") from err
         return Result(host=task.host, diff=diff, changed=False, result=result)
@@ -199,7 +199,8 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
                     pushed,
                 )
             pushed.append("nft -f <table inet vpop>")
-        state, installed = _settle(agent, want)
+        acl_pushed = running["acl"] != want["acl"]
+        state, installed = _settle(agent, want, None if acl_pushed else running["acl"])
     except ShellError as err:
         raise PushInterrupted(
             f"{task.host.name}: session broke after {len(pushed)} command(s): {err}"
@@ -216,8 +217,14 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
     )
 
 
-def _settle(agent: Agent, want: dict[str, str]) -> tuple[dict[str, str], dict[str, str | None]]:
-    """Read back until every intended policy's rule is installed (bounded wait)."""
+def _settle(
+    agent: Agent, want: dict[str, str], acl: str | None
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Read back until every intended policy's rule is installed (bounded wait).
+
+    ``acl`` is the ACL text already known to be on the router (None: read it back too,
+    because it was just pushed).
+    """
     expected = {
         b.header.split()[1]: next(
             (line.split()[-1] for line in b.body if line.startswith("set nexthop-group")), None
@@ -227,8 +234,14 @@ def _settle(agent: Agent, want: dict[str, str]) -> tuple[dict[str, str], dict[st
     }
     deadline = time.monotonic() + INSTALL_WAIT
     while True:
-        state = _read(agent)
-        installed = _installed(agent)
+        if acl is None:
+            state = _read(agent)
+        else:
+            pbr = agent.call({"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]})
+            if not pbr["ok"]:
+                raise DeployError(f"cannot read pbrd configuration: {pbr.get('error')}")
+            state = {"pbr": frr_config.canonical(pbr["outputs"][0]["output"]), "acl": acl}
+        installed = _installed(agent, state["pbr"])
         done = all(installed.get(policy) == group for policy, group in expected.items())
         if done or time.monotonic() > deadline:
             return state, installed
