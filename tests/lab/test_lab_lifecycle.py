@@ -75,3 +75,40 @@ def test_down_cleans_up_after_up_crashed_midway(tmp_path: Path, lab_dir: Path, s
     assert lab_namespaces(PREFIX) == []
     assert not lab_dir.exists()
     assert live_pids(tmp_path / "pids") == []
+
+
+def test_cli_lab_up_registers_the_lab_in_the_database(tmp_path: Path, lab_dir: Path) -> None:
+    from sqlalchemy import select
+
+    from vpop.db import Isp, Line, Subscriber, session_scope
+
+    url = f"sqlite:///{tmp_path / 'vpop.sqlite'}"
+    env = {
+        **os.environ,
+        "VPOP_LAB_DIR": str(lab_dir),
+        "VPOP_LAB_PREFIX": PREFIX,
+        "VPOP_DATABASE_URL": url,
+    }
+    run = [sys.executable, "-m", "vpop.cli", "lab"]
+    try:
+        up = subprocess.run(
+            [*run, "up", "--subscribers", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert up.returncode == 0, up.stderr
+        with session_scope(url) as session:
+            assert sorted(session.scalars(select(Isp.id))) == ["isp-a", "isp-b", "isp-c"]
+            assert sorted(session.scalars(select(Subscriber.id))) == ["sub1", "sub2"]
+            lines = {ln.subscriber_id: ln for ln in session.scalars(select(Line))}
+            assert (lines["sub1"].router, lines["sub1"].prefix) == ("rc1", "192.0.2.2/32")
+            assert (lines["sub2"].router, lines["sub2"].calling_number) == ("rc2", "+31205550002")
+    finally:
+        down = subprocess.run(
+            [*run, "down"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert down.returncode == 0
+    assert lab_namespaces(PREFIX) == []
