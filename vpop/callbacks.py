@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 
@@ -106,10 +109,47 @@ def send_event_callback(event_id: int) -> str:
     return status
 
 
+def refused_destination(url: str) -> str | None:
+    """Why a callback must not go to ``url`` (None when it may).
+
+    Callbacks go to URLs that callers chose, so by default they may not reach this host or
+    the operator's internal networks (loopback, private, link-local, reserved addresses):
+    otherwise any token holder could make vpop POST into them. ``VPOP_CALLBACK_ALLOW_PRIVATE=1``
+    lifts this where receivers really live on such networks (the lab, the tests).
+    """
+    if os.environ.get("VPOP_CALLBACK_ALLOW_PRIVATE") == "1":
+        return None
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        return "no host in the callback URL"
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as err:
+        return f"cannot resolve {host}: {err}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_loopback
+            or address.is_private
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+            or address.is_unspecified
+        ):
+            return (
+                f"{host} is {address}, an internal address; set VPOP_CALLBACK_ALLOW_PRIVATE=1 "
+                "to allow callbacks there"
+            )
+    return None
+
+
 def _post_signed(url: str, msg_id: str, payload: str) -> str:
     secret = signing_secret()
     if secret is None:
         return "not sent: no signing secret configured"
+    refused = refused_destination(url)
+    if refused is not None:
+        return f"not sent: {refused}"
     now = datetime.now(UTC)
     request = urllib.request.Request(
         url,

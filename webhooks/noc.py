@@ -21,6 +21,8 @@ The pages use the API's own views (:func:`webhooks.api.run_view`,
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,6 +162,11 @@ def login() -> BaseResponse:
         return _login_page(err.message, 400)
     if not username or not password:
         return _login_page("enter your user name and password", 422)
+    throttle_key = (username[:64], request.remote_addr or "")
+    if _throttled(throttle_key):
+        return _login_page(
+            f"too many failed sign-ins; wait {LOGIN_WINDOW // 60} minutes and try again", 429
+        )
     with session_scope(_url()) as db:
         user = authenticate(db, username[:64], password[:1024])
         if user is not None and user.role in ROLES:
@@ -171,12 +178,47 @@ def login() -> BaseResponse:
         current_app.logger.warning(
             "NOC sign-in refused for %r from %s", username[:64], request.remote_addr
         )
+        _record_failure(throttle_key)
         return _login_page("wrong user name or password", 401)
+    with _failures_lock:
+        _failures().pop(throttle_key, None)
     session.clear()  # a new session: nothing from before the sign-in carries over
     session.permanent = True
     session[SESSION_USER] = name
     csrf.rotate()
     return redirect(_safe_next(target), code=303)
+
+
+LOGIN_FAILURES = 5  # failed sign-ins per user name and address ...
+LOGIN_WINDOW = 300  # ... within this many seconds, before sign-in is refused for a while
+_failures_lock = threading.Lock()
+
+
+def _failures() -> dict[tuple[str, str], list[float]]:
+    """This app's recent failed sign-ins (per process; each app has its own)."""
+    table: dict[tuple[str, str], list[float]] = current_app.extensions.setdefault(
+        "vpop_login_failures", {}
+    )
+    return table
+
+
+def _recent(key: tuple[str, str], now: float) -> list[float]:
+    return [t for t in _failures().get(key, []) if now - t < LOGIN_WINDOW]
+
+
+def _throttled(key: tuple[str, str]) -> bool:
+    """True when this user name from this address failed too often lately."""
+    with _failures_lock:
+        return len(_recent(key, time.monotonic())) >= LOGIN_FAILURES
+
+
+def _record_failure(key: tuple[str, str]) -> None:
+    now = time.monotonic()
+    with _failures_lock:
+        table = _failures()
+        table[key] = [*_recent(key, now), now]
+        if len(table) > 10_000:  # bounded memory under a spray of names
+            table.clear()
 
 
 @bp.post("/logout")

@@ -122,6 +122,7 @@ def start_server(
         "VPOP_QUEUE_URL": f"sqlite:///{workdir / 'queue.sqlite'}",
         "VPOP_WEBHOOK_SECRETS": SECRET,
         "VPOP_STATE_DIR": str(workdir / "state"),
+        "VPOP_CALLBACK_ALLOW_PRIVATE": "1",  # the tests' receivers listen on 127.0.0.1
         **(extra_env or {}),
     }
     port = free_port()

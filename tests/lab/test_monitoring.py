@@ -38,6 +38,7 @@ def db(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterato
     mp = pytest.MonkeyPatch()
     mp.setenv("VPOP_DATABASE_URL", url)  # callbacks and hooks use the default database
     mp.setenv("VPOP_WEBHOOK_SECRETS", SECRET)
+    mp.setenv("VPOP_CALLBACK_ALLOW_PRIVATE", "1")  # the test's receiver is on 127.0.0.1
     for router in ("rc1", "rc2"):  # routing instances exist before anything is probed
         assert engine.reconcile(router, url=url).status == "SUCCESS"
     try:

@@ -400,3 +400,23 @@ def test_the_pages_use_the_apis_words(
     visible = re.sub(r"<[^>]+>", " ", body).lower()
     for synonym in ("provider", "carrier", "ticket", "job ", "subscription", "contract"):
         assert synonym not in visible, synonym
+
+
+def test_repeated_failed_sign_ins_are_throttled(client: FlaskClient) -> None:
+    def attempt(password: str) -> int:
+        token = form_token(client.get("/noc/login"))
+        form = {"csrf_token": token, "username": "alice", "password": password}
+        return client.post("/noc/login", data=form).status_code
+
+    assert [attempt("wrong password!") for _ in range(5)] == [401] * 5
+    refused = client.post(
+        "/noc/login",
+        data={
+            "csrf_token": form_token(client.get("/noc/login")),
+            "username": "alice",
+            "password": NOC_PASSWORD,
+        },
+    )
+    assert refused.status_code == 429  # even the right password, for a while
+    assert "too many failed sign-ins" in text(refused)
+    assert client.get("/noc/orders").status_code == 303
