@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from vpop.topology import build_topology
+from vpop.topology import PORTAL_ADDRESS, SERVICE_ADDRESS, build_topology
 
 CLAB = Path(__file__).resolve().parent.parent / "lab" / "vpop.clab.yml"
 
@@ -25,3 +25,6 @@ def test_clab_file_has_the_namespace_labs_nodes_links_and_addresses() -> None:
         assert f"ip addr add {link.b_address} dev {link.b_ifname}" in nodes[link.b]["exec"]
     for router in topo.routers:
         assert re.match(r"quay\.io/frrouting/frr:", nodes[router]["image"])
+        assert f"ip addr add {PORTAL_ADDRESS}/32 dev lo" in nodes[router]["exec"]
+    for isp in topo.isps:
+        assert f"ip addr add {SERVICE_ADDRESS}/32 dev lo" in nodes[isp]["exec"]
