@@ -20,6 +20,7 @@ from vpop.callbacks import refused_destination
     ],
     ids=["loopback", "localhost", "rfc1918", "ipv6-loopback", "metadata", "home", "any"],
 )
+# only classified: refused_destination resolves literal addresses locally and sends nothing
 def test_internal_destinations_are_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VPOP_CALLBACK_ALLOW_PRIVATE", raising=False)
     reason = refused_destination(url)
