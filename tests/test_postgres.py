@@ -98,3 +98,39 @@ def test_concurrent_replays_make_one_order_on_postgresql(seeded: str) -> None:
         count = session.scalar(select(func.count(Order.id)).where(Order.requester == "token:2"))
     assert count == 1
     assert os.environ.get("VPOP_DATABASE_URL", "") != seeded  # the suite's default is untouched
+
+
+def test_poll_bulk_insert_works_on_postgresql(seeded: str) -> None:
+    from vpop.db import CounterSample, utcnow
+    from vpop.monitoring import Table_, _insert_many
+
+    now = utcnow()
+    rows = [
+        {
+            "router": "rc1",
+            "kind": "line",
+            "name": f"b{i}",
+            "at": now,
+            "rx_bytes": i,
+            "tx_bytes": 2 * i,
+            "rx_packets": 1,
+            "tx_packets": 1,
+            "errors": 0,
+            "drops": 0,
+            "seconds": 5.0,
+            "rx_bps": 8.0 * i,
+            "tx_bps": 1.0,
+            "rx_pps": 0.2,
+            "tx_pps": 0.2,
+            "new_errors": 0,
+            "new_drops": 0,
+            "note": None,
+        }
+        for i in range(50)
+    ]
+    with session_scope(seeded) as session:
+        _insert_many(session, Table_(CounterSample), rows)
+    with session_scope(seeded) as session:
+        stored = session.scalars(select(CounterSample).where(CounterSample.name == "b7")).one()
+        assert (stored.tx_bytes, stored.rx_bps, stored.at) == (14, 56.0, now)
+        assert session.scalar(select(func.count(CounterSample.id))) == 50
