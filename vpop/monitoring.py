@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
+from nornir.core.inventory import Host
+from nornir.core.task import Result
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
@@ -89,6 +91,7 @@ class MonitorSettings:
 
 
 _last: dict[tuple[str, str, str], Reading] = {}
+_loaded: set[str] = set()  # routers whose newest stored readings are in _last
 _states: dict[int, EventState] = {}
 _state_lock = threading.Lock()
 
@@ -164,6 +167,34 @@ def _load_previous(session: Session, router: str) -> None:
         )
 
 
+def _poll_router(
+    job: str,
+    router: str,
+    url: str | None,
+    started: float,
+    task: Callable[..., Result],
+    arguments: Callable[[Host], dict[str, Any]],
+) -> Any:
+    """Run one monitoring task on one router in a fresh Nornir and return its result.
+
+    A failure (unknown router, unreachable, task error) is recorded in the poll log and
+    raised: never fatal to the scheduler, never silent.
+    """
+    try:
+        with open_nornir() as nr:
+            target = one_router(nr, router)
+            host = target.inventory.hosts.get(router)
+            if host is None:
+                raise LookupError(f"router {router!r} is not in the inventory")
+            multi = target.run(task=task, on_failed=True, **arguments(host))[router]
+        if multi.failed:
+            raise RuntimeError(str(multi[0].exception))
+        return multi[0].result
+    except Exception as err:
+        _log_poll(job, router, started, f"{type(err).__name__}: {err}", url)
+        raise
+
+
 def poll_counters(
     router: str, url: str | None = None, settings: MonitorSettings | None = None
 ) -> dict[str, Any]:
@@ -175,25 +206,16 @@ def poll_counters(
     started = time.perf_counter()
     with session_scope(url) as session:
         lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
-    try:
-        with open_nornir() as nr:
-            target = one_router(nr, router)
-            if router not in target.inventory.hosts:
-                raise LookupError(f"router {router!r} is not in the inventory")
-            results = target.run(task=collect_counters, lines=lines, on_failed=True)
-        multi = results[router]
-        if multi.failed:
-            raise RuntimeError(str(multi[0].exception))
-        data: dict[str, Any] = multi[0].result
-    except Exception as err:  # a failed poll is recorded, never fatal to the scheduler
-        _log_poll("counters", router, started, f"{type(err).__name__}: {err}", url)
-        raise
+    data: dict[str, Any] = _poll_router(
+        "counters", router, url, started, collect_counters, lambda host: {"lines": lines}
+    )
     now = utcnow()
     summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
     event_ids: list[int] = []
     with session_scope(url) as session:  # one transaction per poll
-        if not any(key[0] == router for key in _last):
+        if router not in _loaded:
             _load_previous(session, router)
+            _loaded.add(router)
         rates: dict[tuple[str, str], dict[str, Any]] = {}
         rows: list[dict[str, Any]] = []
         for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
@@ -242,8 +264,7 @@ def poll_counters(
                     rates[(kind, name)] = row
                 rows.append(row)
         _insert_many(session, Table_(CounterSample), rows)
-        counter_rows = rows
-        summary["samples"] = len(counter_rows)
+        summary["samples"] = len(rows)
         for lease in session.scalars(
             select(Lease).where(Lease.router == router, Lease.status == "active")
         ):
@@ -356,29 +377,20 @@ def probe_router(
     started = time.perf_counter()
     with session_scope(url) as session:
         known = set(session.scalars(select(Isp.id)))
-    try:
-        with open_nornir() as nr:
-            target = one_router(nr, router)
-            host = target.inventory.hosts.get(router)
-            if host is None:
-                raise LookupError(f"router {router!r} is not in the inventory")
-            isps = sorted(set(host.get("uplinks", {})) & known)
-            results = target.run(
-                task=probe_isps,
-                isps=isps,
-                target=settings.probe_target,
-                count=settings.probe_count,
-                interval=settings.probe_interval,
-                throughput_seconds=settings.throughput_seconds,
-                on_failed=True,
-            )
-        multi = results[router]
-        if multi.failed:
-            raise RuntimeError(str(multi[0].exception))
-        measured: dict[str, dict[str, Any]] = multi[0].result
-    except Exception as err:
-        _log_poll("probes", router, started, f"{type(err).__name__}: {err}", url)
-        raise
+    measured: dict[str, dict[str, Any]] = _poll_router(
+        "probes",
+        router,
+        url,
+        started,
+        probe_isps,
+        lambda host: {
+            "isps": sorted(set(host.get("uplinks", {})) & known),
+            "target": settings.probe_target,
+            "count": settings.probe_count,
+            "interval": settings.probe_interval,
+            "throughput_seconds": settings.throughput_seconds,
+        },
+    )
     now = utcnow()
     with session_scope(url) as session:
         for isp, figures in measured.items():
