@@ -13,7 +13,7 @@ from typing import Any
 
 from nornir.core.task import Result, Task
 
-from tasks.connection import CONNECTION_NAME, Agent, ShellError
+from tasks.connection import Agent, ShellError, router_agent
 
 ACCT_TABLE = "vpop_acct"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -72,7 +72,7 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
     ``changed`` is True only when the accounting table had to be updated.
     """
     try:
-        agent: Agent = task.host.get_connection(CONNECTION_NAME, task.nornir.config).agent()
+        agent = router_agent(task)
         data = _read(agent)
         changed = False
         wanted = {n for i in lines for n in counter_names(i)}

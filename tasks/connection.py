@@ -23,6 +23,7 @@ from typing import Any
 
 import paramiko
 from nornir.core.configuration import Config
+from nornir.core.task import Task
 
 CONNECTION_NAME = "vpop_shell"
 
@@ -248,6 +249,16 @@ def open_shell(
         sock.close()
         raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
     return Shell(client, timeout)
+
+
+def router_agent(task: Task) -> Agent:
+    """The router agent of the task's host, on its (pooled) ``vpop_shell`` session.
+
+    Raises:
+        ShellError, OSError: the router cannot be reached or the agent not started.
+    """
+    shell: Shell = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
+    return shell.agent()
 
 
 _POOL: dict[tuple[str, int, str], list[Shell]] = {}

@@ -9,17 +9,15 @@ as arguments, rendered by the caller.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 from nornir.core.task import Result, Task
 
 from tasks import frr_config
-from tasks.connection import CONNECTION_NAME, Agent, ShellError
+from tasks.connection import Agent, ShellError, router_agent
 
 NFT_TABLE = ("inet", "vpop")
-_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 INSTALL_WAIT = 2.0  # seconds pbrd may take to program a policy's kernel rule
 
 
@@ -49,22 +47,26 @@ class VerifyFailed(DeployError):
 
 def _agent(task: Task) -> Agent:
     try:
-        shell = task.host.get_connection(CONNECTION_NAME, task.nornir.config)
-        agent: Agent = shell.agent()
-        return agent
+        return router_agent(task)
     except (ShellError, OSError) as err:
         raise RouterUnreachable(f"{task.host.name}: {err}") from err
 
 
-def _read(agent: Agent) -> dict[str, str]:
+def _read_pbr(agent: Agent) -> str:
+    """The vpop-owned part of pbrd's running configuration, canonical."""
     pbr = agent.call({"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]})
     if not pbr["ok"]:
         raise DeployError(f"cannot read pbrd configuration: {pbr.get('error')}")
+    return frr_config.canonical(pbr["outputs"][0]["output"])
+
+
+def _read(agent: Agent) -> dict[str, str]:
+    pbr = _read_pbr(agent)
     acl = agent.call({"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]})
     return {
-        "pbr": frr_config.canonical(pbr["outputs"][0]["output"]),
+        "pbr": pbr,
         # rendered tables say "counter packets 0 bytes 0": compare rules, not traffic
-        "acl": _COUNTER.sub("counter packets 0 bytes 0", acl["output"]) if acl["ok"] else "",
+        "acl": frr_config.zero_nft_counters(acl["output"]) if acl["ok"] else "",
     }
 
 
@@ -190,8 +192,7 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
                     pushed,
                 )
         if running["acl"] != want["acl"]:
-            family, table = NFT_TABLE
-            script = f"table {family} {table} {{}}\ndelete table {family} {table}\n" + want["acl"]
+            script = frr_config.nft_transaction(want["acl"])
             answer = agent.call({"op": "run", "argv": ["nft", "-f", "-"], "stdin": script})
             if not answer["ok"]:
                 raise PushRejected(
@@ -234,13 +235,7 @@ def _settle(
     }
     deadline = time.monotonic() + INSTALL_WAIT
     while True:
-        if acl is None:
-            state = _read(agent)
-        else:
-            pbr = agent.call({"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]})
-            if not pbr["ok"]:
-                raise DeployError(f"cannot read pbrd configuration: {pbr.get('error')}")
-            state = {"pbr": frr_config.canonical(pbr["outputs"][0]["output"]), "acl": acl}
+        state = _read(agent) if acl is None else {"pbr": _read_pbr(agent), "acl": acl}
         installed = _installed(agent, state["pbr"])
         done = all(installed.get(policy) == group for policy, group in expected.items())
         if done or time.monotonic() > deadline:

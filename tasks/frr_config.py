@@ -9,6 +9,7 @@ instance), ``pbr-map vpop-* seq N`` (a line's policy) and ``pbr-policy vpop-*`` 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 OWNED_PREFIX = "vpop-"
@@ -155,3 +156,33 @@ def _order(cmds: list[str]) -> list[str]:
         return {"nexthop-group": 0, "pbr-map": 1, "interface": 2}.get(head.split()[0], 3)
 
     return [cmd for group in sorted(groups, key=rank) for cmd in group]
+
+
+def nft_transaction(table: str) -> str:
+    """The ``nft -f`` script that replaces ``table inet vpop`` atomically with ``table``.
+
+    ``nft -f`` runs a file as one transaction: creating the table first makes the delete
+    valid on a router that has none, and a failure anywhere leaves the old table in place.
+
+    Args:
+        table: the rendered ``acl`` text.
+
+    Returns:
+        The script to feed to ``nft -f -``.
+    """
+    return "table inet vpop {}\ndelete table inet vpop\n" + table
+
+
+_COUNTER = re.compile(r"\bcounter packets [0-9]+ bytes [0-9]+")
+
+
+def zero_nft_counters(listing: str) -> str:
+    """Zero the counters of an ``nft list`` output so it compares with rendered text.
+
+    Args:
+        listing: what ``nft list table inet vpop`` printed.
+
+    Returns:
+        The same text with every ``counter packets N bytes M`` at zero.
+    """
+    return _COUNTER.sub("counter packets 0 bytes 0", listing)

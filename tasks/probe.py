@@ -8,7 +8,7 @@ from typing import Any
 
 from nornir.core.task import Result, Task
 
-from tasks.connection import CONNECTION_NAME, Agent, ShellError
+from tasks.connection import Agent, ShellError, router_agent
 
 RULE_PRIORITY = 900  # above pbrd's per-interface rules (300s), below main (32766)
 
@@ -19,8 +19,7 @@ class ProbeError(Exception):
 
 def _agent(task: Task) -> Agent:
     try:
-        agent: Agent = task.host.get_connection(CONNECTION_NAME, task.nornir.config).agent()
-        return agent
+        return router_agent(task)
     except (ShellError, OSError) as err:
         raise ProbeError(f"{task.host.name}: {err}") from err
 

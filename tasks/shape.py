@@ -7,7 +7,7 @@ from typing import Any
 
 from nornir.core.task import Result, Task
 
-from tasks.connection import CONNECTION_NAME, Agent, ShellError
+from tasks.connection import Agent, ShellError, router_agent
 
 LATENCY = "50ms"
 
@@ -48,7 +48,7 @@ def shape_uplink(
     """
     dry = task.is_dry_run(dry_run)
     try:
-        agent: Agent = task.host.get_connection(CONNECTION_NAME, task.nornir.config).agent()
+        agent = router_agent(task)
         before = _current(agent, interface)
         want_rate = None if rate_mbps is None else int(rate_mbps * 1e6 / 8)
         want_burst = None if rate_mbps is None else burst_bytes(rate_mbps)

@@ -15,6 +15,7 @@ import jinja2
 import pytest
 import yaml
 
+from tasks.frr_config import nft_transaction, zero_nft_counters
 from vpop import render as render_module
 from vpop import validate
 from vpop.errors import BadInput
@@ -29,12 +30,10 @@ from vpop.render import (
     frr_prefix,
     nft_elements,
     nft_sets,
-    nft_transaction,
     nft_value,
     render,
     render_router,
     validate_intent,
-    zero_nft_counters,
 )
 
 GOLDEN = Path(__file__).parent / "templates"

@@ -20,7 +20,8 @@ diff of read-back vs intended text is meaningful:
   or /128 as a bare address, set elements sorted, adjacent or overlapping elements merged
   (into a prefix when they form one, else a range ``a-b``), a one-element set without braces,
   IPv6 in glibc ``inet_ntop`` form (``::ffff:192.0.2.1``), and counters at zero. Load it with
-  :func:`nft_transaction`; compare a live listing after :func:`zero_nft_counters`.
+  :func:`tasks.frr_config.nft_transaction`; compare a live listing after
+  :func:`tasks.frr_config.zero_nft_counters`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import ipaddress
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -217,36 +219,6 @@ def nft_sets(values: Iterable[str]) -> list[tuple[str, str]]:
         elif elements:
             out.append((keyword, "{ " + ", ".join(elements) + " }"))
     return out
-
-
-def nft_transaction(table: str) -> str:
-    """The ``nft -f`` script that replaces ``table inet vpop`` atomically with ``table``.
-
-    ``nft -f`` runs a file as one transaction: creating the table first makes the delete
-    valid on a router that has none, and a failure anywhere leaves the old table in place.
-
-    Args:
-        table: the rendered ``acl`` text.
-
-    Returns:
-        The script to feed to ``nft -f -``.
-    """
-    return "table inet vpop {}\ndelete table inet vpop\n" + table
-
-
-_COUNTER = re.compile(r"\bcounter packets [0-9]+ bytes [0-9]+")
-
-
-def zero_nft_counters(listing: str) -> str:
-    """Zero the counters of an ``nft list`` output so it compares with rendered text.
-
-    Args:
-        listing: what ``nft list table inet vpop`` printed.
-
-    Returns:
-        The same text with every ``counter packets N bytes M`` at zero.
-    """
-    return _COUNTER.sub("counter packets 0 bytes 0", listing)
 
 
 def frr_interface_key(name: str) -> Any:
@@ -466,6 +438,19 @@ def _finalize(value: object) -> object:
     return value
 
 
+def _new_environment(root: Path) -> jinja2.Environment:
+    """A device-template environment: strict, whitespace-exact, no escaping, no ``None``."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=_finalize,
+    )
+
+
 def environment(platform: str) -> jinja2.Environment:
     """The one Jinja2 environment of ``templates/<platform>``, built on first use.
 
@@ -482,15 +467,7 @@ def environment(platform: str) -> jinja2.Environment:
     with _ENVIRONMENTS_LOCK:
         env = _ENVIRONMENTS.get(platform)
         if env is None:
-            env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(TEMPLATE_ROOT / platform),
-                undefined=jinja2.StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
-                keep_trailing_newline=True,
-                autoescape=False,
-                finalize=_finalize,
-            )
+            env = _new_environment(TEMPLATE_ROOT / platform)
             env.filters.update(_FILTERS[platform])
             env.tests.update({"ipv4": _is_ipv4, "ipv6": _is_ipv6})
             _ENVIRONMENTS[platform] = env
@@ -927,15 +904,7 @@ def lease_environment() -> jinja2.Environment:
     global _lease_environment
     with _ENVIRONMENTS_LOCK:
         if _lease_environment is None:
-            env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(LEASE_TEMPLATE_ROOT),
-                undefined=jinja2.StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
-                keep_trailing_newline=True,
-                autoescape=False,
-                finalize=_finalize,
-            )
+            env = _new_environment(LEASE_TEMPLATE_ROOT)
             env.filters.update(
                 {"junos_ifd": junos_ifd, "junos_unit": junos_unit, "junos_number": junos_number}
             )
