@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,47 +28,18 @@ WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-poll-"))
 os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
 
+from benchlines import add_lines, remove_lines  # noqa: E402
+
 from tasks.collect import collect_counters  # noqa: E402
 from tasks.collect_ios import interfaces_from_ntc, parse_show_interfaces  # noqa: E402
 from tasks.connection import close_pool  # noqa: E402
 from vpop import engine, monitoring  # noqa: E402
-from vpop.db import CounterSample, Line, Subscriber, session_scope, utcnow  # noqa: E402
+from vpop.db import CounterSample, Line, session_scope, utcnow  # noqa: E402
 from vpop.lab import Lab  # noqa: E402
 from vpop.nornir_factory import open_nornir  # noqa: E402
 from vpop.registry import register_lab  # noqa: E402
 
 ROUTERS = ("rc1", "rc2")
-
-
-def add_lines(per_router: int) -> None:
-    """Extra lines on veth pairs whose peers sit in a sink namespace per router."""
-    nets = {"rc1": "2001:db8:1::", "rc2": "2001:db8:2::"}  # IPv6: room for any count
-    for router in ROUTERS:
-        sink = f"vpop-bsink-{router}"
-        subprocess.run(["ip", "netns", "add", sink], check=True)
-        batch = [f"link add b{i} type veth peer name b{i} netns {sink}" for i in range(per_router)]
-        batch += [f"link set b{i} up" for i in range(per_router)]
-        subprocess.run(
-            ["ip", "-n", f"vpop-{router}", "-batch", "-"],
-            input="\n".join(batch) + "\n",
-            text=True,
-            check=True,
-        )
-    with session_scope() as session:
-        for router in ROUTERS:
-            for i in range(per_router):
-                sub = f"bench-{router}-{i}"
-                session.add(Subscriber(id=sub, name=sub, profile={}))
-                session.flush()
-                session.add(
-                    Line(
-                        subscriber_id=sub,
-                        router=router,
-                        interface=f"b{i}",
-                        prefix=f"{nets[router]}{i + 1:x}/128",
-                        gateway=f"{nets[router]}ffff/64",
-                    )
-                )
 
 
 def ios_text(counters: dict[str, dict[str, int]]) -> str:
@@ -132,7 +102,7 @@ def main() -> None:
     state = lab.up(subscribers=4)
     try:
         register_lab(state)
-        add_lines(args.subscribers - 2)  # 2 real subscribers per router + the rest
+        add_lines(args.subscribers - 2, ipv6=True)  # 2 real subscribers per router + the rest
         for router in ROUTERS:
             assert engine.reconcile(router).status == "SUCCESS"
         settings = monitoring.MonitorSettings(counters_seconds=1.0)
@@ -177,8 +147,7 @@ def main() -> None:
     finally:
         close_pool()
         lab.down()
-        for router in ROUTERS:
-            subprocess.run(["ip", "netns", "del", f"vpop-bsink-{router}"], capture_output=True)
+        remove_lines()
 
 
 if __name__ == "__main__":

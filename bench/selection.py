@@ -19,7 +19,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
 os.environ["VPOP_WEBHOOK_SECRETS"] = SECRET
 
+from benchlines import add_lines, remove_lines  # noqa: E402
 from flask import Flask, request  # noqa: E402
 from netmiko import ConnectHandler  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
@@ -42,7 +42,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from tasks.connection import close_pool  # noqa: E402
 from vpop import engine  # noqa: E402
-from vpop.db import FINAL_STATUSES, Line, Order, Subscriber, session_scope  # noqa: E402
+from vpop.db import FINAL_STATUSES, Order, session_scope  # noqa: E402
 from vpop.lab import Lab  # noqa: E402
 from vpop.orders import Caller, SelectionRequest, submit_selection  # noqa: E402
 from vpop.registry import register_lab  # noqa: E402
@@ -133,45 +133,6 @@ def report(name: str, values: list[float]) -> None:
         f"  {name:44} n={len(values):4}  p50 {statistics.median(values) * 1000:8.1f} ms"
         f"  p99 {pct(values, 0.99) * 1000:8.1f} ms"
     )
-
-
-def add_bench_lines(lab_dir: Path, per_router: int) -> list[str]:
-    """Give each router ``per_router`` extra lines (veth pairs inside the router) and
-    register them; returns the new subscriber ids."""
-    subs: list[str] = []
-    pools = {"rc1": "203.0.113.", "rc2": "198.51.100."}
-    offsets = {"rc1": 0, "rc2": 100}
-    for router in ("rc1", "rc2"):
-        batch = []
-        for i in range(per_router):
-            batch += [
-                f"link add b{i} type veth peer name b{i}p",
-                f"link set b{i} up",
-                f"link set b{i}p up",
-            ]
-        subprocess.run(
-            ["ip", "-n", f"vpop-{router}", "-batch", "-"],
-            input="\n".join(batch) + "\n",
-            text=True,
-            check=True,
-        )
-    with session_scope() as session:
-        for router in ("rc1", "rc2"):
-            for i in range(per_router):
-                sub = f"bench-{router}-{i}"
-                session.add(Subscriber(id=sub, name=sub, profile={}))
-                session.flush()
-                session.add(
-                    Line(
-                        subscriber_id=sub,
-                        router=router,
-                        interface=f"b{i}",
-                        prefix=f"{pools[router]}{offsets[router] + i}/32",
-                        gateway=f"{pools[router]}254/24",
-                    )
-                )
-                subs.append(sub)
-    return subs
 
 
 def burst(subs: list[str], count: int, coalesce: bool, rng: random.Random) -> float:
@@ -277,7 +238,7 @@ def main() -> None:
         print(f"  ratio (c)/(b) p50: {c50 / b50:6.1f}x   ((b) target <= 150 ms)")
 
         per_router = args.burst_subscribers // 2 - 4
-        subs = [f"sub{i}" for i in range(1, 9)] + add_bench_lines(lab.dir, per_router)
+        subs = [f"sub{i}" for i in range(1, 9)] + add_lines(per_router)
         print(f"burst: {args.burst} orders over {len(subs)} subscribers on 2 routers")
         fast = burst(subs, args.burst, True, rng)
         print(f"  (d) vpop, coalesced runs:        drained in {fast:7.2f} s")
@@ -287,6 +248,7 @@ def main() -> None:
     finally:
         close_pool()
         lab.down()
+        remove_lines()
 
 
 if __name__ == "__main__":
