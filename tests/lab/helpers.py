@@ -172,11 +172,10 @@ def netns(node: str) -> str:
     return os.environ.get("VPOP_LAB_PREFIX", "vpop-") + node
 
 
-def curl(sub: str, prefix: str | None = None) -> str:
+def curl(sub: str) -> str:
     """Which ISP answers the subscriber at 203.0.113.100 (real traffic through the routers)."""
-    prefix = prefix or os.environ.get("VPOP_LAB_PREFIX", "vpop-")
     out = subprocess.run(
-        ["ip", "netns", "exec", prefix + sub, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
+        ["ip", "netns", "exec", netns(sub), "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
         capture_output=True,
         text=True,
         timeout=30,
