@@ -14,6 +14,7 @@ or a killed test leaves nothing that ``down`` cannot find.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,32 @@ def _check_alive(procs: list[tuple[str, int]]) -> None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 raise LabError(f"lab process {what} exited on start (status {status})")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    procs: list[tuple[str, int]] | None = None,
+    interval: float = 0.005,
+) -> None:
+    """Poll ``condition`` until it holds, at most READY_TIMEOUT seconds; fail fast when one
+    of ``procs`` has exited.
+
+    Raises:
+        LabError: naming ``what`` was awaited.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not condition():
+        _check_alive(procs or [])
+        if time.monotonic() > deadline:
+            raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {what}")
+        time.sleep(interval)
 
 
 def _free_port() -> int:
@@ -439,16 +466,7 @@ class Lab:
         state = self.state()
         assert state is not None
         port = state["nodes"][router]["ssh"]["port"]
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            _check_alive([(f"{router}/sshd", pid)])
-            with socket.socket() as sock:
-                sock.settimeout(0.2)
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise LabError(f"{router}: sshd not listening after {READY_TIMEOUT}s")
-            time.sleep(0.005)
+        _wait_until(lambda: _listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
 
     def set_fault(self, router: str, fault: str | None) -> None:
         """Arm (or clear) a fault the router agent acts on: ``cut-after:N`` kills the
@@ -475,29 +493,14 @@ class Lab:
         for router in topo.routers:
             pending |= {str(self.dir / router / f"{d}.vty") for d in FRR_DAEMONS}
         pending |= {str(self.dir / f"{isp}.ready") for isp in topo.isps}
-        deadline = time.monotonic() + READY_TIMEOUT
-        tcp_pending = dict(ports)
-        while pending or tcp_pending:
-            _check_alive(procs)
-            pending = {p for p in pending if not Path(p).exists()}
-            for router, port in list(tcp_pending.items()):
-                with socket.socket() as sock:
-                    sock.settimeout(0.2)
-                    if sock.connect_ex(("127.0.0.1", port)) == 0:
-                        del tcp_pending[router]
-            if time.monotonic() > deadline:
-                raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {pending}")
-            if pending or tcp_pending:
-                time.sleep(0.005)
+        for path in sorted(pending):
+            _wait_until(Path(path).exists, path, procs)
+        for router, port in ports.items():
+            _wait_until(functools.partial(_listening, port), f"{router}'s sshd", procs)
         self._wait_clients(topo)
 
     def _wait_path(self, path: Path, procs: list[tuple[str, int]]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not path.exists():
-            _check_alive(procs)
-            if time.monotonic() > deadline:
-                raise LabError(f"lab not ready after {READY_TIMEOUT}s: waiting for {path}")
-            time.sleep(0.002)
+        _wait_until(path.exists, str(path), procs, interval=0.002)
 
     def _wait_routes(self, topo: Topology) -> None:
         """Wait (bounded) until each router's default route is in its kernel table.
@@ -507,27 +510,29 @@ class Lab:
         """
         for router in topo.routers:
             ns = topo.namespace(router)
-            deadline = time.monotonic() + READY_TIMEOUT
+            started = time.monotonic()
             reapplied = False
-            while not _run([IP, "-n", ns, "route", "show", "default"]).strip():
-                if time.monotonic() > deadline:
-                    raise LabError(f"{router}: default route not installed after {READY_TIMEOUT}s")
-                if not reapplied and time.monotonic() > deadline - READY_TIMEOUT + 0.5:
+
+            def installed(ns: str = ns, router: str = router, started: float = started) -> bool:
+                nonlocal reapplied
+                if _run([IP, "-n", ns, "route", "show", "default"]).strip():
+                    return True
+                if not reapplied and time.monotonic() - started > 0.5:
                     self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
                     reapplied = True
-                time.sleep(0.005)
+                return False
+
+            _wait_until(installed, f"{router}'s default route")
 
     def _wait_clients(self, topo: Topology) -> None:
         """Wait (bounded) until staticd and pbrd are registered with each router's zebra."""
         for router in topo.routers:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
+
+            def registered(router: str = router) -> bool:
                 out = self._vtysh(router, "-d", "zebra", "-c", "show zebra client")
-                if "Client: static" in out and "Client: pbr" in out:
-                    break
-                if time.monotonic() > deadline:
-                    raise LabError(f"{router}: staticd/pbrd did not reach zebra")
-                time.sleep(0.005)
+                return "Client: static" in out and "Client: pbr" in out
+
+            _wait_until(registered, f"{router}'s staticd and pbrd to reach zebra")
 
     def _vtysh(self, router: str, *args: str) -> str:
         return _run(
