@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import subprocess
 
-from vpop.db import Line, Subscriber, session_scope
+from vpop.catalogue.models import Line, Subscriber
+from vpop.core.db import session_scope
 
 ROUTERS = ("rc1", "rc2")
 IPV4 = {"rc1": ("203.0.113.", 0), "rc2": ("198.51.100.", 100)}  # first address per router

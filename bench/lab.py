@@ -9,7 +9,7 @@ import argparse
 import statistics
 import time
 
-from vpop.lab import Lab
+from vpop.lab.builder import Lab
 
 
 def main() -> None:

@@ -33,11 +33,15 @@ from benchlines import add_lines, remove_lines  # noqa: E402
 from tasks.collect import collect_counters  # noqa: E402
 from tasks.collect_ios import interfaces_from_ntc, parse_show_interfaces  # noqa: E402
 from tasks.connection import close_pool  # noqa: E402
-from vpop import engine, monitoring  # noqa: E402
-from vpop.db import CounterSample, Line, session_scope, utcnow  # noqa: E402
-from vpop.lab import Lab  # noqa: E402
-from vpop.nornir_factory import open_nornir  # noqa: E402
-from vpop.registry import register_lab  # noqa: E402
+from vpop.catalogue.models import Line  # noqa: E402
+from vpop.core.db import session_scope  # noqa: E402
+from vpop.core.time import utcnow  # noqa: E402
+from vpop.lab.builder import Lab  # noqa: E402
+from vpop.lab.registry import register_lab  # noqa: E402
+from vpop.monitoring import poller as monitoring  # noqa: E402
+from vpop.monitoring.models import CounterSample  # noqa: E402
+from vpop.network.factory import open_nornir  # noqa: E402
+from vpop.selection import engine  # noqa: E402
 
 ROUTERS = ("rc1", "rc2")
 

@@ -41,11 +41,12 @@ from standardwebhooks.webhooks import Webhook  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from tasks.connection import close_pool  # noqa: E402
-from vpop import engine  # noqa: E402
-from vpop.db import FINAL_STATUSES, Order, session_scope  # noqa: E402
-from vpop.lab import Lab  # noqa: E402
-from vpop.orders import Caller, SelectionRequest, submit_selection  # noqa: E402
-from vpop.registry import register_lab  # noqa: E402
+from vpop.core.db import session_scope  # noqa: E402
+from vpop.lab.builder import Lab  # noqa: E402
+from vpop.lab.registry import register_lab  # noqa: E402
+from vpop.selection import engine  # noqa: E402
+from vpop.selection.models import FINAL_STATUSES, Order  # noqa: E402
+from vpop.selection.service import Caller, SelectionRequest, submit_selection  # noqa: E402
 from webhooks import create_app  # noqa: E402
 
 _done: dict[int, float] = {}
@@ -176,7 +177,7 @@ def main() -> None:
     try:
         register_lab(state)
         engine.on_order_final.append(_on_final)
-        from vpop.queue import make_consumer, start_background, stop_background
+        from vpop.jobs.queue import make_consumer, start_background, stop_background
 
         consumer = make_consumer(4)
         start_background(consumer)

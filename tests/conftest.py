@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vpop.lab import Lab
+from vpop.lab.builder import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 # the server's own secret key file goes to a throwaway directory, not /var/lib/vpop

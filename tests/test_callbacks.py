@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vpop.callbacks import refused_destination
+from vpop.core.callbacks import refused_destination
 
 
 @pytest.mark.parametrize(
@@ -30,4 +30,3 @@ def test_internal_destinations_are_refused(url: str, monkeypatch: pytest.MonkeyP
 def test_the_operator_may_allow_internal_destinations(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VPOP_CALLBACK_ALLOW_PRIVATE", "1")
     assert refused_destination("http://127.0.0.1:9/x") is None
-

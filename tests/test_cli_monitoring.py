@@ -15,18 +15,16 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from vpop import cli_monitoring
-from vpop.cli_monitoring import lease, report
-from vpop.db import (
-    AuditEntry,
-    Isp,
-    Lease,
-    QosSample,
-    UtilisationSample,
-    dispose_engines,
-    session_scope,
-)
-from vpop.migrate import upgrade
+from vpop.catalogue.models import Isp
+from vpop.cli import common as cli_common
+from vpop.cli import leasing as cli_leasing
+from vpop.cli.leasing import lease
+from vpop.cli.reports import report
+from vpop.core.audit import AuditEntry
+from vpop.core.db import dispose_engines, session_scope
+from vpop.leasing.models import Lease, UtilisationSample
+from vpop.migrations.upgrade import upgrade
+from vpop.monitoring.models import QosSample
 
 HOSTS_YAML = """\
 rc1:
@@ -66,7 +64,7 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Lease ids the commands queue (the real queue is never opened)."""
     seen: list[int] = []
-    monkeypatch.setattr(cli_monitoring, "lease_enqueuer", lambda: seen.append)
+    monkeypatch.setattr(cli_leasing, "lease_enqueuer", lambda: seen.append)
     return seen
 
 
@@ -154,7 +152,7 @@ def test_a_busy_uplink_exits_2(url: str, queued: list[int]) -> None:
 def test_a_queue_without_enqueue_lease_is_a_clear_error(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "vpop.queue", types.ModuleType("vpop.queue"))
+    monkeypatch.setitem(sys.modules, "vpop.jobs.queue", types.ModuleType("vpop.jobs.queue"))
     line = one_error_line(run(lease, CREATE), 1, "VPOP-CFG")
     assert "enqueue_lease" in line
     assert leases_in(url) == 0  # checked before anything is written
@@ -166,7 +164,7 @@ def test_a_queue_that_fails_after_the_write_exits_1(
     def down(_lease_id: int) -> None:
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(cli_monitoring, "lease_enqueuer", lambda: down)
+    monkeypatch.setattr(cli_leasing, "lease_enqueuer", lambda: down)
     result = run(lease, CREATE)
     line = one_error_line(result, 1, "VPOP-000")
     assert "lease 1 is recorded" in line and "redis is down" in line
@@ -336,15 +334,16 @@ def test_report_bad_input_exits_2_with_one_line(samples: None, args: list[str], 
 
 
 def test_the_formats_match_the_renderer() -> None:
-    from vpop import reports
+    from vpop.reports import service as reports
 
-    assert cli_monitoring.FORMATS == reports.FORMATS
+    assert cli_common.FORMATS == reports.FORMATS
 
 
 def test_attaching_the_groups_costs_other_commands_no_imports() -> None:
     code = (
-        "import sys, vpop.cli_monitoring; "
-        "print(sorted(m for m in ('sqlalchemy', 'vpop.db', 'vpop.reports', 'vpop.leasing') "
+        "import sys, vpop.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'vpop.core.db', 'vpop.reports.service', "
+        "'vpop.leasing.service') "
         "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

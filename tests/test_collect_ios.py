@@ -22,8 +22,8 @@ from tasks.collect_ios import (
     interfaces_from_ntc,
     parse_show_interfaces,
 )
-from vpop.nornir_factory import open_nornir
-from vpop.settings import Settings
+from vpop.core.settings import Settings
+from vpop.network.factory import open_nornir
 
 GOLDEN = Path(__file__).parent / "collect_ios"
 CASES = sorted(GOLDEN.glob("*.raw"))

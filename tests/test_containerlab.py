@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from vpop.topology import PORTAL_ADDRESS, SERVICE_ADDRESS, build_topology
+from vpop.lab.topology import PORTAL_ADDRESS, SERVICE_ADDRESS, build_topology
 
 CLAB = Path(__file__).resolve().parent.parent / "lab" / "vpop.clab.yml"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vpop.counters import Delta, Reading, delta
+from vpop.monitoring.counters import Delta, Reading, delta
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TOP32 = 2**32

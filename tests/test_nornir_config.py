@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from vpop.errors import ConfigError
-from vpop.nornir_factory import (
+from vpop.core.errors import ConfigError
+from vpop.core.settings import PROJECT_ROOT, Settings
+from vpop.network.factory import (
     NORNIR_CONFIG,
     check_inventory_file,
     nornir_config,
     open_nornir,
     read_config,
 )
-from vpop.settings import PROJECT_ROOT, Settings
 
 INVENTORY = PROJECT_ROOT / "inventory"
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from vpop.db import Isp, Line, Order, Plan, Subscriber, dispose_engines, session_scope
-from vpop.migrate import upgrade
-from vpop.orders import Caller, IdempotencyConflict, SelectionRequest, submit_selection
+from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from vpop.core.db import dispose_engines, session_scope
+from vpop.migrations.upgrade import upgrade
+from vpop.selection.models import Order
+from vpop.selection.service import Caller, IdempotencyConflict, SelectionRequest, submit_selection
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = pytest.mark.skipif(not PG_BIN.exists(), reason="PostgreSQL 15 is not installed")
@@ -101,8 +103,9 @@ def test_concurrent_replays_make_one_order_on_postgresql(seeded: str) -> None:
 
 
 def test_poll_bulk_insert_works_on_postgresql(seeded: str) -> None:
-    from vpop.db import CounterSample, utcnow
-    from vpop.monitoring import Table_, _insert_many
+    from vpop.core.time import utcnow
+    from vpop.monitoring.models import CounterSample
+    from vpop.monitoring.poller import Table_, _insert_many
 
     now = utcnow()
     rows = [

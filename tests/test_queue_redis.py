@@ -55,7 +55,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 def test_jobs_go_through_redis(redis_url: str, tmp_path: Path) -> None:
     code = (
-        "import vpop.queue as q\n"
+        "import vpop.jobs.queue as q\n"
         "from huey import RedisHuey\n"
         "assert isinstance(q.huey, RedisHuey), type(q.huey)\n"
         "q.huey.flush()\n"

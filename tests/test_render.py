@@ -16,24 +16,26 @@ import pytest
 import yaml
 
 from tasks.frr_config import nft_transaction, zero_nft_counters
-from vpop import render as render_module
-from vpop import validate
-from vpop.errors import BadInput
-from vpop.render import (
-    FEATURES,
-    PLATFORMS,
-    StructureError,
-    check_structure,
-    environment,
+from vpop.core import validate
+from vpop.core.errors import BadInput
+from vpop.network import templates as render_module
+from vpop.network.filters import (
     frr_interface_key,
     frr_ip,
     frr_prefix,
     nft_elements,
     nft_sets,
     nft_value,
+)
+from vpop.network.intent import validate_intent
+from vpop.network.structure import StructureError
+from vpop.network.templates import (
+    FEATURES,
+    PLATFORMS,
+    check_structure,
+    environment,
     render,
     render_router,
-    validate_intent,
 )
 
 GOLDEN = Path(__file__).parent / "templates"
@@ -433,7 +435,7 @@ def tpl_lab() -> Iterator[dict[str, Any]]:
     """A two-subscriber lab in namespaces vpop-tpl-*, separate from the default lab."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
-    from vpop.lab import Lab
+    from vpop.lab.builder import Lab
 
     lab = Lab(TPL_DIR, prefix=TPL_PREFIX)
     try:

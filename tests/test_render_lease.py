@@ -11,20 +11,20 @@ import jinja2
 import pytest
 import yaml
 
-from vpop import render as render_module
-from vpop import validate
-from vpop.errors import BadInput
-from vpop.render import (
+from vpop.core import validate
+from vpop.core.errors import BadInput
+from vpop.network import leases as render_module
+from vpop.network.filters import junos_number
+from vpop.network.leases import (
     LEASE_MAX_BURST_BYTES,
     LEASE_MAX_PEAK_BPS,
     LEASE_PLATFORMS,
     LEASE_TEMPLATE_ROOT,
-    StructureError,
-    junos_number,
     lease_environment,
     render_lease,
     validate_lease,
 )
+from vpop.network.structure import StructureError
 
 GOLDEN = Path(__file__).parent / "templates_lease"
 CASES = sorted(GOLDEN.glob("*/*.vars.yaml"))

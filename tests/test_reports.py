@@ -13,18 +13,15 @@ from typing import Any
 import pytest
 
 from tests.test_postgres import PG_BIN, pg_url  # noqa: F401 (pg_url is a fixture)
-from vpop import reports
-from vpop.db import (
-    Isp,
-    Lease,
-    QosSample,
-    UtilisationEvent,
-    UtilisationSample,
-    dispose_engines,
-    session_scope,
-)
-from vpop.errors import BadInput
-from vpop.migrate import upgrade
+from vpop.catalogue.models import Isp
+from vpop.core.db import dispose_engines, session_scope
+from vpop.core.errors import BadInput
+from vpop.core.time import as_utc, parse_time
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.migrations.upgrade import upgrade
+from vpop.monitoring.models import QosSample
+from vpop.monitoring.qos import current_qos
+from vpop.reports import service as reports
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = datetime(2025, 1, 2, tzinfo=UTC)
@@ -232,7 +229,7 @@ def test_clipped_seconds(opened: datetime, closed: datetime | None, expected: fl
     ids=["zulu", "offset", "space-and-fraction", "date"],
 )
 def test_parse_time_accepts(text: str, expected: datetime) -> None:
-    parsed = reports.parse_time(text, "since")
+    parsed = parse_time(text, "since")
     assert parsed == expected
     assert parsed.tzinfo is UTC
 
@@ -266,14 +263,14 @@ def test_parse_time_accepts(text: str, expected: datetime) -> None:
 )
 def test_parse_time_refuses(value: object) -> None:
     with pytest.raises(BadInput) as err:
-        reports.parse_time(value, "since")
+        parse_time(value, "since")
     assert err.value.code == "VPOP-400-TIME"
     assert err.value.message.startswith("since: ")
 
 
 def test_as_utc_takes_naive_times_as_utc() -> None:
-    assert reports.as_utc(datetime(2025, 1, 1)) == START
-    assert reports.as_utc(datetime(2025, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == START
+    assert as_utc(datetime(2025, 1, 1)) == START
+    assert as_utc(datetime(2025, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == START
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -386,7 +383,7 @@ def test_the_read_side_runs_on_postgresql(pg_url: str) -> None:  # noqa: F811 (t
             UtilisationSample(lease_id=leased.id, at=now, rate_mbps=50.0, utilisation_pct=50.0)
         )
     with session_scope(pg_url) as session:
-        current = reports.current_qos(session, now=now)
+        current = current_qos(session, now=now)
     assert current["isp-a"]["latency_ms"] == 15.0
     assert current["isp-a"]["age_seconds"]["latency_ms"] == 60.0
     day = (now - timedelta(days=1), now + timedelta(seconds=1))

@@ -10,19 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vpop.db import (
-    CounterSample,
-    Isp,
-    Lease,
-    PollLog,
-    QosSample,
-    Rollup,
-    UtilisationSample,
-    get_engine,
-    session_scope,
-)
-from vpop.migrate import upgrade
-from vpop.rollups import add_to_rollup, bucket_start, prune, series_name
+from vpop.catalogue.models import Isp
+from vpop.core.db import get_engine, session_scope
+from vpop.leasing.models import Lease, UtilisationSample
+from vpop.migrations.upgrade import upgrade
+from vpop.monitoring.models import CounterSample, PollLog, QosSample, Rollup
+from vpop.monitoring.rollups import add_to_rollup, bucket_start, prune, series_name
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SERIES = "qos:isp-b:rc1:latency_ms"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vpop.utilisation import (
+from vpop.leasing.utilisation import (
     EventState,
     Rules,
     Transition,

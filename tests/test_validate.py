@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vpop import validate
-from vpop.errors import BadInput
+from vpop.core import validate
+from vpop.core.errors import BadInput
 
 Check = Callable[[object, str], object]
 

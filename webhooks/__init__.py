@@ -9,30 +9,31 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from vpop.errors import ConfigError, VpopError
-from vpop.secrets_store import secret_key
-from vpop.settings import load_settings
-from webhooks import auth, portal, problems
-from webhooks.api import bp as api_bp
+from vpop.core.errors import ConfigError, VpopError
+from vpop.core.secrets import secret_key
+from vpop.core.settings import load_settings
+from webhooks import auth, problems
+from webhooks.api.common import bp as api_bp
 from webhooks.health import bp as health_bp
 from webhooks.metrics import bp as metrics_bp
-from webhooks.noc import bp as noc_bp
-from webhooks.portal import bp as portal_bp
+from webhooks.pages import portal
+from webhooks.pages.noc import bp as noc_bp
+from webhooks.pages.portal import bp as portal_bp
 
 
 def enqueue_router(router: str) -> None:
     """The default ``ENQUEUE``: hand the router to the job queue."""
     # imported here: opening the queue's storage is a side effect tests and tools avoid
-    import vpop.queue
+    import vpop.jobs.queue
 
-    vpop.queue.enqueue_router(router)
+    vpop.jobs.queue.enqueue_router(router)
 
 
 def enqueue_lease(lease_id: int) -> None:
     """The default ``LEASE_CHANGED``: hand the lease to the job queue for provisioning."""
-    import vpop.queue
+    import vpop.jobs.queue
 
-    vpop.queue.enqueue_lease(lease_id)
+    vpop.jobs.queue.enqueue_lease(lease_id)
 
 
 def render_error(err: Exception) -> Response:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from flask import current_app, request
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from vpop.db import session_scope
-from vpop.errors import ConfigError
-from vpop.orders import Caller
-from vpop.tokens import lookup_token
+from vpop.core.db import session_scope
+from vpop.core.errors import ConfigError
+from vpop.identity.tokens import lookup_token
+from vpop.selection.service import Caller
 from webhooks.problems import Problem
 
 TOLERANCE_SECONDS = 5 * 60

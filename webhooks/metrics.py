@@ -43,19 +43,13 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, not_, select
 
-from vpop.db import (
-    Lease,
-    Order,
-    PollLog,
-    QosSample,
-    Run,
-    UtilisationEvent,
-    UtilisationSample,
-    session_scope,
-    utcnow,
-)
-from vpop.reports import QOS_FIGURES, as_utc, current_qos
-from vpop.utilisation import KINDS
+from vpop.core.db import session_scope
+from vpop.core.time import as_utc, utcnow
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.utilisation import KINDS
+from vpop.monitoring.models import PollLog, QosSample
+from vpop.monitoring.qos import QOS_FIGURES, current_qos
+from vpop.selection.models import Order, Run
 
 bp = Blueprint("metrics", __name__)
 EXTENSION = "vpop_metrics_registry"

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
-from vpop.errors import VpopError
+from vpop.core.errors import VpopError
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "tag:vpop,2025:"

@@ -108,9 +108,9 @@ def start_server(
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     """Register the lab in a fresh database, start `vpop serve`, wait until it answers."""
-    from vpop.db import session_scope
-    from vpop.registry import register_lab
-    from vpop.tokens import create_token
+    from vpop.core.db import session_scope
+    from vpop.identity.tokens import create_token
+    from vpop.lab.registry import register_lab
 
     db_url = f"sqlite:///{workdir / 'vpop.sqlite'}"
     register_lab(lab_state, db_url)

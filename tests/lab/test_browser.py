@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.lab.helpers import Server, curl, netns, start_server, stop_server
-from vpop.db import session_scope
-from vpop.topology import ISPS, PORTAL_ADDRESS
-from vpop.users import create_user
+from vpop.core.db import session_scope
+from vpop.identity.users import create_user
+from vpop.lab.topology import ISPS, PORTAL_ADDRESS
 
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize

@@ -12,8 +12,8 @@ import pytest
 from tasks.connection import CONNECTION_NAME
 from tasks.verify import get_version
 from tests.lab.helpers import netns
-from vpop.nornir_factory import open_nornir
-from vpop.topology import ISPS, ROUTERS
+from vpop.lab.topology import ISPS, ROUTERS
+from vpop.network.factory import open_nornir
 
 pytestmark = pytest.mark.lab
 
@@ -49,8 +49,8 @@ def test_every_router_answers_show_version_over_ssh(lab: dict[str, Any]) -> None
 @pytest.fixture(scope="module")
 def no_selections(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
     """The routers as a fresh lab leaves them: earlier tests' selections converged away."""
-    from vpop import engine
-    from vpop.registry import register_lab
+    from vpop.lab.registry import register_lab
+    from vpop.selection import engine
 
     url = f"sqlite:///{tmp_path_factory.mktemp('default') / 'vpop.sqlite'}"
     register_lab(lab, url)  # a fresh database: no line has a selection

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vpop.lab import Lab, lab_namespaces
+from vpop.lab.builder import Lab, lab_namespaces
 
 pytestmark = pytest.mark.lab
 PREFIX = "vpop-t-"
@@ -62,7 +62,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path, lab_dir: Path)
 @pytest.mark.parametrize("step", ["links", "daemons"])
 def test_down_cleans_up_after_up_crashed_midway(tmp_path: Path, lab_dir: Path, step: str) -> None:
     code = (
-        "from pathlib import Path; from vpop.lab import Lab; "
+        "from pathlib import Path; from vpop.lab.builder import Lab; "
         f"Lab(Path({str(lab_dir)!r}), prefix={PREFIX!r}).up(subscribers=2)"
     )
     env = {**os.environ, "VPOP_LAB_CRASH_AT": step}
@@ -80,7 +80,8 @@ def test_down_cleans_up_after_up_crashed_midway(tmp_path: Path, lab_dir: Path, s
 def test_cli_lab_up_registers_the_lab_in_the_database(tmp_path: Path, lab_dir: Path) -> None:
     from sqlalchemy import select
 
-    from vpop.db import Isp, Line, Subscriber, session_scope
+    from vpop.catalogue.models import Isp, Line, Subscriber
+    from vpop.core.db import session_scope
 
     url = f"sqlite:///{tmp_path / 'vpop.sqlite'}"
     env = {

@@ -17,13 +17,16 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from tests.lab.helpers import SECRET, netns
-from vpop import engine, monitoring
-from vpop.callbacks import send_event_callback
-from vpop.db import Isp, Lease, UtilisationEvent, UtilisationSample, session_scope
-from vpop.lab import Lab
-from vpop.leasing import create_lease, provision
-from vpop.orders import Caller, SelectionRequest, submit_selection
-from vpop.registry import register_lab
+from vpop.catalogue.models import Isp
+from vpop.core.db import session_scope
+from vpop.lab.builder import Lab
+from vpop.lab.registry import register_lab
+from vpop.leasing.callbacks import send_event_callback
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.service import create_lease, provision
+from vpop.monitoring import poller as monitoring
+from vpop.selection import engine
+from vpop.selection.service import Caller, SelectionRequest, submit_selection
 
 pytestmark = pytest.mark.lab
 DELAY_MS = 30.0
@@ -122,7 +125,7 @@ def test_loss_follows_a_known_drop_share(db: str) -> None:
 
 def test_qos_samples_are_stored_per_isp_and_router(db: str) -> None:
     probe(db, count=10, tput=0.2)
-    from vpop.db import QosSample
+    from vpop.monitoring.models import QosSample
 
     with session_scope(db) as session:
         isps = {

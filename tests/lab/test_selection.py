@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.lab.helpers import Server, curl, pbrd_config, start_server, stop_server
-from vpop.lab import Lab
+from vpop.lab.builder import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -231,7 +231,8 @@ def test_a_change_the_router_does_not_install_is_rolled_back(
 ) -> None:
     from sqlalchemy import select
 
-    from vpop.db import Line, Subscriber, session_scope
+    from vpop.catalogue.models import Line, Subscriber
+    from vpop.core.db import session_scope
 
     # a line whose port is missing on the router: pbrd takes the config, never installs it
     with session_scope(server.db_url) as session:

@@ -12,20 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.web.helpers import NOC_PASSWORD, SECRET_KEY, form_token
-from vpop.db import (
-    Isp,
-    Line,
-    Plan,
-    QosSample,
-    Rollup,
-    Subscriber,
-    dispose_engines,
-    session_scope,
-    utcnow,
-)
-from vpop.migrate import upgrade
-from vpop.rollups import bucket_start, series_name
-from vpop.users import create_user
+from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from vpop.core.db import dispose_engines, session_scope
+from vpop.core.time import utcnow
+from vpop.identity.users import create_user
+from vpop.migrations.upgrade import upgrade
+from vpop.monitoring.models import QosSample, Rollup
+from vpop.monitoring.rollups import bucket_start, series_name
 from webhooks import create_app
 
 # per ISP: latency, jitter, loss, throughput (isp-b is the quickest, isp-c the fastest)

@@ -8,7 +8,8 @@ import re
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from vpop.db import Order, session_scope
+from vpop.core.db import session_scope
+from vpop.selection.models import Order
 
 SECRET_KEY = "test-secret-key-for-the-pages-0123456789"
 NOC_PASSWORD = "correct horse battery"

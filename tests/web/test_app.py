@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vpop.errors import ConfigError
-from vpop.portal_links import make_token
+from vpop.core.errors import ConfigError
+from vpop.selection.portal_links import make_token
 from webhooks import create_app
 
 

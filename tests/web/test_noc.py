@@ -11,22 +11,17 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.web.helpers import NOC_PASSWORD, SECRET_KEY, form_token, hidden_fields, order_count, text
-from vpop.db import (
-    AuditEntry,
-    Lease,
-    Order,
-    OrderStatus,
-    Rollup,
-    Run,
-    User,
-    UtilisationEvent,
-    session_scope,
-    utcnow,
-)
-from vpop.orders import Caller, SelectionRequest, submit_selection
-from vpop.portal_links import read_token
-from vpop.rollups import bucket_start, series_name
-from vpop.tokens import create_token
+from vpop.core.audit import AuditEntry
+from vpop.core.db import session_scope
+from vpop.core.time import utcnow
+from vpop.identity.models import User
+from vpop.identity.tokens import create_token
+from vpop.leasing.models import Lease, UtilisationEvent
+from vpop.monitoring.models import Rollup
+from vpop.monitoring.rollups import bucket_start, series_name
+from vpop.selection.models import Order, OrderStatus, Run
+from vpop.selection.portal_links import read_token
+from vpop.selection.service import Caller, SelectionRequest, submit_selection
 
 DIFF = """--- running pbr
 +++ intended pbr

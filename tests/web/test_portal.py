@@ -13,9 +13,10 @@ from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from tests.web.helpers import SECRET_KEY, hidden_fields, order_count, text
-from vpop.db import Order, OrderStatus, session_scope
-from vpop.portal_links import SALT, make_token
-from webhooks.portal import plain_words
+from vpop.core.db import session_scope
+from vpop.selection.models import Order, OrderStatus
+from vpop.selection.portal_links import SALT, make_token
+from webhooks.pages.portal import plain_words
 
 
 def choose_fields(client: FlaskClient, isp: str, path: str = "/") -> dict[str, str]:
@@ -62,7 +63,7 @@ def test_anyone_sees_the_isps_with_plans_prices_and_figures(client: FlaskClient)
 def test_an_isp_without_fresh_figures_says_not_measured(client: FlaskClient) -> None:
     from datetime import timedelta
 
-    from vpop.db import QosSample
+    from vpop.monitoring.models import QosSample
 
     url = client.application.config["DATABASE_URL"]
     with session_scope(url) as session:

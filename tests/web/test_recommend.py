@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vpop.recommend import MAX_LOSS_PCT, Candidate, format_figure, preference, recommend
+from vpop.selection.recommend import MAX_LOSS_PCT, Candidate, format_figure, preference, recommend
 
 A = Candidate("isp-a", "Alpha", 12.0, 1.0, 0.0, 90.0, 2900, "EUR")
 B = Candidate("isp-b", "Beta", 4.0, 0.5, 0.0, 400.0, 4500, "EUR")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from webhooks.svg import chart, sparkline
+from webhooks.pages.svg import chart, sparkline
 
 NS = "{http://www.w3.org/2000/svg}"
 

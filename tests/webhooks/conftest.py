@@ -10,9 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.webhooks.helpers import SECRETS, bearer
-from vpop.db import Isp, Line, Plan, Subscriber, dispose_engines, session_scope
-from vpop.migrate import upgrade
-from vpop.tokens import create_token
+from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from vpop.core.db import dispose_engines, session_scope
+from vpop.identity.tokens import create_token
+from vpop.migrations.upgrade import upgrade
 from webhooks import create_app
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 from werkzeug.test import TestResponse
 
-from vpop.db import Order, session_scope
+from vpop.core.db import session_scope
+from vpop.selection.models import Order
 
 PROBLEM = "application/problem+json"
 

@@ -21,8 +21,10 @@ from tests.webhooks.helpers import (
     post_signed,
     sign_headers,
 )
-from vpop.db import ApiToken, session_scope, utcnow
-from vpop.errors import ConfigError
+from vpop.core.db import session_scope
+from vpop.core.errors import ConfigError
+from vpop.core.time import utcnow
+from vpop.identity.models import ApiToken
 from webhooks import create_app
 
 BODY = json.dumps({"subscriber": "sub1", "isp": "isp-b"}).encode()
@@ -280,4 +282,4 @@ def test_a_webhook_caller_cannot_read(client: FlaskClient) -> None:
 
 def test_enqueue_must_be_callable(database_url: str) -> None:
     with pytest.raises(ConfigError):
-        create_app({"DATABASE_URL": database_url, "ENQUEUE": "vpop.queue.enqueue_router"})
+        create_app({"DATABASE_URL": database_url, "ENQUEUE": "vpop.jobs.queue.enqueue_router"})

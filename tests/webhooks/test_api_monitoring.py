@@ -14,18 +14,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from tests.webhooks.helpers import SECRETS, assert_problem, bearer, sign_headers
-from vpop.db import (
-    AuditEntry,
-    Isp,
-    Lease,
-    QosSample,
-    UtilisationEvent,
-    UtilisationSample,
-    get_engine,
-    session_scope,
-    utcnow,
-)
-from webhooks import api, create_app, openapi
+from vpop.catalogue.models import Isp
+from vpop.core.audit import AuditEntry
+from vpop.core.db import get_engine, session_scope
+from vpop.core.time import utcnow
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.monitoring.models import QosSample
+from webhooks import create_app
+from webhooks.api import leasing as api
+from webhooks.api import openapi
 
 HOSTS_YAML = """\
 rc1:

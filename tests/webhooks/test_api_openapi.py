@@ -8,7 +8,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from webhooks import api, openapi
+from webhooks.api import openapi
+from webhooks.api import selection as api
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.webhooks.helpers import assert_problem
-from vpop.errors import VpopError
+from vpop.core.errors import VpopError
 from webhooks.problems import Problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_vpop_errors_keep_their_code_and_status() -> None:
 
 def _codes_in_source() -> set[str]:
     codes: set[str] = set()
-    sources = [*sorted((ROOT / "webhooks").glob("*.py")), *sorted((ROOT / "vpop").glob("*.py"))]
+    sources = [*sorted((ROOT / "webhooks").rglob("*.py")), *sorted((ROOT / "vpop").rglob("*.py"))]
     sources += sorted((ROOT / "tasks").glob("*.py"))
     for path in sources:
         codes |= set(re.findall(r'"(VPOP-[A-Z0-9-]*[A-Z0-9])"', path.read_text()))

@@ -9,7 +9,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.webhooks.helpers import assert_problem, bearer, post_signed
-from vpop.db import Run, Selection, session_scope, utcnow
+from vpop.catalogue.models import Selection
+from vpop.core.db import session_scope
+from vpop.core.time import utcnow
+from vpop.selection.models import Run
 
 PROTECTED = ["/api/v1/orders/1", "/api/v1/subscribers/sub1", "/api/v1/runs", "/api/v1/runs/1"]
 
@@ -193,7 +196,8 @@ def test_runs_are_for_operators_only(
 def test_an_isp_reads_only_subscribers_that_use_it(
     client: FlaskClient, tokens: dict[str, str], database_url: str
 ) -> None:
-    from vpop.db import Line, Selection, session_scope
+    from vpop.catalogue.models import Line, Selection
+    from vpop.core.db import session_scope
 
     with session_scope(database_url) as session:
         line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).first()

@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.webhooks.helpers import assert_problem, bearer, order_count, post_signed, sign_headers
-from vpop.db import AuditEntry, IdempotencyRecord, Order, session_scope
+from vpop.core.audit import AuditEntry
+from vpop.core.db import session_scope
+from vpop.selection.models import IdempotencyRecord, Order
 
 
 def test_signed_selection_is_accepted_and_recorded(

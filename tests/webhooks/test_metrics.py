@@ -11,21 +11,13 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from vpop.db import (
-    Isp,
-    Lease,
-    Line,
-    Order,
-    PollLog,
-    QosSample,
-    Run,
-    UtilisationEvent,
-    UtilisationSample,
-    dispose_engines,
-    session_scope,
-    utcnow,
-)
-from vpop.migrate import upgrade
+from vpop.catalogue.models import Isp, Line
+from vpop.core.db import dispose_engines, session_scope
+from vpop.core.time import utcnow
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.migrations.upgrade import upgrade
+from vpop.monitoring.models import PollLog, QosSample
+from vpop.selection.models import Order, Run
 from webhooks import create_app
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

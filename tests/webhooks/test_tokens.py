@@ -7,9 +7,12 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from vpop.db import ApiToken, AuditEntry, session_scope, utcnow
-from vpop.errors import BadInput, NotFound
-from vpop.tokens import create_token, lookup_token
+from vpop.core.audit import AuditEntry
+from vpop.core.db import session_scope
+from vpop.core.errors import BadInput, NotFound
+from vpop.core.time import utcnow
+from vpop.identity.models import ApiToken
+from vpop.identity.tokens import create_token, lookup_token
 
 
 def test_only_the_hash_is_stored(database_url: str) -> None:

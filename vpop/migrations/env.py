@@ -6,7 +6,8 @@ from typing import Any
 
 from alembic import context
 
-from vpop.db import Base, UTCDateTime, get_engine
+from vpop.core.db import UTCDateTime, get_engine
+from vpop.models import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or None
@@ -25,7 +26,7 @@ def run_migrations() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=Base.metadata,
+            target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
             render_item=render_item,

@@ -1,0 +1,89 @@
+"""TODO docstring (vpop.db)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import (
+    Mapped,
+    mapped_column,
+    relationship,
+)
+
+from vpop.core.db import Base, UTCDateTime
+from vpop.core.time import utcnow
+
+
+class Isp(Base):
+    """A provider reachable through the routing centre."""
+
+    __tablename__ = "isps"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    callback_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    # destinations this ISP does not carry (its outbound filter list), canonical prefixes
+    outbound_deny: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    plans: Mapped[list[Plan]] = relationship(back_populates="isp", order_by="Plan.id")
+
+
+class Plan(Base):
+    """An ISP's offer: speed and monthly price (integer minor units)."""
+
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    speed_mbps: Mapped[int] = mapped_column(Integer)
+    monthly_price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    isp: Mapped[Isp] = relationship(back_populates="plans")
+
+
+class Subscriber(Base):
+    """A person or site; reaches the routing centre through one or more lines."""
+
+    __tablename__ = "subscribers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lines: Mapped[list[Line]] = relationship(back_populates="subscriber", order_by="Line.id")
+
+
+class Line(Base):
+    """Where a subscriber attaches: router + interface + the subscriber's prefix."""
+
+    __tablename__ = "lines"
+    __table_args__ = (UniqueConstraint("router", "interface"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"))
+    router: Mapped[str] = mapped_column(String(64))
+    interface: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(64))
+    # router's address on the line, interface form (198.51.100.1/30); None when unnumbered
+    gateway: Mapped[str | None] = mapped_column(String(64), default=None)
+    calling_number: Mapped[str | None] = mapped_column(String(20), unique=True, default=None)
+    circuit_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    access_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    subscriber: Mapped[Subscriber] = relationship(back_populates="lines")
+    selection: Mapped[Selection | None] = relationship(back_populates="line")
+
+
+class Selection(Base):
+    """The ISP a line currently uses, as confirmed on the router."""
+
+    __tablename__ = "selections"
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), primary_key=True)
+    isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    line: Mapped[Line] = relationship(back_populates="selection")

@@ -1,0 +1,5 @@
+"""``python -m vpop.cli``: the ``vpop`` command."""
+
+from vpop.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""TODO docstring (vpop.cli)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database named by VPOP_DATABASE_URL to the newest schema."""
+    from vpop.core.settings import load_settings
+    from vpop.migrations.upgrade import upgrade
+
+    upgrade()
+    click.echo(f"database at newest schema: {load_settings().database_url}")

@@ -1,0 +1,143 @@
+"""TODO docstring (vpop.cli_monitoring)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+
+from vpop.cli.common import ISO_TIME, CommandError, OneLineGroup, _cli_actor, reported_errors
+
+
+def lease_enqueuer() -> Callable[[int], None]:
+    """``vpop.queue.enqueue_lease``, imported only now (opening the queue is a side effect).
+
+    Raises:
+        CommandError: this installation's queue cannot provision leases.
+    """
+    try:
+        from vpop.jobs.queue import enqueue_lease
+    except ImportError as err:
+        raise CommandError(
+            "VPOP-CFG",
+            f"leases cannot be queued: vpop.queue has no enqueue_lease ({err}); "
+            "upgrade vpop on this host",
+        ) from err
+    return enqueue_lease
+
+
+def _lease_line(view: dict[str, Any]) -> str:
+    ends = view["ends_at"] or "-"
+    return (
+        f"lease {view['lease']}: {view['isp']} on {view['router']} uplink {view['uplink']}, "
+        f"{view['committed_mbps']} Mbit/s (peak {view['peak_pct']}%), "
+        f"{view['price_minor']} {view['currency']} minor units, {view['status']}, "
+        f"{view['starts_at']} .. {ends}"
+    )
+
+
+def _queue(lease_id: int, enqueue: Callable[[int], None], what: str) -> None:
+    try:
+        enqueue(lease_id)
+    except Exception as err:
+        raise CommandError(
+            "VPOP-000",
+            f"lease {lease_id} is recorded but its {what} could not be queued "
+            f"({type(err).__name__}: {err}); check VPOP_QUEUE_URL",
+        ) from err
+
+
+@click.group(cls=OneLineGroup)
+def lease() -> None:
+    """Leases: an ISP's uplink on a router at a committed rate, shaped and watched."""
+
+
+@lease.command("create")
+@click.option("--isp", required=True, help="The ISP the uplink is leased to.")
+@click.option("--router", required=True, help="The router (inventory name).")
+@click.option("--committed-mbps", required=True, type=int, help="Committed rate, Mbit/s.")
+@click.option("--price-minor", required=True, type=int, help="Price in minor units (cents).")
+@click.option("--peak-pct", default=125, show_default=True, type=int, help="Shaped peak, %.")
+@click.option("--under-pct", default=10, show_default=True, type=int, help="Under below, %.")
+@click.option("--over-pct", default=100, show_default=True, type=int, help="Over above, %.")
+@click.option("--hysteresis-pct", default=5, show_default=True, type=int)
+@click.option("--event-seconds", default=60, show_default=True, type=int)
+@click.option("--ends-at", type=ISO_TIME, default=None, help="Planned end (ISO 8601).")
+def lease_create(
+    isp: str,
+    router: str,
+    committed_mbps: int,
+    price_minor: int,
+    peak_pct: int,
+    under_pct: int,
+    over_pct: int,
+    hysteresis_pct: int,
+    event_seconds: int,
+    ends_at: datetime | None,
+) -> None:
+    """Lease ISP's uplink on ROUTER and queue its provisioning; prints the lease."""
+    from vpop.core import validate
+    from vpop.core.time import utcnow
+    from vpop.leasing.service import create_lease, lease_view
+
+    enqueue = lease_enqueuer()  # before writing: a lease nobody provisions helps no one
+    with reported_errors():
+        created = create_lease(
+            isp=validate.name(isp, "--isp"),
+            router=validate.name(router, "--router"),
+            committed_mbps=committed_mbps,
+            price_minor=price_minor,
+            peak_pct=peak_pct,
+            under_pct=under_pct,
+            over_pct=over_pct,
+            hysteresis_pct=hysteresis_pct,
+            event_seconds=event_seconds,
+            starts_at=utcnow(),  # so that an ends_at in the past is refused
+            ends_at=ends_at,
+            actor=_cli_actor(),
+        )
+    click.echo(_lease_line(lease_view(created)))
+    _queue(created.id, enqueue, "provisioning")
+
+
+@lease.command("list")
+@click.option("--isp", default=None, help="Only this ISP's leases.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lease_list(isp: str | None, as_json: bool) -> None:
+    """List leases by id."""
+    from sqlalchemy import select
+
+    from vpop.core import validate
+    from vpop.core.db import session_scope
+    from vpop.leasing.models import Lease
+    from vpop.leasing.service import lease_view
+
+    with reported_errors():
+        stmt = select(Lease).order_by(Lease.id)
+        if isp is not None:
+            stmt = stmt.where(Lease.isp_id == validate.name(isp, "--isp"))
+        with session_scope() as session:
+            views = [lease_view(row) for row in session.scalars(stmt)]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+    elif not views:
+        click.echo("no leases" + (f" for {isp}" if isp else ""))
+    else:
+        for view in views:
+            click.echo(_lease_line(view))
+
+
+@lease.command("end")
+@click.argument("lease_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
+def lease_end(lease_id: int) -> None:
+    """End lease ID: it is `ending` until the worker removes its shaping."""
+    from vpop.leasing.service import end_lease, lease_view
+
+    enqueue = lease_enqueuer()
+    with reported_errors():
+        ended = end_lease(lease_id, _cli_actor())
+    click.echo(_lease_line(lease_view(ended)))
+    _queue(ended.id, enqueue, "removal")

@@ -1,0 +1,80 @@
+"""TODO docstring (vpop.cli_monitoring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vpop.cli.common import FORMATS, ISO_TIME, OneLineGroup, bad_input, reported_errors
+
+
+@click.group(cls=OneLineGroup)
+def report() -> None:
+    """Reports over a period: ISP QoS, lease utilisation (CSV, JSON or HTML)."""
+
+
+def _period_options(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option(
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write to FILE instead of stdout.",
+    )(command)
+    command = click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True
+    )(command)
+    command = click.option(
+        "--to", "end", required=True, type=ISO_TIME, help="Period end (exclusive)."
+    )(command)
+    return click.option(
+        "--from", "start", required=True, type=ISO_TIME, help="Period start (inclusive)."
+    )(command)
+
+
+def _emit(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    title: str,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    from vpop.reports.service import render
+
+    text = render(rows, fmt, columns=columns, title=title)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise bad_input(f"--output: cannot write {output}: {err.strerror or err}") from err
+    click.echo(f"wrote {len(rows)} rows to {output}")
+
+
+@report.command("qos")
+@_period_options
+def report_qos(start: datetime, end: datetime, fmt: str, output: Path | None) -> None:
+    """QoS per ISP and router: samples, latency avg/min/max/p95, jitter, loss, throughput."""
+    from vpop.core.time import iso
+    from vpop.reports.service import QOS_COLUMNS, qos_report
+
+    with reported_errors():
+        rows = qos_report(None, start, end)
+    _emit(rows, QOS_COLUMNS, f"vpop QoS report, {iso(start)} to {iso(end)}", fmt, output)
+
+
+@report.command("utilisation")
+@_period_options
+def report_utilisation(start: datetime, end: datetime, fmt: str, output: Path | None) -> None:
+    """Utilisation per lease: rates, 95th percentile, under/over events and their time."""
+    from vpop.core.time import iso
+    from vpop.reports.service import UTILISATION_COLUMNS, utilisation_report
+
+    with reported_errors():
+        rows = utilisation_report(None, start, end)
+    title = f"vpop utilisation report, {iso(start)} to {iso(end)}"
+    _emit(rows, UTILISATION_COLUMNS, title, fmt, output)

@@ -1,0 +1,97 @@
+"""TODO docstring (vpop.cli)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import click
+
+from vpop.cli.lab import lab_up
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
+@click.option(
+    "--portal/--no-portal",
+    default=True,
+    show_default=True,
+    help="While a lab is up, also answer on the routers' portal address (port 80).",
+)
+def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> None:
+    """Run the API server, the worker and the scheduler in one process."""
+    from werkzeug.serving import make_server
+
+    from tasks.connection import close_pool
+    from vpop.migrations.upgrade import upgrade
+    from webhooks import create_app
+
+    if with_lab:
+        click.get_current_context().invoke(lab_up, subscribers=4)
+    upgrade()
+    from vpop.jobs.queue import enqueue_monitor, enqueue_reconcile, make_consumer
+    from vpop.jobs.scheduler import Monitor, Sweeper
+    from vpop.monitoring.poller import routers
+
+    app = create_app()
+    servers = [make_server(host, port, app, threaded=True)]
+    if portal:
+        servers += _portal_servers(app)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
+    consumer = make_consumer(workers)
+    for router in routers():  # converge on start: routing instances exist before probes
+        enqueue_reconcile(router, delay=0)
+    sweeper, monitor = Sweeper(), Monitor(enqueue_monitor)
+    sweeper.start()
+    monitor.start()
+    click.echo(f"vpop serving on http://{host}:{port}/ with {workers} workers")
+    try:
+        consumer.run()  # main thread: handles SIGINT / SIGTERM
+    finally:
+        sweeper.stop_event.set()
+        monitor.stop_event.set()
+        for server in servers:
+            server.shutdown()
+        close_pool()
+
+
+def _portal_servers(app: Any) -> list[Any]:
+    """HTTP servers on the portal address inside each lab router's namespace."""
+    from werkzeug.serving import make_server
+
+    from vpop.lab.builder import Lab
+    from vpop.lab.netns import listen_in_netns
+    from vpop.lab.topology import PORTAL_ADDRESS
+
+    state = Lab().state()
+    if state is None:
+        return []
+    servers = []
+    for node in state["nodes"].values():
+        if node["kind"] != "router":
+            continue
+        sock = listen_in_netns(node["namespace"], PORTAL_ADDRESS, 80)
+        servers.append(make_server(PORTAL_ADDRESS, 80, app, threaded=True, fd=sock.fileno()))
+        click.echo(f"portal on http://{PORTAL_ADDRESS}/ in {node['namespace']}")
+    return servers
+
+
+@click.command()
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
+def worker(workers: int) -> None:
+    """Run a worker alone (to scale out beside `vpop serve`)."""
+    from tasks.connection import close_pool
+    from vpop.migrations.upgrade import upgrade
+
+    upgrade()
+    from vpop.jobs.queue import make_consumer
+
+    # the scheduler (sweep, monitoring) runs once, in `vpop serve`; workers only execute
+    try:
+        make_consumer(workers).run()
+    finally:
+        close_pool()

@@ -1,0 +1,38 @@
+"""TODO docstring (vpop.db)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import (
+    Mapped,
+    Session,
+    mapped_column,
+)
+
+from vpop.core.db import Base, UTCDateTime
+from vpop.core.time import utcnow
+
+
+class AuditEntry(Base):
+    """Who changed what, when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    object: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def audit(session: Session, actor: str, action: str, obj: str, **details: Any) -> None:
+    """Add an audit entry to the session's transaction."""
+    session.add(AuditEntry(actor=actor, action=action, object=obj, details=details))

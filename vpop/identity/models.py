@@ -1,0 +1,53 @@
+"""TODO docstring (vpop.db)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import (
+    Mapped,
+    mapped_column,
+)
+
+from vpop.core.db import Base, UTCDateTime
+from vpop.core.time import utcnow
+
+
+class Role(enum.StrEnum):
+    """Roles of API tokens."""
+
+    ADMIN = "admin"
+    NOC = "noc"
+    PORTAL = "portal"
+    ISP = "isp"
+
+
+class ApiToken(Base):
+    """A bearer token, stored as a SHA-256 hash; the clear token is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class User(Base):
+    """A person who signs in to the NOC pages (roles ``noc`` or ``admin``)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

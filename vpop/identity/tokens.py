@@ -1,0 +1,85 @@
+"""API bearer tokens: created once in clear, stored only as a SHA-256 hash.
+
+A token looks like ``vpop_`` followed by 43 URL-safe characters (``secrets.token_urlsafe(32)``).
+The database keeps ``sha256(token)`` in hex, so a leaked database does not leak usable tokens;
+a lookup hashes the presented token and finds the row by that (unique, indexed) hash, which
+also keeps the comparison free of timing differences on the secret itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpop.catalogue.models import Isp
+from vpop.core.audit import audit
+from vpop.core.errors import BadInput, NotFound
+from vpop.identity.models import ApiToken, Role
+
+PREFIX = "vpop_"
+# what create_token makes, with some slack for tokens minted by other tools
+TOKEN_FORMAT = re.compile(r"vpop_[A-Za-z0-9_-]{32,100}")
+
+
+def hash_token(clear: str) -> str:
+    """The stored form of a clear token: SHA-256, lowercase hex."""
+    return hashlib.sha256(clear.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    session: Session,
+    role: str,
+    isp: str | None = None,
+    name: str = "api",
+    *,
+    actor: str = "cli",
+) -> str:
+    """Create a token and return it in clear; only its hash is stored.
+
+    Args:
+        session: The transaction to add the token (and its audit entry) to.
+        role: One of ``admin``, ``noc``, ``portal``, ``isp``.
+        isp: The ISP an ``isp`` token is scoped to (required for that role, refused otherwise).
+        name: A label for people (who holds the token, what for).
+        actor: Who creates the token, for the audit log.
+
+    Returns:
+        The clear token. It cannot be recovered later.
+
+    Raises:
+        BadInput: unknown role, or an ISP given/missing for the role.
+        NotFound: the ISP does not exist.
+    """
+    roles = {r.value for r in Role}
+    if role not in roles:
+        raise BadInput(
+            f"unknown role {role!r}; choose one of {', '.join(sorted(roles))}",
+            code="VPOP-400-ROLE",
+        )
+    if role == Role.ISP and isp is None:
+        raise BadInput("an isp token needs the ISP it acts for", code="VPOP-400-ROLE")
+    if role != Role.ISP and isp is not None:
+        raise BadInput(f"a {role} token is not scoped to an ISP", code="VPOP-400-ROLE")
+    if isp is not None and session.get(Isp, isp) is None:
+        raise NotFound(f"unknown ISP {isp!r}", code="VPOP-404-ISP")
+    clear = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, token_hash=hash_token(clear), role=role, isp_id=isp)
+    session.add(token)
+    session.flush()
+    audit(session, actor, "token.create", f"token:{token.id}", role=role, isp=isp, name=name)
+    return clear
+
+
+def lookup_token(session: Session, clear: str) -> ApiToken | None:
+    """The live (not revoked) token whose clear text is ``clear``, or None."""
+    if not TOKEN_FORMAT.fullmatch(clear):
+        return None
+    return session.scalars(
+        select(ApiToken).where(
+            ApiToken.token_hash == hash_token(clear), ApiToken.revoked_at.is_(None)
+        )
+    ).first()

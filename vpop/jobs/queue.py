@@ -1,0 +1,276 @@
+"""The job queue: huey, with SQLite storage by default and Redis to scale out.
+
+``VPOP_QUEUE_URL`` chooses the storage: ``sqlite:///path`` (default, a file under ``var/``)
+or ``redis://host:port/db``. The queue holds only router names and order ids: the orders
+themselves are committed to the database before anything is enqueued, so a lost queue loses
+no order (the sweep re-enqueues what is waiting).
+
+In the embedded mode (``vpop serve``) the consumer runs in the same process as the API, and a
+wake-up event lets an idle worker pick a new job at once instead of waiting for its next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer, Worker
+from huey.exceptions import TaskLockedException
+from sqlalchemy import func, select
+
+from vpop.core.db import session_scope
+from vpop.core.settings import load_settings
+from vpop.core.time import utcnow
+from vpop.selection import engine
+from vpop.selection.models import Order, OrderStatus
+
+log = logging.getLogger(__name__)
+
+
+SWEEP_SECONDS = 5.0
+
+
+STALE_AFTER = timedelta(seconds=10)
+
+
+# a run never takes this long: an order still RUNNING was left by a worker that died
+ABANDONED_AFTER = timedelta(minutes=5)
+
+
+def _make_huey() -> Huey:
+    url = load_settings().queue_url
+    if url.startswith("redis://"):
+        return RedisHuey("vpop", url=url)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey("vpop", filename=str(path), timeout=30)
+    raise ValueError(f"VPOP_QUEUE_URL must be sqlite:///PATH or redis://..., not {url!r}")
+
+
+huey = _make_huey()
+
+
+_wake = threading.Event()
+
+
+def wake_workers() -> None:
+    """Tell idle in-process workers that a job is waiting."""
+    _wake.set()
+
+
+class _WakeableWorker(Worker):  # type: ignore[misc]
+    delay: float
+    default_delay: float
+    max_delay: float
+    backoff: float
+
+    def sleep(self) -> None:
+        if self.delay > self.max_delay:
+            self.delay = self.max_delay
+        if _wake.wait(self.delay):
+            _wake.clear()
+            self.delay = self.default_delay
+            return
+        self.delay *= self.backoff
+
+
+class EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """A huey consumer whose idle workers wake as soon as this process enqueues a job."""
+
+    def _create_worker(self) -> Worker:
+        return _WakeableWorker(
+            huey=self.huey,
+            default_delay=self.default_delay,
+            max_delay=self.max_delay,
+            backoff=self.backoff,
+            stop_flag=self.stop_flag,
+            max_tasks=self.max_tasks,
+        )
+
+
+def make_consumer(workers: int = 4) -> Consumer:
+    """The consumer `vpop serve` and `vpop worker` run (monitoring events get callbacks)."""
+    from vpop.monitoring import poller as monitoring
+
+    if enqueue_event_callback not in monitoring.on_event:
+        monitoring.on_event.append(enqueue_event_callback)
+    return EmbeddedConsumer(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=0.5,
+        periodic=True,
+        check_worker_health=True,
+    )
+
+
+def start_background(consumer: Consumer) -> None:
+    """Start a consumer's workers and scheduler as threads, without signal handlers
+    (for an embedding process that keeps its own main thread: benchmarks, tests)."""
+    consumer.scheduler.start()
+    for _, process in consumer.worker_threads:
+        process.start()
+
+
+def stop_background(consumer: Consumer) -> None:
+    """Stop what :func:`start_background` started and wait for it."""
+    consumer.stop_flag.set()
+    wake_workers()
+    for _, process in consumer.worker_threads:
+        process.join(10)
+    consumer.scheduler.join(10)
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def process_router_task(router: str) -> list[int]:
+    """Apply the router's RECEIVED orders, across processes one worker at a time."""
+    try:
+        with huey.lock_task(f"router:{router}"):
+            runs = engine.process_router(router)
+    except TaskLockedException:
+        return []  # the holder re-checks for waiting orders after it releases the lock
+    if _waiting(router):
+        enqueue_router(router)
+    return runs
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def reconcile_task(router: str) -> int:
+    """Converge one router to the confirmed selections."""
+    with huey.lock_task(f"router:{router}"):
+        return engine.reconcile(router, requester="auto-reconcile").id
+
+
+@huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
+def callback_task(order_id: int) -> str:
+    """Send the order's signed callback (retried on failure)."""
+    from vpop.selection.callbacks import send_order_callback
+
+    return send_order_callback(order_id)
+
+
+def _waiting(router: str) -> bool:
+    with session_scope() as session:
+        count = session.scalar(
+            select(func.count(Order.id)).where(
+                Order.router == router, Order.status == OrderStatus.RECEIVED.value
+            )
+        )
+    return bool(count)
+
+
+def enqueue_router(router: str) -> None:
+    """Queue a run for the router (after its orders are committed)."""
+    process_router_task(router)
+    wake_workers()
+
+
+def enqueue_reconcile(router: str, delay: float = 1.0) -> None:
+    """Queue a reconcile of the router after ``delay`` seconds."""
+    reconcile_task.schedule(args=(router,), delay=delay)
+    wake_workers()
+
+
+def enqueue_callback(order_id: int) -> None:
+    """Queue the order's callback, if it has a callback URL."""
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        wanted = order is not None and bool(order.callback_url)
+    if wanted:
+        callback_task(order_id)
+        wake_workers()
+
+
+def sweep() -> dict[str, Any]:
+    """Safety net: re-enqueue routers with stale RECEIVED orders, reconcile UNKNOWN ones."""
+    cutoff = utcnow() - STALE_AFTER
+    with session_scope() as session:
+        for order in session.scalars(
+            select(Order).where(
+                Order.status == OrderStatus.RUNNING.value,
+                Order.started_at < utcnow() - ABANDONED_AFTER,
+            )
+        ):
+            order.status = OrderStatus.UNKNOWN.value
+            order.error = "the worker running this order stopped; the router is reconciled"
+        stale = set(
+            session.scalars(
+                select(Order.router).where(
+                    Order.status == OrderStatus.RECEIVED.value, Order.created_at < cutoff
+                )
+            )
+        )
+        unknown = set(
+            session.scalars(select(Order.router).where(Order.status == OrderStatus.UNKNOWN.value))
+        )
+    for router in stale:
+        enqueue_router(router)
+    for router in unknown:
+        enqueue_reconcile(router, delay=0)
+    return {"stale": sorted(stale), "unknown": sorted(unknown)}
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def monitor_task(job: str, router: str | None) -> Any:
+    """One monitoring job (counters, probes, prune) for one router; overlapping polls of the
+    same job and router are skipped, not queued up."""
+    from vpop.monitoring import poller as monitoring
+
+    try:
+        with huey.lock_task(f"monitor:{job}:{router}"):
+            if job == "counters" and router:
+                return monitoring.poll_counters(router)
+            if job == "probes" and router:
+                return monitoring.probe_router(router)
+            if job == "prune":
+                return monitoring.prune()
+    except TaskLockedException:
+        return None
+    raise ValueError(f"unknown monitoring job {job!r}")
+
+
+def enqueue_monitor(job: str, router: str | None) -> None:
+    """Queue one monitoring job."""
+    monitor_task(job, router)
+    wake_workers()
+
+
+@huey.task(retries=5, retry_delay=5)  # type: ignore[untyped-decorator]
+def lease_task(lease_id: int) -> str:
+    """Provision (or end) a lease on its router; retried while the router is unreachable."""
+    from vpop.leasing.service import provision
+
+    return provision(lease_id)
+
+
+def enqueue_lease(lease_id: int) -> None:
+    """Queue a lease's provisioning (after it is written)."""
+    lease_task(lease_id)
+    wake_workers()
+
+
+@huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
+def event_callback_task(event_id: int) -> str:
+    """Send a utilisation event's signed callback to its ISP (retried on failure)."""
+    from vpop.leasing.callbacks import send_event_callback
+
+    return send_event_callback(event_id)
+
+
+def enqueue_event_callback(event_id: int) -> None:
+    """Queue a utilisation event's callback."""
+    event_callback_task(event_id)
+    wake_workers()
+
+
+engine.on_order_final.append(enqueue_callback)
+
+
+engine.on_reconcile_needed.append(enqueue_reconcile)

@@ -1,0 +1,63 @@
+"""TODO docstring (vpop.monitoring)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from vpop.jobs.queue import SWEEP_SECONDS, sweep
+from vpop.monitoring.poller import MonitorSettings, routers
+
+log = logging.getLogger(__name__)
+
+
+class Monitor(threading.Thread):
+    """Enqueues the monitoring jobs at their intervals (bounded, stoppable)."""
+
+    def __init__(
+        self, enqueue: Callable[[str, str | None], None], settings: MonitorSettings | None = None
+    ) -> None:
+        super().__init__(name="vpop-monitor", daemon=True)
+        self.enqueue = enqueue
+        self.settings = settings or MonitorSettings()
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        intervals = {
+            "counters": self.settings.counters_seconds,
+            "probes": self.settings.probes_seconds,
+            "prune": self.settings.prune_seconds,
+        }
+        due = {job: time.monotonic() for job in intervals}
+        while not self.stop_event.wait(0.25):
+            now = time.monotonic()
+            for job, interval in intervals.items():
+                if interval <= 0 or now < due[job]:
+                    continue
+                due[job] = now + interval
+                try:
+                    if job == "prune":
+                        self.enqueue(job, None)
+                    else:
+                        for router in routers():
+                            self.enqueue(job, router)
+                except Exception:
+                    log.exception("could not schedule %s", job)
+
+
+class Sweeper(threading.Thread):
+    """Runs :func:`sweep` every few seconds (huey's own periodic tasks tick once a minute)."""
+
+    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
+        super().__init__(name="vpop-sweeper", daemon=True)
+        self.interval = interval
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            try:
+                sweep()
+            except Exception:
+                log.exception("sweep failed")

@@ -1,0 +1,525 @@
+"""The namespace lab: real FRR routers, ISP hosts and subscriber hosts on one machine.
+
+Each node is a Linux network namespace ``vpop-<node>``. Routers run zebra, staticd and pbrd
+in their namespace and are managed over real SSH at ``127.0.0.1:<port>``: one ``sshd`` per
+router in the root namespace whose forced command enters the router's namespace, so a
+session there has the router's ``vtysh``, ``nft`` and ``tc`` (as on Cumulus or VyOS).
+
+Every process the lab starts is recorded by PID (with its start time, so a recycled PID is
+never killed) in ``<lab_dir>/pids`` before anything else happens, and ``down`` also kills
+whatever still runs inside a ``vpop-*`` namespace (``ip netns pids``), so a crashed ``up``
+or a killed test leaves nothing that ``down`` cannot find.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vpop.core.errors import LabError
+from vpop.core.settings import PROJECT_ROOT, load_settings
+from vpop.lab.processes import (
+    _checkpoint,
+    _free_port,
+    _keypair,
+    _kill_pid,
+    _listening,
+    _run,
+    _start_time,
+    _wait_until,
+)
+from vpop.lab.topology import (
+    DEFAULT_ISP,
+    NAMESPACE_PREFIX,
+    PORTAL_ADDRESS,
+    SERVICE_ADDRESS,
+    Topology,
+    build_topology,
+    node_pattern,
+)
+
+FRR_DAEMONS = ("zebra", "staticd", "pbrd")
+
+
+FRR_BIN = Path("/usr/lib/frr")
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+IP = "/usr/sbin/ip"
+
+
+def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
+    """Every network namespace a lab with ``prefix`` may have created (``vpop-rc1``, ...)."""
+    out = _run([IP, "netns", "list"])
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    pattern = node_pattern(prefix)
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+class Lab:
+    """One lab on this machine, its state kept under ``lab_dir``."""
+
+    def __init__(self, lab_dir: Path | None = None, prefix: str | None = None) -> None:
+        self.dir = lab_dir or load_settings().lab_dir
+        # VPOP_LAB_PREFIX lets a second lab (its own VPOP_LAB_DIR) run beside the default one
+        self.prefix = prefix or os.environ.get("VPOP_LAB_PREFIX", NAMESPACE_PREFIX)
+        self.pid_file = self.dir / "pids"
+        self.state_file = self.dir / "state.json"
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    def _record(self, pid: int, what: str) -> None:
+        with self.pid_file.open("a") as fh:
+            fh.write(f"{pid} {_start_time(pid) or '-'} {what}\n")
+
+    def _spawn(self, args: Sequence[str], what: str, log: Path) -> int:
+        """Start a lab process in its own session; it outlives this Python process.
+
+        ``posix_spawn`` rather than ``Popen``: the process is meant to outlive this object,
+        and its PID is recorded at once so that ``down`` can always find it.
+        """
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            pid = os.posix_spawn(
+                args[0],
+                list(args),
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, fd, 1),
+                    (os.POSIX_SPAWN_DUP2, fd, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(fd)
+        self._record(pid, what)
+        return pid
+
+    def state(self) -> dict[str, Any] | None:
+        """The state written by ``up``, or None when no lab is up."""
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    # ---- down --------------------------------------------------------------------------
+    def down(self) -> None:
+        """Remove everything a lab started: processes, namespaces, links, files."""
+        if self.pid_file.exists():
+            for line in self.pid_file.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].isdigit():
+                    _kill_pid(int(parts[0]), None if parts[1] == "-" else parts[1])
+        for ns in lab_namespaces(self.prefix):
+            pids = subprocess.run(
+                [IP, "netns", "pids", ns], capture_output=True, text=True, check=False
+            ).stdout.split()
+            for pid in pids:
+                if pid.isdigit():
+                    _kill_pid(int(pid), _start_time(int(pid)))
+            # deleting the namespace destroys its veths and their peers
+            subprocess.run([IP, "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- up ----------------------------------------------------------------------------
+    def up(self, subscribers: int = 4) -> dict[str, Any]:
+        """Build a fresh lab (removing any old one first) and return its state."""
+        topo = build_topology(subscribers, self.prefix)
+        self.down()
+        started = time.monotonic()
+        try:
+            state = self._build(topo)
+        except BaseException:
+            self.down()
+            raise
+        state["up_seconds"] = round(time.monotonic() - started, 3)
+        self.state_file.write_text(json.dumps(state, indent=2))
+        return state
+
+    def _build(self, topo: Topology) -> dict[str, Any]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for parent in self.dir.resolve().parents:
+            if not parent.stat().st_mode & 0o001:
+                raise LabError(f"{parent} is not searchable by the frr user; use another lab dir")
+        os.chmod(self.dir, 0o755)
+        self.pid_file.touch()
+        batch = [f"netns add {topo.namespace(n)}" for n in topo.nodes]
+        for link in topo.links:
+            batch.append(
+                f"link add {link.a_ifname} netns {topo.namespace(link.a)} type veth "
+                f"peer name {link.b_ifname} netns {topo.namespace(link.b)}"
+            )
+        _run([IP, "-batch", "-"], stdin="\n".join(batch) + "\n")
+        _checkpoint("links")
+        per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in topo.nodes}
+        for link in topo.links:
+            for node, ifname, addr in (
+                (link.a, link.a_ifname, link.a_address),
+                (link.b, link.b_ifname, link.b_address),
+            ):
+                per_node[node] += [f"addr add {addr} dev {ifname}", f"link set {ifname} up"]
+        for line in topo.lines:
+            per_node[line.subscriber].append(f"route add default via {line.gateway.split('/')[0]}")
+        for router in topo.routers:
+            per_node[router].append(f"addr add {PORTAL_ADDRESS}/32 dev lo")
+        for isp in topo.isps:
+            per_node[isp].append(f"addr add {SERVICE_ADDRESS}/32 dev lo")
+            for line in topo.lines:
+                uplink = next(u for u in topo.uplinks if u.isp == isp and u.router == line.router)
+                gw = uplink.address.split("/")[0]
+                per_node[isp].append(f"route add {line.prefix} via {gw}")
+        for node, cmds in per_node.items():
+            _run([IP, "-n", topo.namespace(node), "-batch", "-"], stdin="\n".join(cmds) + "\n")
+
+        client_key, client_pub = _keypair()
+        (self.dir / "id_ed25519").write_bytes(client_key)
+        os.chmod(self.dir / "id_ed25519", 0o600)
+        (self.dir / "authorized_keys").write_bytes(client_pub + b"\n")
+        host_key, _ = _keypair()
+        (self.dir / "ssh_host_ed25519_key").write_bytes(host_key)
+        os.chmod(self.dir / "ssh_host_ed25519_key", 0o600)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+
+        procs: list[tuple[str, int]] = []
+        ports: dict[str, int] = {}
+        for router in topo.routers:
+            ports[router] = _free_port()
+            procs += self._start_router(topo, router, ports[router])
+        for isp in topo.isps:
+            delay_file = self.dir / f"{isp}.delay_ms"
+            procs.append(
+                (
+                    isp,
+                    self._spawn(
+                        [
+                            "/usr/sbin/ip",
+                            "netns",
+                            "exec",
+                            topo.namespace(isp),
+                            sys.executable,
+                            "-m",
+                            "vpop.lab.host",
+                            "--id",
+                            isp,
+                            "--address",
+                            SERVICE_ADDRESS,
+                            "--delay-file",
+                            str(delay_file),
+                            "--ready-file",
+                            str(self.dir / f"{isp}.ready"),
+                        ],
+                        f"labhost {isp}",
+                        self.dir / f"{isp}.log",
+                    ),
+                )
+            )
+        _checkpoint("daemons")
+        self._wait_ready(topo, ports, procs)
+        for router in topo.routers:
+            self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
+        self._wait_routes(topo)
+        state = {
+            "lab_dir": str(self.dir),
+            "prefix": self.prefix,
+            "subscribers": len(topo.subscribers),
+            "nodes": {
+                n: {
+                    "namespace": topo.namespace(n),
+                    "kind": "router"
+                    if n in topo.routers
+                    else "isp"
+                    if n in topo.isps
+                    else "subscriber",
+                    **({"ssh": {"host": "127.0.0.1", "port": ports[n]}} if n in ports else {}),
+                }
+                for n in topo.nodes
+            },
+            "links": [asdict(link) for link in topo.links],
+            "lines": [asdict(line) for line in topo.lines],
+            "uplinks": [asdict(u) for u in topo.uplinks],
+            "default_isp": DEFAULT_ISP,
+        }
+        self._write_inventory(topo, ports)
+        return state
+
+    def _start_router(self, topo: Topology, router: str, port: int) -> list[tuple[str, int]]:
+        rdir = self.dir / router
+        rdir.mkdir()
+        shutil.chown(rdir, "frr", "frr")
+        bindir = self.dir / "bin" / router
+        bindir.mkdir(parents=True)
+        vtysh = bindir / "vtysh"
+        vtysh.write_text(f'#!/bin/sh\nexec /usr/bin/vtysh --vty_socket {rdir} "$@"\n')
+        vtysh.chmod(0o755)
+        default = next(u for u in topo.uplinks if u.router == router and u.isp == DEFAULT_ISP)
+        (rdir / "frr.conf").write_text(
+            f"frr defaults traditional\nhostname {router}\nip forwarding\n"
+            f"ip route 0.0.0.0/0 {default.next_hop} {default.interface}\n"
+        )
+        ns = topo.namespace(router)
+        _run(
+            [
+                IP,
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                "net.ipv4.conf.default.rp_filter=0 && "
+                "for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done",
+            ]
+        )
+        procs: list[tuple[str, int]] = []
+        for daemon in FRR_DAEMONS:
+            if daemon != "zebra":
+                # a client that finds no zserv socket retries only after 10 s
+                self._wait_path(rdir / "zserv.api", procs)
+            procs.append(
+                (
+                    f"{router}/{daemon}",
+                    self._spawn(
+                        [
+                            IP,
+                            "netns",
+                            "exec",
+                            ns,
+                            str(FRR_BIN / daemon),
+                            "--vty_socket",
+                            str(rdir),
+                            "-z",
+                            str(rdir / "zserv.api"),
+                            "-i",
+                            str(rdir / f"{daemon}.pid"),
+                            "-f",
+                            "/dev/null",
+                            "-P",
+                            "0",
+                            "--log",
+                            f"file:{rdir / (daemon + '.log')}",
+                        ],
+                        f"{router}/{daemon}",
+                        rdir / f"{daemon}.out",
+                    ),
+                )
+            )
+        shell = self.dir / f"shell-{router}"
+        shell.write_text(
+            "#!/bin/sh\n"
+            f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
+            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir} "
+            f"VPOP_FAULT_FILE={self.dir / 'faults' / router}\n"
+            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
+            f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+            "fi\n"
+            f"exec {IP} netns exec {ns} /bin/bash --norc --noprofile -i\n"
+        )
+        shell.chmod(0o755)
+        cfg = self.dir / f"sshd-{router}.conf"
+        cfg.write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\n"
+            f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
+            f"PidFile {self.dir / f'sshd-{router}.pid'}\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\nAllowUsers root\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
+            "PrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 200\n"
+            f"ForceCommand {shell}\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
+            # bash sources ~/.bashrc for commands it runs for sshd unless SHLVL says it is
+            # nested; the lab's routers must not inherit the host's interactive setup
+            "SetEnv SHLVL=1\n"
+        )
+        procs.append((f"{router}/sshd", self._start_sshd(router)))
+        return procs
+
+    def _start_sshd(self, router: str) -> int:
+        cfg = self.dir / f"sshd-{router}.conf"
+        pid = self._spawn(
+            [str(SSHD), "-D", "-e", "-f", str(cfg)],
+            f"sshd {router}",
+            self.dir / f"sshd-{router}.log",
+        )
+        (self.dir / f"sshd-{router}.spawned").write_text(str(pid))
+        return pid
+
+    # ---- faults, for tests and drills ------------------------------------------------
+    def cut_management(self, router: str) -> None:
+        """Kill the router's sshd and every session it serves: the router becomes unreachable.
+
+        Sessions are found as the listener's child processes (by PID), never by name.
+        """
+        pid = int((self.dir / f"sshd-{router}.spawned").read_text())
+        start = _start_time(pid)
+        children: list[int] = []
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            children += [int(c) for c in task.read_text().split()]
+        _kill_pid(pid, start)
+        for child in children:
+            _kill_pid(child, _start_time(child))
+
+    def restore_management(self, router: str) -> None:
+        """Start the router's sshd again on the same port; wait (bounded) until it listens."""
+        pid = self._start_sshd(router)
+        state = self.state()
+        assert state is not None
+        port = state["nodes"][router]["ssh"]["port"]
+        _wait_until(lambda: _listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
+
+    def set_fault(self, router: str, fault: str | None) -> None:
+        """Arm (or clear) a fault the router agent acts on: ``cut-after:N`` kills the
+        session after the N-th configuration command of a push."""
+        path = self.dir / "faults" / router
+        if fault is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(fault)
+
+    def set_isp_delay(self, isp: str, delay_ms: float) -> None:
+        """Delay the ISP host's UDP echo replies (the probe target) by ``delay_ms``."""
+        (self.dir / f"{isp}.delay_ms").write_text(f"{delay_ms}\n")
+
+    def _wait_ready(
+        self,
+        topo: Topology,
+        ports: dict[str, int],
+        procs: list[tuple[str, int]],
+    ) -> None:
+        """Wait (bounded) for every daemon's socket; fail fast if a process died."""
+        pending: set[str] = set()
+        for router in topo.routers:
+            pending |= {str(self.dir / router / f"{d}.vty") for d in FRR_DAEMONS}
+        pending |= {str(self.dir / f"{isp}.ready") for isp in topo.isps}
+        for path in sorted(pending):
+            _wait_until(Path(path).exists, path, procs)
+        for router, port in ports.items():
+            _wait_until(functools.partial(_listening, port), f"{router}'s sshd", procs)
+        self._wait_clients(topo)
+
+    def _wait_path(self, path: Path, procs: list[tuple[str, int]]) -> None:
+        _wait_until(path.exists, str(path), procs, interval=0.002)
+
+    def _wait_routes(self, topo: Topology) -> None:
+        """Wait (bounded) until each router's default route is in its kernel table.
+
+        staticd drops a route it was given before zebra told it about interfaces, so the
+        startup config is re-applied once if the route has not appeared.
+        """
+        for router in topo.routers:
+            ns = topo.namespace(router)
+            started = time.monotonic()
+            reapplied = False
+
+            def installed(ns: str = ns, router: str = router, started: float = started) -> bool:
+                nonlocal reapplied
+                if _run([IP, "-n", ns, "route", "show", "default"]).strip():
+                    return True
+                if not reapplied and time.monotonic() - started > 0.5:
+                    self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
+                    reapplied = True
+                return False
+
+            _wait_until(installed, f"{router}'s default route")
+
+    def _wait_clients(self, topo: Topology) -> None:
+        """Wait (bounded) until staticd and pbrd are registered with each router's zebra."""
+        for router in topo.routers:
+
+            def registered(router: str = router) -> bool:
+                out = self._vtysh(router, "-d", "zebra", "-c", "show zebra client")
+                return "Client: static" in out and "Client: pbr" in out
+
+            _wait_until(registered, f"{router}'s staticd and pbrd to reach zebra")
+
+    def _vtysh(self, router: str, *args: str) -> str:
+        return _run(
+            [
+                IP,
+                "netns",
+                "exec",
+                self.prefix + router,
+                "/usr/bin/vtysh",
+                "--vty_socket",
+                str(self.dir / router),
+                *args,
+            ]
+        )
+
+    def _write_inventory(self, topo: Topology, ports: dict[str, int]) -> None:
+        hosts: dict[str, Any] = {}
+        for router in topo.routers:
+            hosts[router] = {
+                "hostname": "127.0.0.1",
+                "port": ports[router],
+                "groups": ["frr", "lab"],
+                "data": {
+                    "default_isp": DEFAULT_ISP,
+                    "uplinks": {
+                        u.isp: {
+                            "interface": u.interface,
+                            "address": u.address,
+                            "next_hop": u.next_hop,
+                        }
+                        for u in topo.uplinks
+                        if u.router == router
+                    },
+                },
+            }
+        (self.dir / "hosts.yaml").write_text(
+            "# written by `vpop lab up`; removed by `vpop lab down`\n"
+            + yaml.safe_dump(hosts, sort_keys=True)
+        )
+
+    # ---- inspection --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What is up: nodes, namespaces, management ports, and stray namespaces."""
+        state = self.state()
+        present = lab_namespaces(self.prefix)
+        if state is None:
+            return {"up": False, "namespaces": present, "nodes": {}}
+        nodes = state["nodes"]
+        for node in nodes.values():
+            node["present"] = node["namespace"] in present
+        return {
+            "up": all(n["present"] for n in nodes.values()),
+            "lab_dir": state["lab_dir"],
+            "subscribers": state["subscribers"],
+            "nodes": nodes,
+            "namespaces": present,
+            "inventory": str(self.dir / "hosts.yaml"),
+        }
+
+    def exec(self, node: str, command: Sequence[str]) -> int:
+        """Run ``command`` inside ``node``'s namespace, with the terminal; return its code."""
+        state = self.state()
+        if state is None:
+            raise LabError("no lab is up; run `vpop lab up` first")
+        if node not in state["nodes"]:
+            raise LabError(f"unknown lab node {node!r}; nodes are: {', '.join(state['nodes'])}")
+        env = dict(os.environ)
+        if state["nodes"][node]["kind"] == "router":
+            env["PATH"] = f"{self.dir / 'bin' / node}:{env.get('PATH', '')}"
+        return subprocess.run(
+            [IP, "netns", "exec", state["nodes"][node]["namespace"], *command],
+            check=False,
+            env=env,
+        ).returncode
+
+
+def default_inventory_groups() -> Path:
+    """The repository's groups file, for tools that need it without Nornir."""
+    return PROJECT_ROOT / "inventory" / "groups.yaml"

@@ -1,0 +1,19 @@
+"""Every domain's models on one metadata: what Alembic compares against and tests create.
+
+Importing this module registers every table (and lets SQLAlchemy resolve relationships that
+cross domains by name). Nothing but migrations, tools and tests needs it.
+"""
+
+from __future__ import annotations
+
+from vpop.catalogue import models as catalogue
+from vpop.core import audit
+from vpop.core.db import Base
+from vpop.identity import models as identity
+from vpop.leasing import models as leasing
+from vpop.monitoring import models as monitoring
+from vpop.selection import models as selection
+
+metadata = Base.metadata
+
+__all__ = ["audit", "catalogue", "identity", "leasing", "metadata", "monitoring", "selection"]

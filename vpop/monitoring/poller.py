@@ -1,0 +1,441 @@
+"""Scheduled monitoring: counters, ISP probes, lease utilisation and events, retention.
+
+Each poll of a router is one Nornir run and one database transaction. Jobs are enqueued on
+the huey queue by :class:`Monitor` (a thread in ``vpop serve`` / ``vpop worker``) at
+intervals of seconds (huey's own periodic tasks tick once a minute, too coarse here):
+
+* counters (``VPOP_POLL_COUNTERS_SECONDS``, lab default 5): interface and per-line counters
+  -> raw samples, rates (wraps, resets, duplicates and gaps handled by
+  :mod:`vpop.counters`), lease utilisation and under/over-utilisation events;
+* probes (``VPOP_POLL_PROBES_SECONDS``, default 10): latency, jitter, loss, throughput of
+  every ISP through its routing instance on every router -> QoS samples;
+* prune (``VPOP_PRUNE_SECONDS``, default 3600): raw samples older than
+  ``VPOP_RETENTION_RAW_DAYS`` (7), rollups older than ``VPOP_RETENTION_ROLLUP_DAYS`` (400).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from operator import itemgetter
+from typing import Any
+
+from nornir.core.inventory import Host
+from nornir.core.task import Result
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from tasks.collect import collect_counters
+from tasks.probe import probe_isps
+from vpop.catalogue.models import Isp, Line
+from vpop.core.db import Base, session_scope
+from vpop.core.time import utcnow
+from vpop.lab.topology import SERVICE_ADDRESS
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.utilisation import EventState, Rules, step, utilisation_pct
+from vpop.monitoring import rollups
+from vpop.monitoring.counters import Reading, delta
+from vpop.monitoring.models import CounterSample, PollLog, QosSample
+from vpop.network.factory import one_router, open_nornir
+
+log = logging.getLogger(__name__)
+
+
+# never believe a delta implying more than this (bytes/s, packets/s): a reset, not traffic
+MAX_RATE = {
+    "rx_bytes": 50e9,
+    "tx_bytes": 50e9,
+    "rx_packets": 1e9,
+    "tx_packets": 1e9,
+    "errors": 1e9,
+    "drops": 1e9,
+}
+
+
+# called with an event id when a utilisation event opens or closes (callbacks)
+on_event: list[Callable[[int], None]] = []
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(f"VPOP_{name}", default))
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Intervals and probe parameters, from ``VPOP_*`` variables."""
+
+    counters_seconds: float = field(default_factory=lambda: _env_float("POLL_COUNTERS_SECONDS", 5))
+    probes_seconds: float = field(default_factory=lambda: _env_float("POLL_PROBES_SECONDS", 10))
+    prune_seconds: float = field(default_factory=lambda: _env_float("PRUNE_SECONDS", 3600))
+    raw_days: float = field(default_factory=lambda: _env_float("RETENTION_RAW_DAYS", 7))
+    rollup_days: float = field(default_factory=lambda: _env_float("RETENTION_ROLLUP_DAYS", 400))
+    probe_count: int = field(default_factory=lambda: int(_env_float("PROBE_COUNT", 20)))
+    probe_interval: float = field(default_factory=lambda: _env_float("PROBE_INTERVAL", 0.01))
+    throughput_seconds: float = field(
+        default_factory=lambda: _env_float("PROBE_THROUGHPUT_SECONDS", 0.3)
+    )
+    probe_target: str = field(
+        default_factory=lambda: os.environ.get("VPOP_PROBE_TARGET", SERVICE_ADDRESS)
+    )
+
+
+_last: dict[tuple[str, str, str], Reading] = {}
+
+
+_loaded: set[str] = set()  # routers whose newest stored readings are in _last
+
+
+_states: dict[int, EventState] = {}
+
+
+_state_lock = threading.Lock()
+
+
+def _log_poll(job: str, router: str, started: float, error: str | None, url: str | None) -> None:
+    with session_scope(url) as session:
+        session.add(
+            PollLog(
+                job=job,
+                router=router,
+                seconds=time.perf_counter() - started,
+                ok=error is None,
+                error=error,
+            )
+        )
+
+
+def Table_(model: type[Base]) -> Table:  # noqa: N802 (reads like the class it unwraps)
+    """The Core table of a model (typed for mypy)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows with one driver-level executemany.
+
+    The ORM's and even Core's per-row parameter processing was most of a poll's CPU (a poll
+    stores ~800 rows). Every row of one poll shares its timestamp, so the only value that
+    needs type processing (UTCDateTime) is processed once; the rest are plain numbers and
+    strings. The placeholder style follows the driver (qmark for SQLite, format for
+    psycopg), so the statement stays portable.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    columns = list(rows[0])
+    values = list(map(itemgetter(*columns), rows))  # tuples, built in C
+    if "at" in columns:
+        at = rows[0]["at"]
+        if any(row["at"] is not at for row in rows):
+            raise ValueError("_insert_many: rows of one call must share their timestamp")
+        process = table.c["at"].type._cached_bind_processor(dialect)  # noqa: SLF001
+        if process is not None:
+            index, stored = columns.index("at"), process(at)
+            values = [(*v[:index], stored, *v[index + 1 :]) for v in values]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    params = values
+    connection.exec_driver_sql(sql, params)
+
+
+COUNTER_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+
+
+def _load_previous(session: Session, router: str) -> None:
+    """Fill the reading cache for a router from its newest stored samples (one query)."""
+    recent = utcnow() - timedelta(hours=1)  # older readings would be gaps anyway
+    newest = (
+        select(func.max(CounterSample.id))
+        .where(CounterSample.at > recent, CounterSample.router == router)
+        .group_by(CounterSample.kind, CounterSample.name)
+    )
+    for row in session.scalars(select(CounterSample).where(CounterSample.id.in_(newest))):
+        values = {k: getattr(row, k) for k in COUNTER_KEYS}
+        # the boot id is not stored: a restart since is caught by the decrease rules
+        _last.setdefault(
+            (router, row.kind, row.name), Reading(at=row.at, values=values, width=64, boot_id=None)
+        )
+
+
+def _poll_router(
+    job: str,
+    router: str,
+    url: str | None,
+    started: float,
+    task: Callable[..., Result],
+    arguments: Callable[[Host], dict[str, Any]],
+) -> Any:
+    """Run one monitoring task on one router in a fresh Nornir and return its result.
+
+    A failure (unknown router, unreachable, task error) is recorded in the poll log and
+    raised: never fatal to the scheduler, never silent.
+    """
+    try:
+        with open_nornir() as nr:
+            target = one_router(nr, router)
+            host = target.inventory.hosts.get(router)
+            if host is None:
+                raise LookupError(f"router {router!r} is not in the inventory")
+            multi = target.run(task=task, on_failed=True, **arguments(host))[router]
+        if multi.failed:
+            raise RuntimeError(str(multi[0].exception))
+        return multi[0].result
+    except Exception as err:
+        _log_poll(job, router, started, f"{type(err).__name__}: {err}", url)
+        raise
+
+
+def poll_counters(
+    router: str, url: str | None = None, settings: MonitorSettings | None = None
+) -> dict[str, Any]:
+    """Poll one router's counters; store samples, rates, utilisation and events.
+
+    Returns a summary: samples stored, notes (wrap/reset/gap), events opened/closed.
+    """
+    settings = settings or MonitorSettings()
+    started = time.perf_counter()
+    with session_scope(url) as session:
+        lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
+    data: dict[str, Any] = _poll_router(
+        "counters", router, url, started, collect_counters, lambda host: {"lines": lines}
+    )
+    now = utcnow()
+    summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
+    event_ids: list[int] = []
+    with session_scope(url) as session:  # one transaction per poll
+        if router not in _loaded:
+            _load_previous(session, router)
+            _loaded.add(router)
+        rates: dict[tuple[str, str], dict[str, Any]] = {}
+        rows: list[dict[str, Any]] = []
+        for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
+            for name, values in table.items():
+                reading = Reading(
+                    at=now,
+                    values=values,
+                    width=data["width"],
+                    boot_id=data["boot_ids"].get(f"{kind}:{name}"),
+                )
+                result = delta(
+                    _last.get((router, kind, name)),
+                    reading,
+                    expected_interval=settings.counters_seconds,
+                    max_rate=MAX_RATE,
+                )
+                _last[(router, kind, name)] = reading
+                row = {
+                    "router": router,
+                    "kind": kind,
+                    "name": name,
+                    "at": now,
+                    **values,
+                    "seconds": None,
+                    "rx_bps": None,
+                    "tx_bps": None,
+                    "rx_pps": None,
+                    "tx_pps": None,
+                    "new_errors": None,
+                    "new_drops": None,
+                    "note": result.note,
+                }
+                if result.note:
+                    summary["notes"][f"{kind}:{name}"] = result.note
+                if result.usable:
+                    r = result.rates
+                    row.update(
+                        seconds=result.seconds,
+                        rx_bps=r["rx_bytes"] * 8,
+                        tx_bps=r["tx_bytes"] * 8,
+                        rx_pps=r["rx_packets"],
+                        tx_pps=r["tx_packets"],
+                        new_errors=result.values["errors"],
+                        new_drops=result.values["drops"],
+                    )
+                    rates[(kind, name)] = row
+                rows.append(row)
+        _insert_many(session, Table_(CounterSample), rows)
+        summary["samples"] = len(rows)
+        for lease in session.scalars(
+            select(Lease).where(Lease.router == router, Lease.status == "active")
+        ):
+            uplink_rate = rates.get(("interface", lease.uplink))
+            if uplink_rate is None:
+                continue
+            rx_bps, tx_bps = uplink_rate["rx_bps"], uplink_rate["tx_bps"]
+            pct = utilisation_pct(rx_bps, tx_bps, lease.committed_mbps)
+            rate_mbps = max(rx_bps, tx_bps) / 1e6
+            session.add(
+                UtilisationSample(
+                    lease_id=lease.id, at=now, rate_mbps=rate_mbps, utilisation_pct=pct
+                )
+            )
+            rollups.add_to_rollup(
+                session, rollups.series_name("util", "lease", str(lease.id)), now, pct
+            )
+            event_ids += _step_events(session, lease, now, pct, summary)
+        session.add(
+            PollLog(
+                job="counters",
+                router=router,
+                at=now,
+                ok=True,
+                seconds=time.perf_counter() - started,
+            )
+        )
+    for event_id in event_ids:
+        for hook in on_event:
+            try:
+                hook(event_id)
+            except Exception:
+                log.exception("event hook failed for event %s", event_id)
+    return summary
+
+
+def _state_for(session: Session, lease: Lease) -> EventState:
+    with _state_lock:
+        state = _states.get(lease.id)
+    if state is None:
+        open_event = session.scalars(
+            select(UtilisationEvent).where(
+                UtilisationEvent.lease_id == lease.id, UtilisationEvent.closed_at.is_(None)
+            )
+        ).first()
+        state = EventState(
+            kind=open_event.kind if open_event else None,
+            candidate=None,
+            candidate_since=None,
+            clearing_since=None,
+            extreme=open_event.extreme_pct if open_event else None,
+        )
+    return state
+
+
+def _step_events(
+    session: Session, lease: Lease, now: datetime, pct: float, summary: dict[str, Any]
+) -> list[int]:
+    rules = Rules(
+        under_pct=lease.under_pct,
+        over_pct=lease.over_pct,
+        hysteresis_pct=lease.hysteresis_pct,
+        event_seconds=lease.event_seconds,
+    )
+    state, transitions = step(_state_for(session, lease), now, pct, rules)
+    with _state_lock:
+        _states[lease.id] = state
+    ids: list[int] = []
+    for action, kind, at, extreme in transitions:
+        if action == "open":
+            event = UtilisationEvent(
+                lease_id=lease.id, isp_id=lease.isp_id, kind=kind, opened_at=at, extreme_pct=extreme
+            )
+            session.add(event)
+            session.flush()
+        else:
+            found = session.scalars(
+                select(UtilisationEvent).where(
+                    UtilisationEvent.lease_id == lease.id,
+                    UtilisationEvent.kind == kind,
+                    UtilisationEvent.closed_at.is_(None),
+                )
+            ).first()
+            if found is None:
+                continue
+            event = found
+            event.closed_at = at
+            event.extreme_pct = extreme
+        log.warning(
+            "lease %s (%s %s %s): %s-utilisation event %s %s at %.1f%%",
+            lease.id,
+            lease.isp_id,
+            lease.router,
+            lease.uplink,
+            kind,
+            event.id,
+            "opened" if action == "open" else "closed",
+            extreme,
+        )
+        summary["events"].append((action, kind, event.id))
+        ids.append(event.id)
+    return ids
+
+
+def probe_router(
+    router: str, url: str | None = None, settings: MonitorSettings | None = None
+) -> dict[str, Any]:
+    """Probe every ISP with an uplink on ``router``; store one QoS sample per ISP."""
+    settings = settings or MonitorSettings()
+    started = time.perf_counter()
+    with session_scope(url) as session:
+        known = set(session.scalars(select(Isp.id)))
+    measured: dict[str, dict[str, Any]] = _poll_router(
+        "probes",
+        router,
+        url,
+        started,
+        probe_isps,
+        lambda host: {
+            "isps": sorted(set(host.get("uplinks", {})) & known),
+            "target": settings.probe_target,
+            "count": settings.probe_count,
+            "interval": settings.probe_interval,
+            "throughput_seconds": settings.throughput_seconds,
+        },
+    )
+    now = utcnow()
+    with session_scope(url) as session:
+        for isp, figures in measured.items():
+            if "error" in figures:
+                log.warning("probe %s via %s: %s", router, isp, figures["error"])
+                continue
+            session.add(
+                QosSample(
+                    isp_id=isp,
+                    router=router,
+                    at=now,
+                    latency_ms=figures["latency_ms"],
+                    jitter_ms=figures["jitter_ms"],
+                    loss_pct=figures["loss_pct"],
+                    throughput_mbps=figures["throughput_mbps"],
+                    sent=figures["sent"] or 0,
+                    received=figures["received"] or 0,
+                )
+            )
+            for metric in ("latency_ms", "jitter_ms", "loss_pct", "throughput_mbps"):
+                if figures.get(metric) is not None:
+                    rollups.add_to_rollup(
+                        session,
+                        rollups.series_name("qos", isp, router, metric),
+                        now,
+                        float(figures[metric]),
+                    )
+        session.add(
+            PollLog(
+                job="probes", router=router, at=now, ok=True, seconds=time.perf_counter() - started
+            )
+        )
+    return measured
+
+
+def prune(url: str | None = None, settings: MonitorSettings | None = None) -> dict[str, int]:
+    """Apply retention: raw samples and rollups older than their limits are deleted."""
+    settings = settings or MonitorSettings()
+    with session_scope(url) as session:
+        return rollups.prune(
+            session, now=utcnow(), raw_days=settings.raw_days, rollup_days=settings.rollup_days
+        )
+
+
+def routers() -> list[str]:
+    """The routers in the inventory."""
+    with open_nornir() as nr:
+        return sorted(nr.inventory.hosts)

@@ -1,0 +1,1 @@
+"""vpop.reports."""

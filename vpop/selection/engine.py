@@ -1,0 +1,404 @@
+"""The engine: per-router lock, coalescing, one Nornir run per batch, verify, reconcile.
+
+``process_router`` takes the router's lock, claims every RECEIVED order for that router (the
+oldest per line: a later order for the same line waits for the next round, so each order is
+verified on its own), renders the router's intended state with those orders applied, and runs
+``tasks.deploy.deploy_config`` in a fresh Nornir. It repeats until no RECEIVED order is left.
+
+Outcomes, per order (docs/orders.md):
+
+* verified on the router -> DONE_SUCCESS, and the selection is confirmed in the database;
+* router unreachable (nothing sent) -> DONE_FAILED;
+* a command rejected, or the read-back differs -> rolled back by converging the router to the
+  confirmed selections, then DONE_FAILED (UNKNOWN if the rollback fails too);
+* the session broke mid-push -> UNKNOWN, and a reconcile is scheduled, which converges the
+  router to the confirmed selections and marks those orders RECONCILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nornir.core.task import MultiResult
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tasks.deploy import (
+    PushInterrupted,
+    PushRejected,
+    RouterUnreachable,
+    VerifyFailed,
+    deploy_config,
+)
+from vpop.catalogue.models import Selection
+from vpop.core.audit import audit
+from vpop.core.db import session_scope
+from vpop.core.errors import ConfigError, VpopError
+from vpop.core.time import utcnow
+from vpop.network.factory import one_router, open_nornir
+from vpop.selection.intent import INSTANCE_PREFIX, build_intent
+from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 1000  # a bounded loop: one router never keeps a worker forever
+# one run per batch of orders; False makes one run per order (the benchmark's baseline)
+COALESCE = True
+_locks: dict[str, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+# called with an order id when an order reaches a final state (callbacks, accounting)
+on_order_final: list[Callable[[int], None]] = []
+# called with a router name when a reconcile should run later
+on_reconcile_needed: list[Callable[[str], None]] = []
+
+
+class UnknownRouter(VpopError):
+    """The router is not in the inventory."""
+
+    code = "VPOP-404-ROUTER"
+    status = 404
+
+
+@contextmanager
+def router_lock(router: str) -> Iterator[None]:
+    """Serialise work on one router within this process (the queue adds a cross-process one)."""
+    with _locks_guard:
+        lock = _locks.setdefault(router, threading.RLock())
+    with lock:
+        yield
+
+
+@dataclass
+class Outcome:
+    """What a device run produced, in plain data."""
+
+    failed: bool
+    exception: BaseException | None = None
+    diff: str = ""
+    changed: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _device_run(
+    router: str, overrides: dict[int, str], dry_run: bool, session: Session
+) -> tuple[Outcome, dict[str, float]]:
+    """Render the router's intended state and run deploy_config on it in a fresh Nornir."""
+    from vpop.network.templates import render_router
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with open_nornir() as nr:
+        target = one_router(nr, router)
+        host = target.inventory.hosts.get(router)
+        if host is None:
+            raise UnknownRouter(f"router {router!r} is not in the inventory")
+        intent = build_intent(
+            session, router, host.platform or "frr", host.get("uplinks", {}), overrides
+        )
+        rendered = render_router(intent)
+        timings["render"] = time.perf_counter() - started
+        device_started = time.perf_counter()
+        results = target.run(task=deploy_config, intended=rendered, dry_run=dry_run, on_failed=True)
+        timings["device"] = time.perf_counter() - device_started
+    multi: MultiResult = results[router]
+    first = multi[0]
+    outcome = Outcome(
+        failed=multi.failed,
+        exception=first.exception,
+        diff=first.diff or "",
+        changed=bool(first.changed),
+        result=first.result if isinstance(first.result, dict) else {},
+    )
+    return outcome, timings
+
+
+def _claim(session: Session, router: str) -> tuple[list[Order], list[Order]]:
+    """RECEIVED orders for the router -> RUNNING: all dry runs, and the oldest real per line."""
+    orders = list(
+        session.scalars(
+            select(Order)
+            .where(Order.router == router, Order.status == OrderStatus.RECEIVED.value)
+            .order_by(Order.id)
+        )
+    )
+    dry: list[Order] = []
+    real: list[Order] = []
+    lines: set[int] = set()
+    for order in orders:
+        if order.dry_run:
+            dry.append(order)
+        elif order.line_id not in lines and (COALESCE or not real):
+            lines.add(order.line_id)
+            real.append(order)
+    now = utcnow()
+    for order in dry + real:
+        order.status = OrderStatus.RUNNING.value
+        order.started_at = now
+    return dry, real
+
+
+def _new_run(session: Session, router: str, kind: str, trigger: str, requester: str) -> Run:
+    run = Run(
+        router=router,
+        kind=kind,
+        trigger=trigger,
+        requester=requester,
+        dry_run=kind == "dry_run",
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _finish_run(run: Run, outcome: Outcome, timings: dict[str, float], status: RunStatus) -> None:
+    run.status = status.value
+    run.diff = outcome.diff
+    run.finished_at = utcnow()
+    run.timings = {k: round(v * 1000, 2) for k, v in timings.items()}
+    run.result = {
+        run.router: {
+            "failed": outcome.failed,
+            "changed": outcome.changed,
+            "pushed": outcome.result.get("pushed", []),
+            "installed": outcome.result.get("installed", {}),
+            "exception": repr(outcome.exception) if outcome.exception else None,
+        }
+    }
+    run.error = str(outcome.exception) if outcome.exception else None
+
+
+def process_router(router: str, url: str | None = None) -> list[int]:
+    """Apply every RECEIVED order of ``router``; return the ids of the runs made."""
+    runs: list[int] = []
+    for _round in range(MAX_ROUNDS):
+        with router_lock(router):
+            with session_scope(url) as session:
+                dry, real = _claim(session, router)
+                claimed = (
+                    [(o.id, o.line_id, o.isp_id, o.requester) for o in dry],
+                    [(o.id, o.line_id, o.isp_id, o.requester) for o in real],
+                )
+            if not claimed[0] and not claimed[1]:
+                break
+            for order_id, line_id, isp_id, requester in claimed[0]:
+                runs.append(_dry_run_order(router, order_id, line_id, isp_id, requester, url))
+            if claimed[1]:
+                runs.append(_apply_orders(router, claimed[1], url))
+    return runs
+
+
+def _dry_run_order(
+    router: str, order_id: int, line_id: int, isp_id: str, requester: str, url: str | None
+) -> int:
+    started = time.perf_counter()
+    with session_scope(url) as session:
+        run = _new_run(session, router, "dry_run", f"order {order_id}", requester)
+        order = session.get(Order, order_id)
+        assert order is not None
+        order.run_id = run.id
+        try:
+            outcome, timings = _device_run(router, {line_id: isp_id}, True, session)
+        except Exception as exc:  # nothing was pushed: render, intent or inventory failed
+            outcome, timings = Outcome(failed=True, exception=exc), {}
+        timings["total"] = time.perf_counter() - started
+        ok = not outcome.failed
+        _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+        order.diff = outcome.diff
+        order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
+        order.error = None if ok else _explain(outcome.exception, router)
+        order.finished_at = utcnow()
+        run_id = run.id
+    _notify_final([order_id])
+    return run_id
+
+
+def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: str | None) -> int:
+    started = time.perf_counter()
+    ids = [c[0] for c in claimed]
+    overrides = {line_id: isp_id for _, line_id, isp_id, _ in claimed}
+    requesters = ", ".join(sorted({c[3] for c in claimed}))
+    with session_scope(url) as session:
+        run = _new_run(
+            session, router, "selection", "orders " + ",".join(map(str, ids)), requesters
+        )
+        for order in session.scalars(select(Order).where(Order.id.in_(ids))):
+            order.run_id = run.id
+        run_id = run.id
+    with session_scope(url) as session:
+        try:
+            outcome, timings = _device_run(router, overrides, False, session)
+        except Exception as exc:  # nothing was pushed: render, intent or inventory failed
+            outcome, timings = Outcome(failed=True, exception=exc), {}
+    err = outcome.exception
+    status_for_orders: OrderStatus
+    rollback_note = ""
+    if not outcome.failed:
+        run_status = RunStatus.SUCCESS
+        status_for_orders = OrderStatus.DONE_SUCCESS
+    elif isinstance(err, RouterUnreachable | UnknownRouter | ConfigError) or not isinstance(
+        err, PushInterrupted | PushRejected | VerifyFailed
+    ):
+        run_status = RunStatus.FAILED
+        status_for_orders = OrderStatus.DONE_FAILED
+    elif isinstance(err, PushRejected | VerifyFailed):
+        run_status = RunStatus.FAILED
+        rolled_back = _rollback(router, url)
+        if rolled_back:
+            status_for_orders = OrderStatus.DONE_FAILED
+            rollback_note = " The router was rolled back to its previous state."
+        else:
+            status_for_orders = OrderStatus.UNKNOWN
+            rollback_note = " The rollback failed too: a reconcile is scheduled."
+    else:  # PushInterrupted: the router's state is unknown
+        run_status = RunStatus.UNKNOWN
+        status_for_orders = OrderStatus.UNKNOWN
+    timings["total"] = time.perf_counter() - started
+    installed: dict[str, Any] = outcome.result.get("installed", {})
+    final_ids: list[int] = []
+    unverified: list[int] = []
+    with session_scope(url) as session:
+        done_run = session.get(Run, run_id)
+        assert done_run is not None
+        _finish_run(done_run, outcome, timings, run_status)
+        for order in session.scalars(select(Order).where(Order.id.in_(ids))):
+            order.diff = outcome.diff
+            order.finished_at = utcnow()
+            if status_for_orders is OrderStatus.DONE_SUCCESS:
+                policy = INSTANCE_PREFIX + order.line.interface
+                if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
+                    # pushed but not in effect: stays RUNNING until it is rolled back below
+                    order.error = (
+                        f"router {router} took the change but did not install {policy} with "
+                        f"{order.isp_id} (is the line's interface there?)."
+                    )
+                    unverified.append(order.id)
+                    continue
+                order.status = OrderStatus.DONE_SUCCESS.value
+                _confirm_selection(session, order)
+            else:
+                order.status = status_for_orders.value
+                order.error = _explain(err, router) + rollback_note
+            if order.status != OrderStatus.UNKNOWN.value:
+                final_ids.append(order.id)
+        audit(session, requesters, "run." + run_status.value.lower(), f"run:{run_id}", orders=ids)
+    if unverified:
+        rolled_back = _rollback(router, url)
+        with session_scope(url) as session:
+            for order in session.scalars(select(Order).where(Order.id.in_(unverified))):
+                if rolled_back:
+                    order.status = OrderStatus.DONE_FAILED.value
+                    order.error = f"{order.error} The router was rolled back to its previous state."
+                    final_ids.append(order.id)
+                else:  # the router may still carry the unverified change
+                    order.status = OrderStatus.UNKNOWN.value
+                    order.error = f"{order.error} The rollback failed: a reconcile is scheduled."
+        if not rolled_back:
+            status_for_orders = OrderStatus.UNKNOWN
+    if status_for_orders is OrderStatus.UNKNOWN:
+        for hook in on_reconcile_needed:
+            hook(router)
+    _notify_final(final_ids)
+    return run_id
+
+
+def _confirm_selection(session: Session, order: Order) -> None:
+    selection = session.get(Selection, order.line_id)
+    if selection is None:
+        session.add(Selection(line_id=order.line_id, isp_id=order.isp_id, order_id=order.id))
+    else:
+        selection.isp_id = order.isp_id
+        selection.order_id = order.id
+        selection.updated_at = utcnow()
+
+
+def _rollback(router: str, url: str | None) -> bool:
+    """Converge the router to the confirmed selections; True when that worked."""
+    try:
+        run = reconcile(router, requester="rollback", url=url, mark_orders=False)
+    except VpopError:
+        return False
+    return run.status == RunStatus.SUCCESS.value
+
+
+def reconcile(
+    router: str,
+    *,
+    dry_run: bool = False,
+    requester: str = "schedule",
+    url: str | None = None,
+    mark_orders: bool = True,
+) -> Run:
+    """Converge ``router`` to the confirmed selections (intended state from the database).
+
+    A successful, non-dry reconcile marks the router's UNKNOWN orders RECONCILED: their
+    change is not on the router (it now matches the confirmed selection); resubmit them.
+    """
+    started = time.perf_counter()
+    with router_lock(router), session_scope(url) as session:
+        run = _new_run(session, router, "reconcile", "reconcile", requester)
+        run.dry_run = dry_run
+        try:
+            outcome, timings = _device_run(router, {}, dry_run, session)
+        except UnknownRouter:
+            raise
+        except Exception as exc:  # nothing was pushed: render, intent or inventory failed
+            outcome, timings = Outcome(failed=True, exception=exc), {}
+        timings["total"] = time.perf_counter() - started
+        ok = not outcome.failed
+        _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+        reconciled: list[int] = []
+        if ok and not dry_run and mark_orders:
+            for order in session.scalars(
+                select(Order).where(
+                    Order.router == router, Order.status == OrderStatus.UNKNOWN.value
+                )
+            ):
+                order.status = OrderStatus.RECONCILED.value
+                order.error = (
+                    (order.error or "")
+                    + f" Reconciled by run {run.id}: the router now matches the confirmed"
+                    " selection; this order's change is not applied. Resubmit it."
+                ).strip()
+                order.finished_at = utcnow()
+                reconciled.append(order.id)
+        audit(
+            session,
+            requester,
+            "reconcile" + (".dry_run" if dry_run else ""),
+            f"router:{router}",
+            run=run.id,
+            changed=outcome.changed,
+            failed=outcome.failed,
+        )
+    _notify_final(reconciled)
+    return run
+
+
+def _explain(err: BaseException | None, router: str) -> str:
+    if err is None:
+        return "unknown error"
+    if isinstance(err, RouterUnreachable):
+        return f"router {router} is unreachable; nothing was changed: {err}"
+    if isinstance(err, PushRejected):
+        return f"router {router} rejected the change: {err}"
+    if isinstance(err, PushInterrupted):
+        return f"the session to {router} broke during the push; router state unknown: {err}"
+    if isinstance(err, VerifyFailed):
+        return f"router {router} did not show the change after the push: {err}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _notify_final(order_ids: list[int]) -> None:
+    for order_id in order_ids:
+        for hook in on_order_final:
+            try:
+                hook(order_id)
+            except Exception:  # a hook must never undo a recorded outcome
+                log.exception("order-final hook failed for order %s", order_id)

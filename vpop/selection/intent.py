@@ -1,0 +1,71 @@
+"""A router's intended state: a pure function of the database and the inventory.
+
+The shape is documented in docs/selection.md; the templates render it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpop.catalogue.models import Isp, Line, Selection
+from vpop.core.errors import ConfigError
+
+INSTANCE_PREFIX = "vpop-"
+
+
+def build_intent(
+    session: Session,
+    router: str,
+    platform: str,
+    uplinks: Mapping[str, Mapping[str, str]],
+    overrides: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """The intended state of ``router``.
+
+    Args:
+        session: database session (read only).
+        router: inventory name of the router.
+        platform: ``frr``, ``ios`` or ``junos``.
+        uplinks: the router's inventory ``uplinks`` (ISP id -> interface, address, next_hop).
+        overrides: line id -> ISP id for the orders being applied in this run (their lines
+            use that ISP instead of their confirmed selection).
+    """
+    overrides = overrides or {}
+    isps = {isp.id: isp for isp in session.scalars(select(Isp))}
+    unknown = set(overrides.values()) - set(uplinks)
+    if unknown:
+        raise ConfigError(f"{router} has no uplink to {sorted(unknown)}")
+    isp_entries = [
+        {
+            "id": isp_id,
+            "instance": INSTANCE_PREFIX + isp_id,
+            "interface": up["interface"],
+            "address": up["address"],
+            "next_hop": up["next_hop"],
+            "outbound_deny": sorted(isps[isp_id].outbound_deny or []),
+        }
+        for isp_id, up in sorted(uplinks.items())
+        if isp_id in isps
+    ]
+    selections = {
+        s.line_id: s.isp_id
+        for s in session.scalars(select(Selection).join(Line).where(Line.router == router))
+    }
+    lines = []
+    for line in session.scalars(select(Line).where(Line.router == router).order_by(Line.interface)):
+        isp = overrides.get(line.id, selections.get(line.id))
+        lines.append(
+            {
+                "subscriber": line.subscriber_id,
+                "interface": line.interface,
+                "policy": INSTANCE_PREFIX + line.interface,
+                "prefix": line.prefix,
+                "gateway": line.gateway,
+                "isp": isp,
+            }
+        )
+    return {"router": router, "platform": platform, "isps": isp_entries, "lines": lines}

@@ -1,0 +1,173 @@
+"""TODO docstring (webhooks.api)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpop.core import validate
+from vpop.core.db import session_scope
+from vpop.core.errors import BadInput, NotFound
+from vpop.identity.models import ApiToken
+from vpop.selection.models import Order, Run
+from vpop.selection.service import Caller, Forbidden, SelectionRequest, order_view, submit_selection
+from webhooks.api.common import (
+    MAX_ID,
+    Field,
+    _idempotency_key,
+    _limit,
+    _operators_only,
+    _query_args,
+    _short,
+    bp,
+    json_object,
+)
+from webhooks.auth import authenticate
+
+LINE_IDENTIFIERS = ("subscriber", "calling_number", "circuit_id", "access_id")
+
+
+RUNS_DEFAULT_LIMIT = 50
+
+
+RUNS_MAX_LIMIT = 500
+
+
+SELECTION_FIELDS: dict[str, Field] = {
+    "isp": Field(str, "string", validate.name),
+    "subscriber": Field(str, "string", validate.name),
+    "calling_number": Field(str, "string", validate.e164),
+    "circuit_id": Field(str, "string", validate.circuit_id),
+    "access_id": Field(str, "string", validate.access_id),
+    "dry_run": Field(bool, "boolean", validate.boolean),
+    "callback_url": Field(str, "string", validate.url),
+}
+
+
+@bp.post("/selections")
+def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Accept an order to move a line to an ISP; the worker applies it later."""
+    who = authenticate(allow_webhook=True)
+    key = who.webhook_id if who.webhook_id is not None else _idempotency_key()
+    req = parse_selection(json_object())
+    order, created = submit_selection(req, who.caller, key, url=current_app.config["DATABASE_URL"])
+    if created:
+        _enqueue(order.router)
+    headers = {"Location": url_for("api.get_order", order_id=order.id)}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return {"order": order.id, "status": order.status}, 202, headers
+
+
+@bp.get("/orders/<int:order_id>")
+def get_order(order_id: int) -> dict[str, Any]:
+    """One order and where it stands."""
+    caller = authenticate(allow_webhook=False).caller
+    with session_scope(current_app.config["DATABASE_URL"]) as session:
+        order = session.get(Order, order_id) if order_id <= MAX_ID else None
+        if order is None:
+            raise NotFound(f"unknown order {order_id}", code="VPOP-404-ORDER")
+        if not _may_read_order(session, caller, order):
+            raise Forbidden(f"order {order_id} was not requested by this ISP")
+        return order_view(order)
+
+
+@bp.get("/runs")
+def list_runs() -> dict[str, Any]:
+    """The newest runs first, optionally for one router (operators only)."""
+    _operators_only(authenticate(allow_webhook=False).caller)
+    limit, router = _runs_query()
+    stmt = select(Run).order_by(Run.id.desc()).limit(limit)
+    if router is not None:
+        stmt = stmt.where(Run.router == router)
+    with session_scope(current_app.config["DATABASE_URL"]) as session:
+        return {"runs": [run_view(run) for run in session.scalars(stmt)]}
+
+
+@bp.get("/runs/<int:run_id>")
+def get_run(run_id: int) -> dict[str, Any]:
+    """One run: its diff, per-host results and timings (operators only)."""
+    _operators_only(authenticate(allow_webhook=False).caller)
+    with session_scope(current_app.config["DATABASE_URL"]) as session:
+        run = session.get(Run, run_id) if run_id <= MAX_ID else None
+        if run is None:
+            raise NotFound(f"unknown run {run_id}", code="VPOP-404-RUN")
+        return run_view(run)
+
+
+def parse_selection(body: dict[str, Any]) -> SelectionRequest:
+    """A canonical :class:`SelectionRequest` from a decoded body, or :class:`BadInput`."""
+    unknown = [key for key in body if key not in SELECTION_FIELDS]
+    if unknown:
+        raise BadInput(
+            f"unknown field {_short(unknown[0])}; allowed: {', '.join(SELECTION_FIELDS)}",
+            code="VPOP-400-UNKNOWN-FIELD",
+        )
+    values: dict[str, Any] = {}
+    for name, field in SELECTION_FIELDS.items():
+        if name not in body:
+            continue
+        value = body[name]
+        if type(value) is not field.type:  # exact: a bool is not a number, 1 is not true
+            raise BadInput(f"{name} must be a JSON {field.json_type}", code="VPOP-400-TYPE")
+        values[name] = field.check(value, name)
+    if "isp" not in values:
+        raise BadInput("isp is required", code="VPOP-400-MISSING")
+    named = [name for name in LINE_IDENTIFIERS if name in values]
+    if len(named) != 1:
+        raise BadInput(
+            f"name the line with exactly one of {', '.join(LINE_IDENTIFIERS)}",
+            code="VPOP-400-LINE-ID",
+        )
+    return SelectionRequest(**values)
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    """The public JSON shape of a run."""
+    return {
+        "run": run.id,
+        "router": run.router,
+        "kind": run.kind,
+        "trigger": run.trigger,
+        "requester": run.requester,
+        "dry_run": run.dry_run,
+        "status": run.status,
+        "diff": run.diff,
+        "result": run.result,
+        "timings": run.timings,
+        "error": run.error,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def _enqueue(router: str) -> None:
+    enqueue: Callable[[str], None] = current_app.config["ENQUEUE"]
+    try:
+        enqueue(router)
+    except Exception:
+        # The order is committed; the queue's sweep re-enqueues waiting orders, so the
+        # caller still gets its 202 rather than a retry that would only replay.
+        current_app.logger.exception("could not enqueue router %s", router)
+
+
+def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:
+    """ISP tokens read the orders their ISP requested (with any of its tokens)."""
+    if caller.role != "isp" or order.requester == caller.name:
+        return True
+    token_id = order.requester.removeprefix("token:")
+    if not token_id.isdigit():
+        return False
+    token = session.get(ApiToken, int(token_id))
+    return token is not None and token.isp_id is not None and token.isp_id == caller.isp
+
+
+def _runs_query() -> tuple[int, str | None]:
+    args = _query_args(("limit", "router"))
+    limit = _limit(args.get("limit"), RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT)
+    router = validate.name(args["router"], "router") if "router" in args else None
+    return limit, router

@@ -1,0 +1,680 @@
+"""The subscriber portal at ``/``: the ISPs with their live QoS, a recommendation, a choice.
+
+Who is choosing (``docs/portal.md``):
+
+* **On the line.** In the lab every router answers on the portal address (``vpop serve``,
+  :mod:`vpop.netns`), so a subscriber's browser reaches the portal through its own access
+  router, and the request's source address is the subscriber's. The line whose prefix holds
+  that address (longest match) is the visitor's line. Forwarding headers such as
+  ``X-Forwarded-For`` are ignored: only the network's own source address counts, and the
+  routers' anti-spoofing filters keep a subscriber from sending another line's.
+* **By link.** Elsewhere, a signed link that expires (``vpop portal-link SUBSCRIBER``,
+  :mod:`vpop.portal_links`) names the subscriber. A tampered or expired link is refused.
+
+Anyone may see the list; choosing needs one of the two. A choice is an order, written through
+the same path as ``POST /api/v1/selections`` (:func:`vpop.orders.submit_selection`), from a
+plain HTML form with a CSRF token (:mod:`webhooks.csrf`) and a one-time form key that makes a
+double click one order. The order page then shows its progress (refreshing itself, or polled
+by ``static/vpop.js``) and the result in plain words.
+
+This module also holds what the portal and the NOC pages (:mod:`webhooks.noc`) share: the
+error page, security headers, template filters and the line-to-request mapping.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sansio.blueprints import BlueprintSetupState
+from jinja2 import StrictUndefined
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from vpop.catalogue.models import Isp, Line, Subscriber
+from vpop.core import validate
+from vpop.core.db import session_scope
+from vpop.core.errors import BadInput, NotFound, VpopError
+from vpop.core.time import as_utc, utcnow
+from vpop.monitoring.models import Rollup
+from vpop.monitoring.qos import QOS_FIGURES
+from vpop.selection.models import Order, OrderStatus
+from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, read_token
+from vpop.selection.recommend import Candidate, Recommendation, format_figure, recommend
+from vpop.selection.service import Caller, SelectionRequest, order_view, submit_selection
+from webhooks.api.catalogue import list_isps
+from webhooks.api.common import MAX_ID
+from webhooks.api.selection import _enqueue
+from webhooks.auth import MESSAGE_ID
+from webhooks.pages import csrf, svg
+from webhooks.problems import Problem
+
+bp = Blueprint("portal", __name__)
+
+
+SPARK_WINDOW = timedelta(hours=24)
+
+
+# a rollup bucket is 5 minutes; a longer hole in a series is drawn as a gap
+SPARK_GAP_SECONDS = 15 * 60
+
+
+FIGURE_LABELS = {
+    "latency_ms": ("latency", "ms"),
+    "jitter_ms": ("jitter", "ms"),
+    "loss_pct": ("loss", "%"),
+    "throughput_mbps": ("throughput", "Mbit/s"),
+}
+
+
+CHOOSE_FIELDS = ("csrf_token", "isp", "link", "form_key")
+
+
+MAX_LINK_LENGTH = 512
+
+
+SESSION_ORDERS = "orders"
+
+
+SESSION_ORDERS_KEPT = 20
+
+
+PAGE_BLUEPRINTS = ("portal", "noc")
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # a portal link carries its token in the URL: never hand it to another site
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+ERROR_TITLES = {
+    400: "This form could not be accepted",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not possible here",
+    413: "Too much data",
+    422: "Please check what you entered",
+    500: "Something went wrong on our side",
+}
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A subscriber the portal recognised, and on which line.
+
+    Attributes:
+        subscriber: The subscriber id.
+        name: The subscriber's name.
+        profile: The subscriber's profile (``{"prefer": ...}``).
+        line: The line id.
+        router: The line's router.
+        current_isp: The ISP the line uses now (confirmed), or None for the default.
+        how: ``line`` (recognised by source address) or ``link`` (a signed link).
+        link: The link's token, when ``how`` is ``link``.
+    """
+
+    subscriber: str
+    name: str
+    profile: Mapping[str, Any]
+    line: int
+    router: str
+    current_isp: str | None
+    how: str
+    link: str | None = None
+
+
+@bp.record_once
+def _configure_templates(state: BlueprintSetupState) -> None:
+    """The pages' Jinja2 rules: undefined names fail loudly, blocks leave no blank lines."""
+    env = state.app.jinja_env
+    env.undefined = StrictUndefined
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+
+
+def is_page_request() -> bool:
+    """Whether the current request belongs to the HTML pages (so errors are HTML too).
+
+    The portal and NOC blueprints' routes, and paths under them that matched no route (an
+    unknown order URL, a wrong method on ``/``); everything else keeps problem+json.
+    """
+    if request.blueprint in PAGE_BLUEPRINTS:
+        return True
+    path = request.path
+    return path in ("/", "/choose", "/noc") or path.startswith(("/noc/", "/orders/"))
+
+
+def security_headers(response: BaseResponse) -> BaseResponse:
+    """Add the pages' security headers (CSP, no framing, no referrer, no caching)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def render_error_page(err: Exception) -> Response:
+    """An HTML page for an error on a page route: what happened, what to do, the code.
+
+    Args:
+        err: A :class:`~webhooks.problems.Problem`, a :class:`~vpop.errors.VpopError` or a
+            Werkzeug ``HTTPException``; anything else is a bare 500.
+
+    Returns:
+        The response, with the error's status and headers.
+    """
+    problem = Problem.from_exception(err)
+    if problem.status >= 500 and not isinstance(err, HTTPException):
+        current_app.logger.error("%s: %s", problem.code, err, exc_info=err)
+    in_noc = request.path == "/noc" or request.path.startswith("/noc/")
+    body = render_template(
+        "error.html",
+        status=problem.status,
+        heading=ERROR_TITLES.get(problem.status, problem.title),
+        detail=problem.detail,
+        code=problem.code,
+        back_url="/noc/" if in_noc else url_for("portal.index"),
+        back_label="Back to the NOC pages" if in_noc else "Back to the ISP list",
+    )
+    response = make_response(body, problem.status)
+    for key, value in problem.headers.items():
+        if key.lower() != "www-authenticate":  # a browser would prompt for a bearer token
+            response.headers[key] = value
+    security_headers(response)
+    return response
+
+
+def selection_for_line(line: Line, isp: str, *, dry_run: bool = False) -> SelectionRequest:
+    """The selection request that names exactly this line.
+
+    A line is named by its circuit id, calling number or access id (whichever it has, in that
+    order), else by its subscriber when it is the subscriber's first line.
+
+    Raises:
+        BadInput: the line has no identifier and is not its subscriber's first line.
+    """
+    if line.circuit_id is not None:
+        return SelectionRequest(isp=isp, circuit_id=line.circuit_id, dry_run=dry_run)
+    if line.calling_number is not None:
+        return SelectionRequest(isp=isp, calling_number=line.calling_number, dry_run=dry_run)
+    if line.access_id is not None:
+        return SelectionRequest(isp=isp, access_id=line.access_id, dry_run=dry_run)
+    if line.subscriber.lines and line.subscriber.lines[0].id == line.id:
+        return SelectionRequest(isp=isp, subscriber=line.subscriber_id, dry_run=dry_run)
+    raise BadInput(
+        f"line {line.id} has no circuit id, calling number or access id to name it by",
+        code="VPOP-400-LINE-ID",
+    )
+
+
+def new_form_key() -> str:
+    """A one-time key for a form: sent twice (a double click), it makes one order."""
+    return "form-" + secrets.token_urlsafe(16)  # starts with a letter, as keys must
+
+
+def form_key(raw: str | None) -> str | None:
+    """The form's one-time key, checked like an ``Idempotency-Key`` header.
+
+    Raises:
+        BadInput: the key is not 1-200 characters of ``A-Z a-z 0-9 _ . : ~ -``.
+    """
+    if raw is None or raw == "":
+        return None
+    if not MESSAGE_ID.fullmatch(raw):
+        raise BadInput("the form is damaged (its form key is malformed); reload the page")
+    return raw
+
+
+def single_form_value(name: str) -> str | None:
+    """A form field sent at most once; None when absent.
+
+    Raises:
+        BadInput: the field is repeated.
+    """
+    values = request.form.getlist(name)
+    if len(values) > 1:
+        raise BadInput(f"the form field {name} is repeated", code="VPOP-400-TYPE")
+    return values[0] if values else None
+
+
+def check_form_fields(allowed: Sequence[str]) -> None:
+    """Refuse fields the form does not have (a tampered form, not a typo to guess at).
+
+    Raises:
+        BadInput: an unknown field.
+    """
+    for name in request.form:
+        if name not in allowed:
+            raise BadInput(
+                f"the form has no field {name[:40]!r}; reload the page",
+                code="VPOP-400-UNKNOWN-FIELD",
+            )
+
+
+def enqueue(router: str) -> None:
+    """Hand the router to the queue after an order is committed (as the API does)."""
+    _enqueue(router)
+
+
+@bp.app_template_filter("age")
+def age_filter(seconds: float | None) -> str:
+    """``4 s ago``, ``3 min ago``, ``2 h ago``; ``not measured`` for None."""
+    if seconds is None:
+        return "not measured"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"
+
+
+@bp.app_template_filter("money")
+def money_filter(minor: int, currency: str) -> str:
+    """``45.00 EUR`` from integer minor units."""
+    return f"{minor / 100:.2f} {currency}"
+
+
+@bp.app_template_filter("utc")
+def utc_filter(value: datetime | str | None) -> str:
+    """``2025-06-01 12:00:03 UTC`` from a datetime or an ISO 8601 string; ``-`` for None."""
+    if value is None:
+        return "-"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return as_utc(when).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_template_global("csrf_token")
+def csrf_token() -> str:
+    """The session's CSRF token, for the hidden field of every form."""
+    return csrf.token()
+
+
+bp.after_request(security_headers)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The ISP list with live QoS, the recommendation, and choose buttons when allowed."""
+    link = request.args.get("link")
+    visitor = _visitor(link)
+    return _render_index(visitor)
+
+
+@bp.post("/choose")
+def choose() -> BaseResponse:
+    """Start a selection for the visitor's line; on success, go to the order's page."""
+    csrf.protect()
+    try:
+        check_form_fields(CHOOSE_FIELDS)
+        link = single_form_value("link")
+        key = form_key(single_form_value("form_key"))
+        raw_isp = single_form_value("isp")
+    except BadInput as err:
+        # the form is damaged: show the list again (to a visitor recognised by the line only)
+        return _render_index(_visitor(None), error=err.message, status=err.status)
+    visitor = _visitor(link or None)
+    if visitor is None:
+        raise Problem(
+            403,
+            "VPOP-403",
+            "to choose an ISP, open this page from your own line, or use the link your ISP "
+            "or support sent you",
+        )
+    try:
+        if raw_isp is None or raw_isp == "":
+            raise BadInput("choose one of the ISPs in the list", code="VPOP-400-MISSING")
+        isp = validate.name(raw_isp, "isp")
+        with session_scope(current_app.config["DATABASE_URL"]) as db:
+            line = _load_line(db, visitor.line)
+            req = selection_for_line(line, isp)
+        caller = Caller(name=f"portal:{visitor.subscriber}", role="portal")
+        order, created = submit_selection(req, caller, key, url=current_app.config["DATABASE_URL"])
+    except VpopError as err:
+        if isinstance(err, BadInput | NotFound):
+            return _render_index(visitor, error=err.message, status=err.status)
+        raise
+    if created:
+        enqueue(order.router)
+    _remember_order(order.id)
+    return redirect(url_for("portal.order_page", order_id=order.id), code=303)
+
+
+@bp.get("/orders/<int:order_id>")
+def order_page(order_id: int) -> Response:
+    """An order's progress and result, in plain words (refreshes itself until it ends)."""
+    view, words = _order_words(order_id)
+    return make_response(render_template("portal/order.html", order=view, words=words))
+
+
+@bp.get("/orders/<int:order_id>.json")
+def order_json(order_id: int) -> dict[str, Any]:
+    """The same as JSON, for the page's script to poll."""
+    view, words = _order_words(order_id)
+    return {
+        "order": view["order"],
+        "status": view["status"],
+        "final": view["final"],
+        **words,
+    }
+
+
+def _render_index(
+    visitor: Visitor | None, *, error: str | None = None, status: int = 200
+) -> Response:
+    """The list page, with ``error`` shown at the top when a form was refused."""
+    now = utcnow()
+    catalogue = list_isps()["isps"]  # the API's own catalogue: same words, same figures
+    with session_scope(current_app.config["DATABASE_URL"]) as db:
+        history = _qos_history(db, [isp["id"] for isp in catalogue], now)
+    pick = recommend([_candidate(isp) for isp in catalogue], visitor.profile if visitor else None)
+    isps = [_isp_card(isp, history, now, visitor, pick) for isp in catalogue]
+    names = {isp["id"]: isp["name"] for isp in catalogue}
+    body = render_template(
+        "portal/index.html",
+        isps=isps,
+        visitor=visitor,
+        current_name=names.get(visitor.current_isp or "") if visitor else None,
+        recommendation=pick,
+        recommended_name=names.get(pick.isp, pick.isp) if pick else None,
+        error=error,
+        form_key=new_form_key(),
+    )
+    return make_response(body, status)
+
+
+def _candidate(isp: Mapping[str, Any]) -> Candidate:
+    qos = isp["qos"]
+    cheapest = min(isp["plans"], key=lambda plan: plan["monthly_price_minor"], default=None)
+    return Candidate(
+        isp=isp["id"],
+        name=isp["name"],
+        latency_ms=qos["latency_ms"],
+        jitter_ms=qos["jitter_ms"],
+        loss_pct=qos["loss_pct"],
+        throughput_mbps=qos["throughput_mbps"],
+        price_minor=cheapest["monthly_price_minor"] if cheapest else None,
+        currency=cheapest["currency"] if cheapest else None,
+    )
+
+
+def _isp_card(
+    isp: Mapping[str, Any],
+    history: Mapping[tuple[str, str], list[svg.Point]],
+    now: datetime,
+    visitor: Visitor | None,
+    pick: Recommendation | None,
+) -> dict[str, Any]:
+    start = (now - SPARK_WINDOW).timestamp()
+    end = now.timestamp()
+    figures = []
+    for figure in QOS_FIGURES:
+        label, unit = FIGURE_LABELS[figure]
+        value = isp["qos"][figure]
+        figures.append(
+            {
+                "key": figure,
+                "label": label,
+                "unit": unit,
+                "value": None if value is None else format_figure(value),
+                "age": isp["qos"]["age_seconds"][figure],
+                "spark": svg.sparkline(
+                    history.get((isp["id"], figure), []),
+                    start=start,
+                    end=end,
+                    gap=SPARK_GAP_SECONDS,
+                    width=300,
+                    label=f"{isp['name']} {label} over the last 24 hours, 5-minute means",
+                ),
+            }
+        )
+    return {
+        "id": isp["id"],
+        "name": isp["name"],
+        "plans": isp["plans"],
+        "figures": figures,
+        "current": visitor is not None and visitor.current_isp == isp["id"],
+        "recommended": pick is not None and pick.isp == isp["id"],
+    }
+
+
+def _qos_history(
+    db: Session, isps: Sequence[str], now: datetime
+) -> dict[tuple[str, str], list[svg.Point]]:
+    """Each ISP's figures over the last 24 hours: 5-minute means over every router.
+
+    Read from the rollups the probes write (``qos:<isp>:<router>:<figure>``), so a day is at
+    most 288 points a series whatever the probe interval.
+    """
+    if not isps:
+        return {}
+    rows = db.execute(
+        select(Rollup.series, Rollup.bucket, Rollup.count, Rollup.total).where(
+            or_(*(Rollup.series.startswith(f"qos:{isp}:", autoescape=True) for isp in isps)),
+            Rollup.bucket >= now - SPARK_WINDOW,
+        )
+    )
+    sums: dict[tuple[str, str], dict[datetime, list[float]]] = defaultdict(dict)
+    for series, bucket, count, total in rows:
+        parts = series.split(":")
+        if len(parts) != 4 or parts[3] not in FIGURE_LABELS or count <= 0:
+            continue
+        slot = sums[(parts[1], parts[3])].setdefault(as_utc(bucket), [0.0, 0.0])
+        slot[0] += total
+        slot[1] += count
+    end = now.timestamp()
+    return {
+        key: sorted(
+            # a bucket's point sits at its middle, or now while the bucket is still filling
+            (min(bucket.timestamp() + 150.0, end), total / count)
+            for bucket, (total, count) in buckets.items()
+        )
+        for key, buckets in sums.items()
+    }
+
+
+def _visitor(link: str | None) -> Visitor | None:
+    """Who is visiting: the link's subscriber, else the line of the source address.
+
+    Raises:
+        LinkRefused: the link is tampered with, expired, or names no line (403).
+    """
+    with session_scope(current_app.config["DATABASE_URL"]) as db:
+        if link is not None:
+            if len(link) > MAX_LINK_LENGTH:
+                raise LinkRefused("this portal link is not valid")
+            subscriber_id = read_token(
+                link,
+                max_age=int(current_app.config.get("PORTAL_LINK_MAX_AGE", DEFAULT_TTL)),
+                key=current_app.config["SECRET_KEY"],
+            )
+            subscriber = db.scalars(
+                select(Subscriber)
+                .where(Subscriber.id == subscriber_id)
+                .options(selectinload(Subscriber.lines).selectinload(Line.selection))
+            ).first()
+            if subscriber is None or not subscriber.lines:
+                raise LinkRefused("this portal link names no line any more; ask for a new one")
+            return _as_visitor(subscriber.lines[0], "link", link)
+        line = line_by_source(db, request.remote_addr)
+        return None if line is None else _as_visitor(line, "line", None)
+
+
+def _as_visitor(line: Line, how: str, link: str | None) -> Visitor:
+    return Visitor(
+        subscriber=line.subscriber.id,
+        name=line.subscriber.name,
+        profile=dict(line.subscriber.profile or {}),
+        line=line.id,
+        router=line.router,
+        current_isp=line.selection.isp_id if line.selection is not None else None,
+        how=how,
+        link=link,
+    )
+
+
+def line_by_source(db: Session, address: str | None) -> Line | None:
+    """The line whose prefix holds ``address`` (the longest such prefix), or None.
+
+    Args:
+        db: An open session.
+        address: The request's source address (``REMOTE_ADDR``), IPv4 or IPv6.
+    """
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 clients this way
+    shortest = 8 if ip.version == 4 else 32
+    # line prefixes are stored canonical (vpop.validate.prefix), so equality finds them
+    candidates = [
+        str(ipaddress.ip_network(f"{ip}/{length}", strict=False))
+        for length in range(ip.max_prefixlen, shortest - 1, -1)
+    ]
+    lines = db.scalars(
+        select(Line)
+        .where(Line.prefix.in_(candidates))
+        .options(selectinload(Line.subscriber), selectinload(Line.selection))
+    ).all()
+    if not lines:
+        return None
+    return max(lines, key=lambda line: (ipaddress.ip_network(line.prefix).prefixlen, -line.id))
+
+
+def _load_line(db: Session, line_id: int) -> Line:
+    line = db.scalars(
+        select(Line)
+        .where(Line.id == line_id)
+        .options(selectinload(Line.subscriber).selectinload(Subscriber.lines))
+    ).first()
+    if line is None:
+        raise NotFound(f"unknown line {line_id}", code="VPOP-404-LINE")
+    return line
+
+
+def _remember_order(order_id: int) -> None:
+    kept = [o for o in session.get(SESSION_ORDERS, []) if isinstance(o, int) and o != order_id]
+    session[SESSION_ORDERS] = [*kept, order_id][-SESSION_ORDERS_KEPT:]
+
+
+def _order_words(order_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The order (if this browser or this line may see it) and its state in plain words.
+
+    Raises:
+        NotFound: no such order, or not this visitor's (the same answer: ids are not secret,
+            other people's orders are).
+    """
+    mine = order_id in session.get(SESSION_ORDERS, [])
+    with session_scope(current_app.config["DATABASE_URL"]) as db:
+        order = db.get(Order, order_id) if order_id <= MAX_ID else None
+        if order is not None and not mine:
+            line = line_by_source(db, request.remote_addr)
+            mine = line is not None and line.id == order.line_id
+        if order is None or not mine:
+            raise NotFound(
+                f"order {order_id} is not one of yours; choose again from the ISP list",
+                code="VPOP-404-ORDER",
+            )
+        view = order_view(order)
+        names = {isp: name for isp, name in db.execute(select(Isp.id, Isp.name))}
+        line = db.get(Line, order.line_id)
+        current = line.selection.isp_id if line is not None and line.selection else None
+    return view, plain_words(view, names, current)
+
+
+def plain_words(
+    view: Mapping[str, Any], names: Mapping[str, str], current: str | None
+) -> dict[str, str]:
+    """What an order's state means to the subscriber, and what to do.
+
+    Args:
+        view: The order (:func:`vpop.orders.order_view`).
+        names: ISP ids to display names.
+        current: The ISP the line uses now (confirmed), or None for the default.
+
+    Returns:
+        ``headline``, ``detail``, ``advice`` (empty when nothing is to be done) and ``tone``
+        (``progress``, ``success`` or ``failure``, for styling).
+    """
+    wanted = names.get(view["isp"], view["isp"])
+    now_on = names.get(current, current) if current else "the network's default ISP"
+    status = view["status"]
+    if status == OrderStatus.DONE_SUCCESS:
+        if view["dry_run"]:
+            return _words(
+                "Checked", f"A switch to {wanted} was checked; nothing changed.", "", "success"
+            )
+        return _words(
+            "Done",
+            f"Your line now uses {wanted}. New connections go through {wanted} from now on.",
+            "",
+            "success",
+        )
+    if status == OrderStatus.DONE_FAILED:
+        return _words(
+            "Not switched",
+            f"The switch to {wanted} did not work, so nothing changed for you: your line "
+            f"still uses {now_on}.",
+            f"Try again in a few minutes. If it fails again, contact support and quote order "
+            f"{view['order']}.",
+            "failure",
+        )
+    if status == OrderStatus.RECONCILED:
+        return _words(
+            "Not switched",
+            f"The network could not confirm the switch to {wanted} and put your line back on "
+            f"{now_on}.",
+            "Choose the ISP again from the list. If it keeps happening, contact support and "
+            f"quote order {view['order']}.",
+            "failure",
+        )
+    if status == OrderStatus.UNKNOWN:
+        return _words(
+            "Checking",
+            f"The switch to {wanted} was interrupted; the network is checking your line and "
+            "will put it right by itself.",
+            "Keep this page open: it updates by itself.",
+            "progress",
+        )
+    if status == OrderStatus.RUNNING:
+        return _words(
+            "Switching",
+            f"Your line is being moved to {wanted} now.",
+            "Keep this page open: it updates by itself.",
+            "progress",
+        )
+    return _words(
+        "Received",
+        f"Your choice of {wanted} is received and waiting for its turn.",
+        "Keep this page open: it updates by itself.",
+        "progress",
+    )
+
+
+def _words(headline: str, detail: str, advice: str, tone: str) -> dict[str, str]:
+    return {"headline": headline, "detail": detail, "advice": advice, "tone": tone}
