@@ -47,6 +47,7 @@ from vpop.lab.registry import register_lab  # noqa: E402
 from vpop.selection import engine  # noqa: E402
 from vpop.selection.models import FINAL_STATUSES, Order  # noqa: E402
 from vpop.selection.service import Caller, SelectionRequest, submit_selection  # noqa: E402
+from vpop.selection.signals import order_finished  # noqa: E402
 from webhooks import create_app  # noqa: E402
 
 _done: dict[int, float] = {}
@@ -176,8 +177,11 @@ def main() -> None:
     state = lab.up(subscribers=8)
     try:
         register_lab(state)
-        engine.on_order_final.append(_on_final)
+        order_finished.connect(_on_final)
+        from vpop.jobs import wiring
         from vpop.jobs.queue import make_consumer, start_background, stop_background
+
+        wiring.connect()
 
         consumer = make_consumer(4)
         start_background(consumer)

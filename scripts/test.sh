@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 VPOP_INSTALL_TEST=1 scripts/install.sh
 .venv/bin/ruff check vpop tasks webhooks tests bench
 .venv/bin/mypy --strict vpop tasks webhooks
+.venv/bin/lint-imports
 mkdir -p artifacts
 .venv/bin/python -m pytest -m "not soak" --junitxml=artifacts/junit.xml "$@"

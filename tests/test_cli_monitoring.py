@@ -22,8 +22,8 @@ from vpop.cli.leasing import lease
 from vpop.cli.reports import report
 from vpop.core.audit import AuditEntry
 from vpop.core.db import dispose_engines, session_scope
+from vpop.core.migrate import upgrade
 from vpop.leasing.models import Lease, UtilisationSample
-from vpop.migrations.upgrade import upgrade
 from vpop.monitoring.models import QosSample
 
 HOSTS_YAML = """\

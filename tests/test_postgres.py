@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
-from vpop.migrations.upgrade import upgrade
+from vpop.core.migrate import upgrade
 from vpop.selection.models import Order
 from vpop.selection.service import Caller, IdempotencyConflict, SelectionRequest, submit_selection
 

@@ -16,9 +16,9 @@ from tests.test_postgres import PG_BIN, pg_url  # noqa: F401 (pg_url is a fixtur
 from vpop.catalogue.models import Isp
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.errors import BadInput
+from vpop.core.migrate import upgrade
 from vpop.core.time import as_utc, parse_time
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.migrations.upgrade import upgrade
 from vpop.monitoring.models import QosSample
 from vpop.monitoring.qos import current_qos
 from vpop.reports import service as reports

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from vpop.catalogue.models import Isp
 from vpop.core.db import get_engine, session_scope
+from vpop.core.migrate import upgrade
 from vpop.leasing.models import Lease, UtilisationSample
-from vpop.migrations.upgrade import upgrade
 from vpop.monitoring.models import CounterSample, PollLog, QosSample, Rollup
 from vpop.monitoring.rollups import add_to_rollup, bucket_start, prune, series_name
 

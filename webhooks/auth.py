@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError
-from vpop.identity.tokens import lookup_token
+from vpop.identity.service import lookup_token
 from vpop.selection.service import Caller
 from webhooks.problems import Problem
 

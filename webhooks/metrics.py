@@ -45,11 +45,9 @@ from sqlalchemy import case, func, not_, select
 
 from vpop.core.db import session_scope
 from vpop.core.time import as_utc, utcnow
-from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.leasing.utilisation import KINDS
-from vpop.monitoring.models import PollLog, QosSample
-from vpop.monitoring.qos import QOS_FIGURES, current_qos
-from vpop.selection.models import Order, Run
+from vpop.leasing.service import KINDS, Lease, UtilisationEvent, UtilisationSample
+from vpop.monitoring.service import QOS_FIGURES, PollLog, QosSample, current_qos
+from vpop.selection.service import Order, Run
 
 bp = Blueprint("metrics", __name__)
 EXTENSION = "vpop_metrics_registry"

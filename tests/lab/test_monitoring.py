@@ -25,6 +25,7 @@ from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
 from vpop.leasing.service import create_lease, provision
 from vpop.monitoring import poller as monitoring
+from vpop.monitoring.signals import utilisation_event
 from vpop.selection import engine
 from vpop.selection.service import Caller, SelectionRequest, submit_selection
 
@@ -158,7 +159,7 @@ def test_lease_over_and_under_utilisation_events(db: str, lab: dict[str, Any]) -
         isp.callback_url = f"http://127.0.0.1:{receiver.server_port}/events"
     delivered: list[str] = []
     hook = lambda event_id: delivered.append(send_event_callback(event_id))  # noqa: E731
-    monitoring.on_event.append(hook)
+    utilisation_event.connect(hook)
     # sub1's traffic leaves through isp-b, whose uplink on rc1 is leased at 10 Mbit/s
     order, _ = submit_selection(
         SelectionRequest(isp="isp-b", subscriber="sub1"), Caller("test", "admin"), None, db
@@ -227,7 +228,7 @@ def test_lease_over_and_under_utilisation_events(db: str, lab: dict[str, Any]) -
         client.wait(timeout=30)
         poll_for(4.0)  # idle again: the over event closes
     finally:
-        monitoring.on_event.remove(hook)
+        utilisation_event.disconnect(hook)
         for proc in (client, server):
             if proc is not None and proc.poll() is None:
                 proc.kill()

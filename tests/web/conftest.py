@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from tests.web.helpers import NOC_PASSWORD, SECRET_KEY, form_token
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
+from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 from vpop.identity.users import create_user
-from vpop.migrations.upgrade import upgrade
 from vpop.monitoring.models import QosSample, Rollup
 from vpop.monitoring.rollups import bucket_start, series_name
 from webhooks import create_app

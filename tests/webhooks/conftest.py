@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from tests.webhooks.helpers import SECRETS, bearer
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
+from vpop.core.migrate import upgrade
 from vpop.identity.tokens import create_token
-from vpop.migrations.upgrade import upgrade
 from webhooks import create_app
 
 

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from vpop.catalogue.models import Isp, Line
 from vpop.core.db import dispose_engines, session_scope
+from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.migrations.upgrade import upgrade
 from vpop.monitoring.models import PollLog, QosSample
 from vpop.selection.models import Order, Run
 from webhooks import create_app

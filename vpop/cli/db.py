@@ -13,8 +13,8 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database named by VPOP_DATABASE_URL to the newest schema."""
+    from vpop.core.migrate import upgrade
     from vpop.core.settings import load_settings
-    from vpop.migrations.upgrade import upgrade
 
     upgrade()
     click.echo(f"database at newest schema: {load_settings().database_url}")

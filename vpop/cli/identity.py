@@ -26,8 +26,8 @@ def user() -> None:
 def user_create(username: str, role: str, password_file: Any) -> None:
     """Create a NOC user (the password is never taken from the command line)."""
     from vpop.core.db import session_scope
-    from vpop.identity.users import create_user
-    from vpop.migrations.upgrade import upgrade
+    from vpop.core.migrate import upgrade
+    from vpop.identity.service import create_user
 
     if password_file is not None:
         password = password_file.readline().rstrip("\n")
@@ -48,7 +48,7 @@ def user_create(username: str, role: str, password_file: Any) -> None:
 @click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
 def portal_link(subscriber: str, base_url: str) -> None:
     """Print a signed link (valid 24 h) that lets SUBSCRIBER choose an ISP on the portal."""
-    from vpop.selection.portal_links import make_token
+    from vpop.selection.service import make_token
 
     try:
         token_ = make_token(subscriber)
@@ -70,8 +70,8 @@ def token() -> None:
 def token_create(role: str, isp: str | None, name: str) -> None:
     """Create a token and print it once (only its hash is stored)."""
     from vpop.core.db import session_scope
-    from vpop.identity.tokens import create_token
-    from vpop.migrations.upgrade import upgrade
+    from vpop.core.migrate import upgrade
+    from vpop.identity.service import create_token
 
     upgrade()
     try:

@@ -20,7 +20,7 @@ def lab() -> None:
 @click.option("--subscribers", default=4, show_default=True, type=click.IntRange(1, 64))
 def lab_up(subscribers: int) -> None:
     """Build the lab (removing an old one first)."""
-    from vpop.lab.builder import Lab
+    from vpop.lab.service import Lab
 
     try:
         state = Lab().up(subscribers=subscribers)
@@ -31,7 +31,7 @@ def lab_up(subscribers: int) -> None:
     ports = ", ".join(f"{r} ssh 127.0.0.1:{p}" for r, p in routers.items())
     click.echo(f"lab up in {state['up_seconds']:.2f}s: {len(state['nodes'])} nodes; {ports}")
     try:
-        from vpop.lab.registry import register_lab
+        from vpop.lab.service import register_lab
     except ImportError:
         return
     register_lab(state)
@@ -40,7 +40,7 @@ def lab_up(subscribers: int) -> None:
 @lab.command("down")
 def lab_down() -> None:
     """Remove the lab: namespaces, links, processes, files."""
-    from vpop.lab.builder import Lab
+    from vpop.lab.service import Lab
 
     Lab().down()
     click.echo("lab down")
@@ -50,7 +50,7 @@ def lab_down() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def lab_status(as_json: bool) -> None:
     """Show the lab's nodes, namespaces and management ports."""
-    from vpop.lab.builder import Lab
+    from vpop.lab.service import Lab
 
     status = Lab().status()
     if as_json:
@@ -72,7 +72,7 @@ def lab_status(as_json: bool) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def lab_exec(node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside NODE's namespace: vpop lab exec sub1 -- curl -s http://203.0.113.100/"""
-    from vpop.lab.builder import Lab
+    from vpop.lab.service import Lab
 
     try:
         code = Lab().exec(node, command)

@@ -112,8 +112,7 @@ def lease_list(isp: str | None, as_json: bool) -> None:
 
     from vpop.core import validate
     from vpop.core.db import session_scope
-    from vpop.leasing.models import Lease
-    from vpop.leasing.service import lease_view
+    from vpop.leasing.service import Lease, lease_view
 
     with reported_errors():
         stmt = select(Lease).order_by(Lease.id)

@@ -22,9 +22,14 @@ def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None
     """Move SUBSCRIBER's traffic to ISP: prints progress, the diff and the result."""
     from vpop.core import validate
     from vpop.core.db import session_scope
-    from vpop.selection import engine
-    from vpop.selection.models import FINAL_STATUSES, Order
-    from vpop.selection.service import Caller, SelectionRequest, submit_selection
+    from vpop.selection import service as engine
+    from vpop.selection.service import (
+        FINAL_STATUSES,
+        Caller,
+        Order,
+        SelectionRequest,
+        submit_selection,
+    )
 
     try:
         req = SelectionRequest(
@@ -78,7 +83,7 @@ def runs_list(limit: int, router: str | None) -> None:
     from sqlalchemy import select
 
     from vpop.core.db import session_scope
-    from vpop.selection.models import Run
+    from vpop.selection.service import Run
 
     with session_scope() as session:
         stmt = select(Run).order_by(Run.id.desc()).limit(limit)
@@ -97,7 +102,7 @@ def runs_list(limit: int, router: str | None) -> None:
 def runs_show(run_id: int) -> None:
     """Show one run: trigger, requester, per-host result, timings and diff."""
     from vpop.core.db import session_scope
-    from vpop.selection.models import Run
+    from vpop.selection.service import Run
 
     with session_scope() as session:
         run = session.get(Run, run_id)
@@ -131,8 +136,8 @@ def runs_show(run_id: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
 def reconcile(routers: tuple[str, ...], dry_run: bool) -> None:
     """Converge routers to the confirmed selections in the database."""
-    from vpop.network.factory import open_nornir
-    from vpop.selection import engine
+    from vpop.network.service import open_nornir
+    from vpop.selection import service as engine
 
     with open_nornir() as nr:
         names = list(routers) or sorted(nr.inventory.hosts)

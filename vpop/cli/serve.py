@@ -26,15 +26,16 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
     from werkzeug.serving import make_server
 
     from tasks.connection import close_pool
-    from vpop.migrations.upgrade import upgrade
+    from vpop.core.migrate import upgrade
     from webhooks import create_app
 
     if with_lab:
         click.get_current_context().invoke(lab_up, subscribers=4)
     upgrade()
+    from vpop.jobs import wiring
     from vpop.jobs.queue import enqueue_monitor, enqueue_reconcile, make_consumer
     from vpop.jobs.scheduler import Monitor, Sweeper
-    from vpop.monitoring.poller import routers
+    from vpop.monitoring.service import routers
 
     app = create_app()
     servers = [make_server(host, port, app, threaded=True)]
@@ -42,6 +43,7 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
         servers += _portal_servers(app)
     for server in servers:
         threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
+    wiring.connect()
     consumer = make_consumer(workers)
     for router in routers():  # converge on start: routing instances exist before probes
         enqueue_reconcile(router, delay=0)
@@ -63,9 +65,7 @@ def _portal_servers(app: Any) -> list[Any]:
     """HTTP servers on the portal address inside each lab router's namespace."""
     from werkzeug.serving import make_server
 
-    from vpop.lab.builder import Lab
-    from vpop.lab.netns import listen_in_netns
-    from vpop.lab.topology import PORTAL_ADDRESS
+    from vpop.lab.service import PORTAL_ADDRESS, Lab, listen_in_netns
 
     state = Lab().state()
     if state is None:
@@ -85,13 +85,15 @@ def _portal_servers(app: Any) -> list[Any]:
 def worker(workers: int) -> None:
     """Run a worker alone (to scale out beside `vpop serve`)."""
     from tasks.connection import close_pool
-    from vpop.migrations.upgrade import upgrade
+    from vpop.core.migrate import upgrade
 
     upgrade()
+    from vpop.jobs import wiring
     from vpop.jobs.queue import make_consumer
 
     # the scheduler (sweep, monitoring) runs once, in `vpop serve`; workers only execute
     try:
+        wiring.connect()
         make_consumer(workers).run()
     finally:
         close_pool()

@@ -15,7 +15,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vpop.catalogue.models import Isp
+from vpop.catalogue.service import Isp
 from vpop.core.audit import audit
 from vpop.core.errors import BadInput, NotFound
 from vpop.identity.models import ApiToken, Role

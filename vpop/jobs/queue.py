@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 from vpop.core.db import session_scope
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
-from vpop.selection import engine
-from vpop.selection.models import Order, OrderStatus
+from vpop.selection import service as engine
+from vpop.selection.service import Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,8 @@ class EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 
 def make_consumer(workers: int = 4) -> Consumer:
-    """The consumer `vpop serve` and `vpop worker` run (monitoring events get callbacks)."""
-    from vpop.monitoring import poller as monitoring
-
-    if enqueue_event_callback not in monitoring.on_event:
-        monitoring.on_event.append(enqueue_event_callback)
+    """The consumer `vpop serve` and `vpop worker` run (they wire the signals first:
+    :mod:`vpop.jobs.wiring`)."""
     return EmbeddedConsumer(
         huey,
         workers=workers,
@@ -151,7 +148,7 @@ def reconcile_task(router: str) -> int:
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
 def callback_task(order_id: int) -> str:
     """Send the order's signed callback (retried on failure)."""
-    from vpop.selection.callbacks import send_order_callback
+    from vpop.selection.service import send_order_callback
 
     return send_order_callback(order_id)
 
@@ -221,7 +218,7 @@ def sweep() -> dict[str, Any]:
 def monitor_task(job: str, router: str | None) -> Any:
     """One monitoring job (counters, probes, prune) for one router; overlapping polls of the
     same job and router are skipped, not queued up."""
-    from vpop.monitoring import poller as monitoring
+    from vpop.monitoring import service as monitoring
 
     try:
         with huey.lock_task(f"monitor:{job}:{router}"):
@@ -259,7 +256,7 @@ def enqueue_lease(lease_id: int) -> None:
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
 def event_callback_task(event_id: int) -> str:
     """Send a utilisation event's signed callback to its ISP (retried on failure)."""
-    from vpop.leasing.callbacks import send_event_callback
+    from vpop.leasing.service import send_event_callback
 
     return send_event_callback(event_id)
 
@@ -268,9 +265,3 @@ def enqueue_event_callback(event_id: int) -> None:
     """Queue a utilisation event's callback."""
     event_callback_task(event_id)
     wake_workers()
-
-
-engine.on_order_final.append(enqueue_callback)
-
-
-engine.on_reconcile_needed.append(enqueue_reconcile)

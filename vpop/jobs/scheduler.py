@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from vpop.jobs.queue import SWEEP_SECONDS, sweep
-from vpop.monitoring.poller import MonitorSettings, routers
+from vpop.monitoring.service import MonitorSettings, routers
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from vpop.catalogue.models import Isp, Line, Plan, Selection, Subscriber
+from vpop.catalogue.service import Isp, Line, Plan, Selection, Subscriber
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
-from vpop.migrations.upgrade import upgrade
+from vpop.core.migrate import upgrade
 
 LAB_ISPS = {
     "isp-a": ("ISP A", [("Basic 100", 100, 2900)]),

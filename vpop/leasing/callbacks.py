@@ -14,7 +14,7 @@ def send_event_callback(event_id: int) -> str:
     Raises:
         CallbackFailed: the receiver answered non-2xx or could not be reached (retried).
     """
-    from vpop.catalogue.models import Isp
+    from vpop.catalogue.service import Isp
     from vpop.leasing.models import Lease, UtilisationEvent
 
     with session_scope() as session:

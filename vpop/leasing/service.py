@@ -1,222 +1,30 @@
-"""Leases: infrastructure (an uplink port) leased to an ISP, provisioned by shaping.
+"""The leasing domain's entry point: what other domains, the API, the CLI, pages and jobs use.
 
-Creating a lease writes it (status ``provisioning``) and queues its provisioning, which
-shapes the ISP's uplink on the router to the lease's peak rate (``committed_mbps *
-peak_pct / 100``; tc on frr, a policer on ios/junos) and then marks it ``active``. Ending a
-lease removes the shaping and marks it ``ended``. Utilisation is measured against the
-committed rate by the monitoring jobs (:mod:`vpop.monitoring`).
+Everything outside this package imports from here (import-linter holds it), so the
+modules behind it can change shape without touching their callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from vpop.leasing.callbacks import send_event_callback
+from vpop.leasing.leases import LeaseConflict, create_lease, end_lease, lease_view, provision
+from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.utilisation import KINDS, EventState, Rules, percentile_95, step, utilisation_pct
 
-from sqlalchemy import select
-
-from vpop.catalogue.models import Isp
-from vpop.core import validate
-from vpop.core.audit import audit
-from vpop.core.db import session_scope
-from vpop.core.errors import BadInput, NotFound, VpopError
-from vpop.core.time import utcnow
-from vpop.leasing.models import Lease
-
-# called with a lease id after a lease is written or ended (the queue provisions it)
-on_lease_changed: list[Callable[[int], None]] = []
-
-
-class LeaseConflict(VpopError):
-    """The uplink already has an active lease."""
-
-    code = "VPOP-409-LEASE"
-    status = 409
-
-
-def _uplinks(router: str) -> dict[str, dict[str, str]]:
-    from vpop.network.factory import open_nornir
-
-    with open_nornir() as nr:
-        host = nr.inventory.hosts.get(router)
-        if host is None:
-            raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
-        uplinks: dict[str, dict[str, str]] = host.get("uplinks", {})
-        return uplinks
-
-
-def create_lease(
-    *,
-    isp: str,
-    router: str,
-    committed_mbps: int,
-    price_minor: int,
-    actor: str,
-    peak_pct: int = 125,
-    starts_at: datetime | None = None,
-    ends_at: datetime | None = None,
-    under_pct: int = 10,
-    over_pct: int = 100,
-    hysteresis_pct: int = 5,
-    event_seconds: int = 60,
-    url: str | None = None,
-) -> Lease:
-    """Write a lease for ``isp``'s uplink on ``router`` and queue its provisioning.
-
-    Raises:
-        BadInput: a value out of range. NotFound: unknown ISP or router, or the ISP has no
-        uplink there. LeaseConflict: the uplink already has a lease that has not ended.
-    """
-    isp = validate.name(isp, "isp")
-    router = validate.name(router, "router")
-    for field, value, low, high in (
-        ("committed_mbps", committed_mbps, 1, 400_000),
-        ("price_minor", price_minor, 0, 10**12),
-        ("peak_pct", peak_pct, 100, 1000),
-        ("under_pct", under_pct, 0, 99),
-        ("over_pct", over_pct, 1, 1000),
-        ("hysteresis_pct", hysteresis_pct, 0, 50),
-        ("event_seconds", event_seconds, 1, 86_400),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise BadInput(f"{field}: must be a whole number from {low} to {high}, not {value!r}")
-    if under_pct + hysteresis_pct >= over_pct - hysteresis_pct:
-        raise BadInput("under_pct and over_pct (with hysteresis) must leave a band between them")
-    if starts_at and ends_at and ends_at <= starts_at:
-        raise BadInput("ends_at must be after starts_at")
-    uplink = _uplinks(router).get(isp)
-    if uplink is None:
-        raise NotFound(f"{isp!r} has no uplink on {router!r}", code="VPOP-404-UPLINK")
-    with session_scope(url) as session:
-        if session.get(Isp, isp) is None:
-            raise NotFound(f"unknown ISP {isp!r}", code="VPOP-404-ISP")
-        busy = session.scalars(
-            select(Lease).where(
-                Lease.router == router,
-                Lease.uplink == uplink["interface"],
-                Lease.status.in_(("provisioning", "active", "ending")),
-            )
-        ).first()
-        if busy is not None:
-            raise LeaseConflict(f"uplink {uplink['interface']} on {router} has lease {busy.id}")
-        lease = Lease(
-            isp_id=isp,
-            router=router,
-            uplink=uplink["interface"],
-            committed_mbps=committed_mbps,
-            peak_pct=peak_pct,
-            price_minor=price_minor,
-            starts_at=starts_at or utcnow(),
-            ends_at=ends_at,
-            under_pct=under_pct,
-            over_pct=over_pct,
-            hysteresis_pct=hysteresis_pct,
-            event_seconds=event_seconds,
-            status="provisioning",
-        )
-        session.add(lease)
-        session.flush()
-        audit(session, actor, "lease.create", f"lease:{lease.id}", **lease_view(lease))
-    for hook in on_lease_changed:
-        hook(lease.id)
-    return lease
-
-
-def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
-    """Mark a lease ``ending`` and queue the removal of its shaping.
-
-    Raises:
-        NotFound: no such lease. BadInput: it has already ended.
-    """
-    with session_scope(url) as session:
-        lease = session.get(Lease, lease_id)
-        if lease is None:
-            raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
-        if lease.status == "ended":
-            raise BadInput(f"lease {lease_id} has already ended")
-        lease.status = "ending"
-        lease.ends_at = lease.ends_at or utcnow()
-        audit(session, actor, "lease.end", f"lease:{lease_id}")
-    for hook in on_lease_changed:
-        hook(lease_id)
-    return lease
-
-
-def lease_view(lease: Lease) -> dict[str, Any]:
-    """The public JSON shape of a lease."""
-    return {
-        "lease": lease.id,
-        "isp": lease.isp_id,
-        "router": lease.router,
-        "uplink": lease.uplink,
-        "committed_mbps": lease.committed_mbps,
-        "peak_pct": lease.peak_pct,
-        "price_minor": lease.price_minor,
-        "currency": lease.currency,
-        "starts_at": lease.starts_at.isoformat() if lease.starts_at else None,
-        "ends_at": lease.ends_at.isoformat() if lease.ends_at else None,
-        "under_pct": lease.under_pct,
-        "over_pct": lease.over_pct,
-        "hysteresis_pct": lease.hysteresis_pct,
-        "event_seconds": lease.event_seconds,
-        "status": lease.status,
-    }
-
-
-def provision(lease_id: int, url: str | None = None) -> str:
-    """Apply a lease on its router: shape the uplink (provisioning) or unshape it (ending).
-
-    Returns the lease's new status (``active`` or ``ended``). On failure the lease keeps its
-    status and the error is audited; the caller (a queued task) retries.
-    """
-    from tasks.shape import shape_uplink
-    from vpop.network.factory import one_router, open_nornir
-
-    with session_scope(url) as session:
-        lease = session.get(Lease, lease_id)
-        if lease is None:
-            raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
-        router, uplink, status = lease.router, lease.uplink, lease.status
-        rate = lease.committed_mbps * lease.peak_pct / 100
-    if status not in ("provisioning", "ending", "active"):
-        return status
-    with open_nornir() as nr:
-        target = one_router(nr, router)
-        host = target.inventory.hosts.get(router)
-        if host is None:
-            raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
-        if host.platform != "frr":
-            raise VpopError(
-                f"{router} is {host.platform}: render its policer with render_lease and push"
-                " it with the platform's driver",
-                code="VPOP-501-LEASE-PLATFORM",
-            )
-        result = target.run(
-            task=shape_uplink,
-            interface=uplink,
-            rate_mbps=None if status == "ending" else rate,
-            on_failed=True,
-        )[router]
-    with session_scope(url) as session:
-        lease = session.get(Lease, lease_id)
-        assert lease is not None
-        if result.failed:
-            audit(
-                session,
-                "provisioning",
-                "lease.provision_failed",
-                f"lease:{lease_id}",
-                error=str(result[0].exception),
-            )
-            raise VpopError(f"lease {lease_id}: {result[0].exception}", code="VPOP-502-LEASE")
-        lease.status = "ended" if status == "ending" else "active"
-        if lease.status == "ended":
-            lease.ended_at = utcnow()
-        audit(
-            session,
-            "provisioning",
-            f"lease.{lease.status}",
-            f"lease:{lease_id}",
-            diff=result[0].diff,
-        )
-        return lease.status
+__all__ = [
+    "EventState",
+    "KINDS",
+    "Lease",
+    "LeaseConflict",
+    "Rules",
+    "UtilisationEvent",
+    "UtilisationSample",
+    "create_lease",
+    "end_lease",
+    "lease_view",
+    "percentile_95",
+    "provision",
+    "send_event_callback",
+    "step",
+    "utilisation_pct",
+]

@@ -32,16 +32,25 @@ from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
 from tasks.probe import probe_isps
-from vpop.catalogue.models import Isp, Line
+from vpop.catalogue.service import Isp, Line
 from vpop.core.db import Base, session_scope
+from vpop.core.signals import emit
 from vpop.core.time import utcnow
-from vpop.lab.topology import SERVICE_ADDRESS
-from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.leasing.utilisation import EventState, Rules, step, utilisation_pct
+from vpop.lab.service import SERVICE_ADDRESS
+from vpop.leasing.service import (
+    EventState,
+    Lease,
+    Rules,
+    UtilisationEvent,
+    UtilisationSample,
+    step,
+    utilisation_pct,
+)
 from vpop.monitoring import rollups
 from vpop.monitoring.counters import Reading, delta
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
-from vpop.network.factory import one_router, open_nornir
+from vpop.monitoring.signals import utilisation_event
+from vpop.network.service import one_router, open_nornir
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +64,6 @@ MAX_RATE = {
     "errors": 1e9,
     "drops": 1e9,
 }
-
-
-# called with an event id when a utilisation event opens or closes (callbacks)
-on_event: list[Callable[[int], None]] = []
 
 
 def _env_float(name: str, default: float) -> float:
@@ -293,11 +298,7 @@ def poll_counters(
             )
         )
     for event_id in event_ids:
-        for hook in on_event:
-            try:
-                hook(event_id)
-            except Exception:
-                log.exception("event hook failed for event %s", event_id)
+        emit(utilisation_event, event_id)
     return summary
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import String, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from vpop.catalogue.models import Isp
+from vpop.catalogue.service import Isp
 from vpop.core.time import as_utc, iso
 from vpop.core.time import utcnow as _utcnow
 from vpop.monitoring.models import QosSample

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, case, delete, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from vpop.leasing.models import UtilisationSample
+from vpop.leasing.service import UtilisationSample
 from vpop.monitoring.models import CounterSample, PollLog, QosSample, Rollup
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

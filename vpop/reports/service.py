@@ -13,14 +13,13 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from vpop.catalogue.models import Isp
+from vpop.catalogue.service import Isp
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput
 from vpop.core.time import as_utc, check_period
 from vpop.core.time import utcnow as _utcnow
-from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.leasing.utilisation import percentile_95
-from vpop.monitoring.models import QosSample
+from vpop.leasing.service import Lease, UtilisationEvent, UtilisationSample, percentile_95
+from vpop.monitoring.service import QosSample
 
 FORMATS = ("csv", "json", "html")
 

@@ -7,7 +7,7 @@ import json
 from vpop.core.callbacks import CallbackFailed, _post_signed
 from vpop.core.db import session_scope
 from vpop.selection.models import Order
-from vpop.selection.service import order_view
+from vpop.selection.orders import order_view
 
 
 def send_order_callback(order_id: int) -> str:

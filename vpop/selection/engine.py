@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,14 +36,16 @@ from tasks.deploy import (
     VerifyFailed,
     deploy_config,
 )
-from vpop.catalogue.models import Selection
+from vpop.catalogue.service import Selection
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError, VpopError
+from vpop.core.signals import emit
 from vpop.core.time import utcnow
-from vpop.network.factory import one_router, open_nornir
+from vpop.network.service import one_router, open_nornir
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.signals import order_finished, reconcile_needed
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,6 @@ _locks: dict[str, threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 # called with an order id when an order reaches a final state (callbacks, accounting)
-on_order_final: list[Callable[[int], None]] = []
-# called with a router name when a reconcile should run later
-on_reconcile_needed: list[Callable[[str], None]] = []
 
 
 class UnknownRouter(VpopError):
@@ -90,7 +89,7 @@ def _device_run(
     router: str, overrides: dict[int, str], dry_run: bool, session: Session
 ) -> tuple[Outcome, dict[str, float]]:
     """Render the router's intended state and run deploy_config on it in a fresh Nornir."""
-    from vpop.network.templates import render_router
+    from vpop.network.service import render_router
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -302,8 +301,7 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
         if not rolled_back:
             status_for_orders = OrderStatus.UNKNOWN
     if status_for_orders is OrderStatus.UNKNOWN:
-        for hook in on_reconcile_needed:
-            hook(router)
+        emit(reconcile_needed, router)
     _notify_final(final_ids)
     return run_id
 
@@ -397,8 +395,4 @@ def _explain(err: BaseException | None, router: str) -> str:
 
 def _notify_final(order_ids: list[int]) -> None:
     for order_id in order_ids:
-        for hook in on_order_final:
-            try:
-                hook(order_id)
-            except Exception:  # a hook must never undo a recorded outcome
-                log.exception("order-final hook failed for order %s", order_id)
+        emit(order_finished, order_id)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vpop.catalogue.models import Isp, Line, Selection
+from vpop.catalogue.service import Isp, Line, Selection
 from vpop.core.errors import ConfigError
 
 INSTANCE_PREFIX = "vpop-"

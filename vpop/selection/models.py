@@ -21,7 +21,7 @@ from sqlalchemy.orm import (
     relationship,
 )
 
-from vpop.catalogue.models import Line
+from vpop.catalogue.service import Line
 from vpop.core.db import Base, UTCDateTime
 from vpop.core.time import utcnow
 

@@ -8,13 +8,12 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from vpop.catalogue.models import Isp, Subscriber
+from vpop.catalogue.service import Isp, Subscriber
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import NotFound
 from vpop.core.time import iso
-from vpop.monitoring.models import QosSample
-from vpop.monitoring.qos import current_qos, empty_qos
+from vpop.monitoring.service import QosSample, current_qos, empty_qos
 from vpop.selection.service import Forbidden
 from webhooks.api.common import _limit, _query_args, _window, bp
 from webhooks.auth import authenticate

@@ -27,8 +27,7 @@ from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
 from vpop.core.time import TIME_CODE, as_utc, iso, parse_time, utcnow
 from vpop.leasing import service as leasing
-from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.leasing.utilisation import KINDS, percentile_95
+from vpop.leasing.service import KINDS, Lease, UtilisationEvent, UtilisationSample, percentile_95
 from vpop.selection.service import Caller, Forbidden
 from webhooks.api.common import (
     MAX_ID,

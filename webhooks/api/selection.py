@@ -12,9 +12,16 @@ from sqlalchemy.orm import Session
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
-from vpop.identity.models import ApiToken
-from vpop.selection.models import Order, Run
-from vpop.selection.service import Caller, Forbidden, SelectionRequest, order_view, submit_selection
+from vpop.identity.service import ApiToken
+from vpop.selection.service import (
+    Caller,
+    Forbidden,
+    Order,
+    Run,
+    SelectionRequest,
+    order_view,
+    submit_selection,
+)
 from webhooks.api.common import (
     MAX_ID,
     Field,

@@ -44,20 +44,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
-from vpop.catalogue.models import Isp, Line, Subscriber
+from vpop.catalogue.service import Isp, Line, Subscriber
 from vpop.core import validate
 from vpop.core.audit import AuditEntry, audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
 from vpop.core.time import as_utc, utcnow
-from vpop.identity.models import ApiToken, User
-from vpop.identity.users import ROLES, authenticate
+from vpop.identity.service import ROLES, ApiToken, User, authenticate
 from vpop.leasing import service as leasing
-from vpop.leasing.models import Lease, UtilisationEvent
-from vpop.monitoring.models import Rollup
-from vpop.selection.models import Order, OrderStatus, Run
-from vpop.selection.portal_links import DEFAULT_TTL, make_token
-from vpop.selection.service import Caller, order_view, submit_selection
+from vpop.leasing.service import Lease, UtilisationEvent
+from vpop.monitoring.service import Rollup
+from vpop.selection.service import (
+    DEFAULT_TTL,
+    Caller,
+    Order,
+    OrderStatus,
+    Run,
+    make_token,
+    order_view,
+    submit_selection,
+)
 from webhooks.api.common import MAX_ID
 from webhooks.api.leasing import event_view
 from webhooks.api.selection import run_view

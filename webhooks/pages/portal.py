@@ -49,17 +49,27 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from vpop.catalogue.models import Isp, Line, Subscriber
+from vpop.catalogue.service import Isp, Line, Subscriber
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
 from vpop.core.time import as_utc, utcnow
-from vpop.monitoring.models import Rollup
-from vpop.monitoring.qos import QOS_FIGURES
-from vpop.selection.models import Order, OrderStatus
-from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, read_token
-from vpop.selection.recommend import Candidate, Recommendation, format_figure, recommend
-from vpop.selection.service import Caller, SelectionRequest, order_view, submit_selection
+from vpop.monitoring.service import QOS_FIGURES, Rollup
+from vpop.selection.service import (
+    DEFAULT_TTL,
+    Caller,
+    Candidate,
+    LinkRefused,
+    Order,
+    OrderStatus,
+    Recommendation,
+    SelectionRequest,
+    format_figure,
+    order_view,
+    read_token,
+    recommend,
+    submit_selection,
+)
 from webhooks.api.catalogue import list_isps
 from webhooks.api.common import MAX_ID
 from webhooks.api.selection import _enqueue

@@ -9,7 +9,7 @@ from alembic.config import Config
 
 from vpop.core.settings import load_settings
 
-MIGRATIONS = Path(__file__).resolve().parent
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str | None = None) -> Config:
