@@ -11,7 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAINS = (
-    "catalogue", "selection", "network", "monitoring", "leasing", "identity", "reports", "lab"
+    "catalogue",
+    "selection",
+    "network",
+    "monitoring",
+    "leasing",
+    "identity",
+    "reports",
+    "lab",
 )
 
 

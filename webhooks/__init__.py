@@ -16,8 +16,9 @@ from webhooks import auth, problems
 from webhooks.api.common import bp as api_bp
 from webhooks.health import bp as health_bp
 from webhooks.metrics import bp as metrics_bp
-from webhooks.pages import portal
-from webhooks.pages.noc import bp as noc_bp
+from webhooks.pages import helpers as pages
+from webhooks.pages import noc, noc_login
+from webhooks.pages.noc_common import bp as noc_bp
 from webhooks.pages.portal import bp as portal_bp
 
 
@@ -36,10 +37,13 @@ def enqueue_lease(lease_id: int) -> None:
     vpop.jobs.queue.enqueue_lease(lease_id)
 
 
+ROUTE_MODULES = (noc, noc_login)  # importing them registers their routes on the NOC blueprint
+
+
 def render_error(err: Exception) -> Response:
     """The one error handler: an HTML page on the portal and NOC pages, else problem+json."""
-    if portal.is_page_request():
-        return portal.render_error_page(err)
+    if pages.is_page_request():
+        return pages.render_error_page(err)
     return problems.render_problem(err)
 
 

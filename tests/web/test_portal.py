@@ -16,7 +16,7 @@ from tests.web.helpers import SECRET_KEY, hidden_fields, order_count, text
 from vpop.core.db import session_scope
 from vpop.selection.models import Order, OrderStatus
 from vpop.selection.portal_links import SALT, make_token
-from webhooks.pages.portal import plain_words
+from webhooks.pages.order_words import plain_words
 
 
 def choose_fields(client: FlaskClient, isp: str, path: str = "/") -> dict[str, str]:

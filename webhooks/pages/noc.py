@@ -21,23 +21,18 @@ The pages use the API's own views (:func:`webhooks.api.run_view`,
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import (
-    Blueprint,
     Response,
     current_app,
     flash,
-    g,
     make_response,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from sqlalchemy import select
@@ -50,13 +45,12 @@ from vpop.core.audit import AuditEntry, audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
 from vpop.core.time import as_utc, utcnow
-from vpop.identity.service import ROLES, ApiToken, User, authenticate
+from vpop.identity.service import ApiToken
 from vpop.leasing import service as leasing
 from vpop.leasing.service import Lease, UtilisationEvent
 from vpop.monitoring.service import Rollup
 from vpop.selection.service import (
     DEFAULT_TTL,
-    Caller,
     Order,
     OrderStatus,
     Run,
@@ -68,35 +62,24 @@ from webhooks.api.common import MAX_ID
 from webhooks.api.leasing import event_view
 from webhooks.api.selection import run_view
 from webhooks.pages import csrf, svg
-from webhooks.pages.portal import (
+from webhooks.pages.helpers import (
     check_form_fields,
     enqueue,
     form_key,
     new_form_key,
-    security_headers,
     selection_for_line,
     single_form_value,
 )
-
-bp = Blueprint("noc", __name__, url_prefix="/noc")
-
+from webhooks.pages.noc_common import _actor, _caller, _url, bp
 
 PAGE_SIZE = 50
 
-
 AUDIT_PAGE_SIZE = 100
-
 
 CHART_WINDOW = timedelta(hours=24)
 
 
 CHART_GAP_SECONDS = 15 * 60
-
-
-SESSION_USER = "user"
-
-
-PUBLIC_ENDPOINTS = ("noc.login_form", "noc.login")
 
 
 ORDER_STATUSES = tuple(status.value for status in OrderStatus)
@@ -105,161 +88,12 @@ ORDER_STATUSES = tuple(status.value for status in OrderStatus)
 ACTION_FIELDS = ("csrf_token", "form_key")
 
 
-bp.after_request(security_headers)
-
-
 def _enqueue_reconcile(router: str) -> None:
     """The default ``RECONCILE``: queue a reconcile of the router now."""
     # imported here: opening the queue's storage is a side effect tests avoid
     import vpop.jobs.queue
 
     vpop.jobs.queue.enqueue_reconcile(router, delay=0)
-
-
-@bp.before_request
-def require_login() -> BaseResponse | None:
-    """Let only signed-in, enabled ``noc``/``admin`` users past the sign-in form."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    username = session.get(SESSION_USER)
-    user = None
-    if isinstance(username, str):
-        with session_scope(current_app.config["DATABASE_URL"]) as db:
-            found = db.scalars(select(User).where(User.username == username)).first()
-            if found is not None and found.disabled_at is None and found.role in ROLES:
-                user = {"username": found.username, "role": found.role}
-    if user is None:
-        session.pop(SESSION_USER, None)
-        target = request.full_path.rstrip("?") if request.method == "GET" else "/noc/"
-        return redirect(url_for("noc.login_form", next=target), code=303)
-    g.noc_user = user
-    return None
-
-
-@bp.context_processor
-def _page_globals() -> dict[str, Any]:
-    return {"user": g.get("noc_user")}
-
-
-def _actor() -> str:
-    return f"user:{g.noc_user['username']}"
-
-
-def _caller() -> Caller:
-    return Caller(name=_actor(), role=g.noc_user["role"])
-
-
-def _url() -> str:
-    url: str = current_app.config["DATABASE_URL"]
-    return url
-
-
-@bp.get("/login")
-def login_form() -> Response:
-    """The sign-in form."""
-    return _login_page(None, 200)
-
-
-@bp.post("/login")
-def login() -> BaseResponse:
-    """Check the name and password; on success start a fresh session."""
-    csrf.protect()
-    try:
-        check_form_fields(("csrf_token", "username", "password", "next"))
-        username = single_form_value("username") or ""
-        password = single_form_value("password") or ""
-        target = single_form_value("next") or ""
-    except BadInput as err:
-        return _login_page(err.message, 400)
-    if not username or not password:
-        return _login_page("enter your user name and password", 422)
-    throttle_key = (username[:64], request.remote_addr or "")
-    if _throttled(throttle_key):
-        return _login_page(
-            f"too many failed sign-ins; wait {LOGIN_WINDOW // 60} minutes and try again", 429
-        )
-    with session_scope(_url()) as db:
-        user = authenticate(db, username[:64], password[:1024])
-        if user is not None and user.role in ROLES:
-            audit(db, f"user:{user.username}", "user.login", f"user:{user.username}")
-            name = user.username
-        else:
-            name = None
-    if name is None:
-        current_app.logger.warning(
-            "NOC sign-in refused for %r from %s", username[:64], request.remote_addr
-        )
-        _record_failure(throttle_key)
-        return _login_page("wrong user name or password", 401)
-    with _failures_lock:
-        _failures().pop(throttle_key, None)
-    session.clear()  # a new session: nothing from before the sign-in carries over
-    session.permanent = True
-    session[SESSION_USER] = name
-    csrf.rotate()
-    return redirect(_safe_next(target), code=303)
-
-
-LOGIN_FAILURES = 5  # failed sign-ins per user name and address ...
-
-
-LOGIN_WINDOW = 300  # ... within this many seconds, before sign-in is refused for a while
-
-
-_failures_lock = threading.Lock()
-
-
-def _failures() -> dict[tuple[str, str], list[float]]:
-    """This app's recent failed sign-ins (per process; each app has its own)."""
-    table: dict[tuple[str, str], list[float]] = current_app.extensions.setdefault(
-        "vpop_login_failures", {}
-    )
-    return table
-
-
-def _recent(key: tuple[str, str], now: float) -> list[float]:
-    return [t for t in _failures().get(key, []) if now - t < LOGIN_WINDOW]
-
-
-def _throttled(key: tuple[str, str]) -> bool:
-    """True when this user name from this address failed too often lately."""
-    with _failures_lock:
-        return len(_recent(key, time.monotonic())) >= LOGIN_FAILURES
-
-
-def _record_failure(key: tuple[str, str]) -> None:
-    now = time.monotonic()
-    with _failures_lock:
-        table = _failures()
-        table[key] = [*_recent(key, now), now]
-        if len(table) > 10_000:  # bounded memory under a spray of names
-            table.clear()
-
-
-@bp.post("/logout")
-def logout() -> BaseResponse:
-    """End the session."""
-    csrf.protect()
-    session.clear()
-    return redirect(url_for("noc.login_form"), code=303)
-
-
-def _login_page(error: str | None, status: int) -> Response:
-    target = request.values.get("next", "")
-    return make_response(
-        render_template("noc/login.html", error=error, next=_safe_next(target)), status
-    )
-
-
-def _safe_next(target: str) -> str:
-    """Where to go after signing in: only a path under /noc on this site (no open redirect)."""
-    if (
-        (target == "/noc" or target.startswith("/noc/"))
-        and "\\" not in target
-        and "//" not in target
-    ):
-        return target
-    return url_for("noc.orders")
 
 
 @bp.get("/")

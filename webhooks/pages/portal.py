@@ -24,7 +24,6 @@ error page, security headers, template filters and the line-to-request mapping.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +45,6 @@ from flask.sansio.blueprints import BlueprintSetupState
 from jinja2 import StrictUndefined
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from vpop.catalogue.service import Isp, Line, Subscriber
@@ -61,9 +59,7 @@ from vpop.selection.service import (
     Candidate,
     LinkRefused,
     Order,
-    OrderStatus,
     Recommendation,
-    SelectionRequest,
     format_figure,
     order_view,
     read_token,
@@ -72,16 +68,26 @@ from vpop.selection.service import (
 )
 from webhooks.api.catalogue import list_isps
 from webhooks.api.common import MAX_ID
-from webhooks.api.selection import _enqueue
-from webhooks.auth import MESSAGE_ID
 from webhooks.pages import csrf, svg
+from webhooks.pages.helpers import (
+    age_filter,
+    check_form_fields,
+    csrf_token,
+    enqueue,
+    form_key,
+    money_filter,
+    new_form_key,
+    security_headers,
+    selection_for_line,
+    single_form_value,
+    utc_filter,
+)
+from webhooks.pages.order_words import plain_words
 from webhooks.problems import Problem
 
 bp = Blueprint("portal", __name__)
 
-
 SPARK_WINDOW = timedelta(hours=24)
-
 
 # a rollup bucket is 5 minutes; a longer hole in a series is drawn as a gap
 SPARK_GAP_SECONDS = 15 * 60
@@ -105,34 +111,6 @@ SESSION_ORDERS = "orders"
 
 
 SESSION_ORDERS_KEPT = 20
-
-
-PAGE_BLUEPRINTS = ("portal", "noc")
-
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    # a portal link carries its token in the URL: never hand it to another site
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-
-ERROR_TITLES = {
-    400: "This form could not be accepted",
-    401: "Please sign in",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not possible here",
-    413: "Too much data",
-    422: "Please check what you entered",
-    500: "Something went wrong on our side",
-}
 
 
 @dataclass(frozen=True)
@@ -167,161 +145,6 @@ def _configure_templates(state: BlueprintSetupState) -> None:
     env.undefined = StrictUndefined
     env.trim_blocks = True
     env.lstrip_blocks = True
-
-
-def is_page_request() -> bool:
-    """Whether the current request belongs to the HTML pages (so errors are HTML too).
-
-    The portal and NOC blueprints' routes, and paths under them that matched no route (an
-    unknown order URL, a wrong method on ``/``); everything else keeps problem+json.
-    """
-    if request.blueprint in PAGE_BLUEPRINTS:
-        return True
-    path = request.path
-    return path in ("/", "/choose", "/noc") or path.startswith(("/noc/", "/orders/"))
-
-
-def security_headers(response: BaseResponse) -> BaseResponse:
-    """Add the pages' security headers (CSP, no framing, no referrer, no caching)."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
-def render_error_page(err: Exception) -> Response:
-    """An HTML page for an error on a page route: what happened, what to do, the code.
-
-    Args:
-        err: A :class:`~webhooks.problems.Problem`, a :class:`~vpop.errors.VpopError` or a
-            Werkzeug ``HTTPException``; anything else is a bare 500.
-
-    Returns:
-        The response, with the error's status and headers.
-    """
-    problem = Problem.from_exception(err)
-    if problem.status >= 500 and not isinstance(err, HTTPException):
-        current_app.logger.error("%s: %s", problem.code, err, exc_info=err)
-    in_noc = request.path == "/noc" or request.path.startswith("/noc/")
-    body = render_template(
-        "error.html",
-        status=problem.status,
-        heading=ERROR_TITLES.get(problem.status, problem.title),
-        detail=problem.detail,
-        code=problem.code,
-        back_url="/noc/" if in_noc else url_for("portal.index"),
-        back_label="Back to the NOC pages" if in_noc else "Back to the ISP list",
-    )
-    response = make_response(body, problem.status)
-    for key, value in problem.headers.items():
-        if key.lower() != "www-authenticate":  # a browser would prompt for a bearer token
-            response.headers[key] = value
-    security_headers(response)
-    return response
-
-
-def selection_for_line(line: Line, isp: str, *, dry_run: bool = False) -> SelectionRequest:
-    """The selection request that names exactly this line.
-
-    A line is named by its circuit id, calling number or access id (whichever it has, in that
-    order), else by its subscriber when it is the subscriber's first line.
-
-    Raises:
-        BadInput: the line has no identifier and is not its subscriber's first line.
-    """
-    if line.circuit_id is not None:
-        return SelectionRequest(isp=isp, circuit_id=line.circuit_id, dry_run=dry_run)
-    if line.calling_number is not None:
-        return SelectionRequest(isp=isp, calling_number=line.calling_number, dry_run=dry_run)
-    if line.access_id is not None:
-        return SelectionRequest(isp=isp, access_id=line.access_id, dry_run=dry_run)
-    if line.subscriber.lines and line.subscriber.lines[0].id == line.id:
-        return SelectionRequest(isp=isp, subscriber=line.subscriber_id, dry_run=dry_run)
-    raise BadInput(
-        f"line {line.id} has no circuit id, calling number or access id to name it by",
-        code="VPOP-400-LINE-ID",
-    )
-
-
-def new_form_key() -> str:
-    """A one-time key for a form: sent twice (a double click), it makes one order."""
-    return "form-" + secrets.token_urlsafe(16)  # starts with a letter, as keys must
-
-
-def form_key(raw: str | None) -> str | None:
-    """The form's one-time key, checked like an ``Idempotency-Key`` header.
-
-    Raises:
-        BadInput: the key is not 1-200 characters of ``A-Z a-z 0-9 _ . : ~ -``.
-    """
-    if raw is None or raw == "":
-        return None
-    if not MESSAGE_ID.fullmatch(raw):
-        raise BadInput("the form is damaged (its form key is malformed); reload the page")
-    return raw
-
-
-def single_form_value(name: str) -> str | None:
-    """A form field sent at most once; None when absent.
-
-    Raises:
-        BadInput: the field is repeated.
-    """
-    values = request.form.getlist(name)
-    if len(values) > 1:
-        raise BadInput(f"the form field {name} is repeated", code="VPOP-400-TYPE")
-    return values[0] if values else None
-
-
-def check_form_fields(allowed: Sequence[str]) -> None:
-    """Refuse fields the form does not have (a tampered form, not a typo to guess at).
-
-    Raises:
-        BadInput: an unknown field.
-    """
-    for name in request.form:
-        if name not in allowed:
-            raise BadInput(
-                f"the form has no field {name[:40]!r}; reload the page",
-                code="VPOP-400-UNKNOWN-FIELD",
-            )
-
-
-def enqueue(router: str) -> None:
-    """Hand the router to the queue after an order is committed (as the API does)."""
-    _enqueue(router)
-
-
-@bp.app_template_filter("age")
-def age_filter(seconds: float | None) -> str:
-    """``4 s ago``, ``3 min ago``, ``2 h ago``; ``not measured`` for None."""
-    if seconds is None:
-        return "not measured"
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.0f} h ago"
-
-
-@bp.app_template_filter("money")
-def money_filter(minor: int, currency: str) -> str:
-    """``45.00 EUR`` from integer minor units."""
-    return f"{minor / 100:.2f} {currency}"
-
-
-@bp.app_template_filter("utc")
-def utc_filter(value: datetime | str | None) -> str:
-    """``2025-06-01 12:00:03 UTC`` from a datetime or an ISO 8601 string; ``-`` for None."""
-    if value is None:
-        return "-"
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return as_utc(when).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@bp.app_template_global("csrf_token")
-def csrf_token() -> str:
-    """The session's CSRF token, for the hidden field of every form."""
-    return csrf.token()
 
 
 bp.after_request(security_headers)
@@ -617,74 +440,7 @@ def _order_words(order_id: int) -> tuple[dict[str, Any], dict[str, str]]:
     return view, plain_words(view, names, current)
 
 
-def plain_words(
-    view: Mapping[str, Any], names: Mapping[str, str], current: str | None
-) -> dict[str, str]:
-    """What an order's state means to the subscriber, and what to do.
-
-    Args:
-        view: The order (:func:`vpop.orders.order_view`).
-        names: ISP ids to display names.
-        current: The ISP the line uses now (confirmed), or None for the default.
-
-    Returns:
-        ``headline``, ``detail``, ``advice`` (empty when nothing is to be done) and ``tone``
-        (``progress``, ``success`` or ``failure``, for styling).
-    """
-    wanted = names.get(view["isp"], view["isp"])
-    now_on = names.get(current, current) if current else "the network's default ISP"
-    status = view["status"]
-    if status == OrderStatus.DONE_SUCCESS:
-        if view["dry_run"]:
-            return _words(
-                "Checked", f"A switch to {wanted} was checked; nothing changed.", "", "success"
-            )
-        return _words(
-            "Done",
-            f"Your line now uses {wanted}. New connections go through {wanted} from now on.",
-            "",
-            "success",
-        )
-    if status == OrderStatus.DONE_FAILED:
-        return _words(
-            "Not switched",
-            f"The switch to {wanted} did not work, so nothing changed for you: your line "
-            f"still uses {now_on}.",
-            f"Try again in a few minutes. If it fails again, contact support and quote order "
-            f"{view['order']}.",
-            "failure",
-        )
-    if status == OrderStatus.RECONCILED:
-        return _words(
-            "Not switched",
-            f"The network could not confirm the switch to {wanted} and put your line back on "
-            f"{now_on}.",
-            "Choose the ISP again from the list. If it keeps happening, contact support and "
-            f"quote order {view['order']}.",
-            "failure",
-        )
-    if status == OrderStatus.UNKNOWN:
-        return _words(
-            "Checking",
-            f"The switch to {wanted} was interrupted; the network is checking your line and "
-            "will put it right by itself.",
-            "Keep this page open: it updates by itself.",
-            "progress",
-        )
-    if status == OrderStatus.RUNNING:
-        return _words(
-            "Switching",
-            f"Your line is being moved to {wanted} now.",
-            "Keep this page open: it updates by itself.",
-            "progress",
-        )
-    return _words(
-        "Received",
-        f"Your choice of {wanted} is received and waiting for its turn.",
-        "Keep this page open: it updates by itself.",
-        "progress",
-    )
-
-
-def _words(headline: str, detail: str, advice: str, tone: str) -> dict[str, str]:
-    return {"headline": headline, "detail": detail, "advice": advice, "tone": tone}
+bp.add_app_template_filter(age_filter, "age")
+bp.add_app_template_filter(money_filter, "money")
+bp.add_app_template_filter(utc_filter, "utc")
+bp.add_app_template_global(csrf_token, "csrf_token")
