@@ -25,10 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vpop.core.errors import LabError
-from vpop.core.settings import PROJECT_ROOT, load_settings
+from vpop.core.settings import load_settings
+from vpop.lab.inventory import write_inventory
 from vpop.lab.processes import (
     _checkpoint,
     _free_port,
@@ -253,7 +252,7 @@ class Lab:
             "uplinks": [asdict(u) for u in topo.uplinks],
             "default_isp": DEFAULT_ISP,
         }
-        self._write_inventory(topo, ports)
+        write_inventory(self.dir / "hosts.yaml", topo, ports)
         return state
 
     def _start_router(self, topo: Topology, router: str, port: int) -> list[tuple[str, int]]:
@@ -459,31 +458,6 @@ class Lab:
             ]
         )
 
-    def _write_inventory(self, topo: Topology, ports: dict[str, int]) -> None:
-        hosts: dict[str, Any] = {}
-        for router in topo.routers:
-            hosts[router] = {
-                "hostname": "127.0.0.1",
-                "port": ports[router],
-                "groups": ["frr", "lab"],
-                "data": {
-                    "default_isp": DEFAULT_ISP,
-                    "uplinks": {
-                        u.isp: {
-                            "interface": u.interface,
-                            "address": u.address,
-                            "next_hop": u.next_hop,
-                        }
-                        for u in topo.uplinks
-                        if u.router == router
-                    },
-                },
-            }
-        (self.dir / "hosts.yaml").write_text(
-            "# written by `vpop lab up`; removed by `vpop lab down`\n"
-            + yaml.safe_dump(hosts, sort_keys=True)
-        )
-
     # ---- inspection --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """What is up: nodes, namespaces, management ports, and stray namespaces."""
@@ -518,8 +492,3 @@ class Lab:
             check=False,
             env=env,
         ).returncode
-
-
-def default_inventory_groups() -> Path:
-    """The repository's groups file, for tools that need it without Nornir."""
-    return PROJECT_ROOT / "inventory" / "groups.yaml"
