@@ -137,3 +137,19 @@ def test_poll_bulk_insert_works_on_postgresql(seeded: str) -> None:
         stored = session.scalars(select(CounterSample).where(CounterSample.name == "b7")).one()
         assert (stored.tx_bytes, stored.rx_bps, stored.at) == (14, 56.0, now)
         assert session.scalar(select(func.count(CounterSample.id))) == 50
+
+
+def test_the_largest_accepted_price_is_stored_on_postgresql(seeded: str) -> None:
+    from vpop.leasing.models import Lease
+
+    largest = 10**12  # the most create_lease accepts for price_minor
+    with session_scope(seeded) as session:
+        session.add(
+            Lease(
+                isp_id="isp-b", router="rc1", uplink="isp-b", committed_mbps=10, price_minor=largest
+            )
+        )
+        session.add(Plan(isp_id="isp-b", name="Gold", speed_mbps=1000, monthly_price_minor=largest))
+    with session_scope(seeded) as session:
+        assert session.scalar(select(func.max(Lease.price_minor))) == largest
+        assert session.scalar(select(func.max(Plan.monthly_price_minor))) == largest

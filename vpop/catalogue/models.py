@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     Integer,
     String,
@@ -43,7 +44,7 @@ class Plan(Base):
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
     name: Mapped[str] = mapped_column(String(100))
     speed_mbps: Mapped[int] = mapped_column(Integer)
-    monthly_price_minor: Mapped[int] = mapped_column(Integer)
+    monthly_price_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     isp: Mapped[Isp] = relationship(back_populates="plans")
 

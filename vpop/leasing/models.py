@@ -35,7 +35,7 @@ class Lease(Base):
     uplink: Mapped[str] = mapped_column(String(64))
     committed_mbps: Mapped[int] = mapped_column(Integer)
     peak_pct: Mapped[int] = mapped_column(Integer, default=125)
-    price_minor: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

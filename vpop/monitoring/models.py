@@ -68,8 +68,8 @@ class QosSample(Base):
     jitter_ms: Mapped[float | None] = mapped_column(Float, default=None)
     loss_pct: Mapped[float | None] = mapped_column(Float, default=None)
     throughput_mbps: Mapped[float | None] = mapped_column(Float, default=None)
-    sent: Mapped[int] = mapped_column(Integer, default=0)
-    received: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Rollup(Base):
@@ -80,7 +80,7 @@ class Rollup(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     series: Mapped[str] = mapped_column(String(120))
     bucket: Mapped[datetime] = mapped_column(UTCDateTime())
-    count: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[float] = mapped_column(Float)
     minimum: Mapped[float] = mapped_column(Float)
     maximum: Mapped[float] = mapped_column(Float)
