@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -51,12 +52,36 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in done.stdout
 
 
-def test_importing_the_queue_connects_nothing() -> None:
-    code = (
-        "import vpop.jobs.queue, vpop.selection.service as s; "
-        "print(len(list(s.order_finished.receivers)), len(list(s.reconcile_needed.receivers)))"
+SIGNALS = (
+    "vpop.selection.service:order_accepted",
+    "vpop.selection.service:order_finished",
+    "vpop.selection.service:reconcile_needed",
+    "vpop.selection.service:reconcile_requested",
+    "vpop.leasing.service:lease_changed",
+    "vpop.monitoring.service:utilisation_event",
+)
+
+
+def _receivers_after(statements: str, tmp_path: Path) -> list[str]:
+    """Run ``statements`` in a fresh interpreter whose queue is a file under ``tmp_path``;
+    print each signal's receiver count, then whether the queue file exists."""
+    counts = "; ".join(
+        f"import {module}; print(len(list({module}.{name}.receivers)))"
+        for module, name in (signal.split(":") for signal in SIGNALS)
     )
+    code = f"{statements}; {counts}; import os; print(os.path.exists({str(tmp_path / 'q')!r}))"
+    env = {**os.environ, "VPOP_QUEUE_URL": f"sqlite:///{tmp_path / 'q' / 'queue.sqlite'}"}
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=True
     )
-    assert done.stdout.split() == ["0", "0"]
+    return done.stdout.split()
+
+
+def test_importing_the_queue_connects_nothing_and_opens_nothing(tmp_path: Path) -> None:
+    imports = "import vpop.jobs.queue, vpop.jobs.wiring, webhooks; webhooks.create_app"
+    assert _receivers_after(imports, tmp_path) == ["0"] * len(SIGNALS) + ["False"]
+
+
+def test_the_wiring_connects_every_signal(tmp_path: Path) -> None:
+    wired = "import vpop.jobs.wiring as w; w.connect(); w.connect()"
+    assert _receivers_after(wired, tmp_path) == ["1"] * len(SIGNALS) + ["False"]

@@ -56,9 +56,9 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 def test_jobs_go_through_redis(redis_url: str, tmp_path: Path) -> None:
     code = (
         "import vpop.jobs.queue as q\n"
-        "from huey import RedisHuey\n"
-        "assert isinstance(q.huey, RedisHuey), type(q.huey)\n"
+        "from huey.storage import RedisStorage\n"
         "q.huey.flush()\n"
+        "assert isinstance(q.opened_storage(), RedisStorage), q.opened_storage()\n"
         "q.enqueue_router('rc9')\n"
         "assert q.huey.pending_count() == 1\n"
         "task = q.huey.dequeue()\n"

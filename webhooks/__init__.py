@@ -21,20 +21,8 @@ from webhooks.pages import noc, noc_login
 from webhooks.pages.noc_common import bp as noc_bp
 from webhooks.pages.portal import bp as portal_bp
 
-
-def enqueue_router(router: str) -> None:
-    """The default ``ENQUEUE``: hand the router to the job queue."""
-    # imported here: opening the queue's storage is a side effect tests and tools avoid
-    import vpop.jobs.queue
-
-    vpop.jobs.queue.enqueue_router(router)
-
-
-def enqueue_lease(lease_id: int) -> None:
-    """The default ``LEASE_CHANGED``: hand the lease to the job queue for provisioning."""
-    import vpop.jobs.queue
-
-    vpop.jobs.queue.enqueue_lease(lease_id)
+# hooks that used to be callables in the config; a caller still passing one is told why
+REMOVED_HOOKS = ("ENQUEUE", "LEASE_CHANGED", "RECONCILE")
 
 
 ROUTE_MODULES = (noc, noc_login)  # importing them registers their routes on the NOC blueprint
@@ -57,12 +45,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             signatures, several during a rotation (default: ``VPOP_WEBHOOK_SECRETS``, may be
             empty: then only bearer tokens are accepted).
         MAX_CONTENT_LENGTH: the largest request body, in bytes (64 KiB).
-        ENQUEUE: ``(router) -> None``, called after a new order is committed
-            (default: :func:`enqueue_router`).
-        LEASE_CHANGED: ``(lease_id) -> None``, called after a lease is created or set to
-            end through the API (default: :func:`enqueue_lease`).
-        RECONCILE: ``(router) -> None``, called when NOC staff ask for a reconcile
-            (default: :func:`vpop.queue.enqueue_reconcile`, see :mod:`webhooks.noc`).
         SECRET_KEY: signs the pages' session cookie and the portal links (default:
             :func:`vpop.secrets_store.secret_key`, the key ``vpop portal-link`` uses).
         SESSION_COOKIE_SECURE: send the session cookie over HTTPS only (default False: the
@@ -74,17 +56,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     ``GET /metrics`` is served without authentication (see :mod:`webhooks.metrics`).
 
+    The app wires no side effects: the domains announce new orders, changed leases and
+    reconcile requests as signals, and the process serving the app connects them to the
+    queue once (:func:`vpop.jobs.wiring.connect`).
+
     Raises:
-        ConfigError: a webhook secret is malformed, ENQUEUE, LEASE_CHANGED or RECONCILE is
-            not callable, or SESSION_COOKIE_SAMESITE is neither Lax nor Strict.
+        ConfigError: a webhook secret is malformed, SESSION_COOKIE_SAMESITE is neither Lax
+            nor Strict, or a removed hook key (ENQUEUE, LEASE_CHANGED, RECONCILE) is given.
     """
     app = Flask(__name__)
     app.config.from_mapping(
         DATABASE_URL=load_settings().database_url,
         WEBHOOK_SECRETS="",
         MAX_CONTENT_LENGTH=64 * 1024,
-        ENQUEUE=enqueue_router,
-        LEASE_CHANGED=enqueue_lease,
         SESSION_COOKIE_NAME="vpop_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -100,12 +84,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     if app.config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict"):
         raise ConfigError("SESSION_COOKIE_SAMESITE must be Lax or Strict")
-    if not callable(app.config["ENQUEUE"]):
-        raise ConfigError("ENQUEUE must be a callable (router) -> None")
-    if not callable(app.config["LEASE_CHANGED"]):
-        raise ConfigError("LEASE_CHANGED must be a callable (lease_id) -> None")
-    if "RECONCILE" in app.config and not callable(app.config["RECONCILE"]):
-        raise ConfigError("RECONCILE must be a callable (router) -> None")
+    for removed in REMOVED_HOOKS:
+        if removed in app.config:
+            raise ConfigError(
+                f"{removed} is no longer a config key: side effects are signals connected by "
+                "vpop.jobs.wiring.connect() (tests connect their own receivers)"
+            )
     app.extensions[auth.EXTENSION] = auth.load_webhook_secrets(app.config["WEBHOOK_SECRETS"])
     # problems.register's handler, except on the pages, which answer with HTML
     for exc_type in (problems.Problem, VpopError, HTTPException):

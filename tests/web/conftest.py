@@ -19,6 +19,7 @@ from vpop.core.time import utcnow
 from vpop.identity.users import create_user
 from vpop.monitoring.models import QosSample, Rollup
 from vpop.monitoring.rollups import bucket_start, series_name
+from vpop.selection.service import order_accepted, reconcile_requested
 from webhooks import create_app
 
 # per ISP: latency, jitter, loss, throughput (isp-b is the quickest, isp-c the fastest)
@@ -109,27 +110,29 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def enqueued() -> list[str]:
-    """Routers handed to ENQUEUE, in order."""
-    return []
+def enqueued() -> Iterator[list[str]]:
+    """Routers announced by ``order_accepted`` (what the wiring queues), in order."""
+    seen: list[str] = []
+    with order_accepted.connected_to(seen.append):
+        yield seen
 
 
 @pytest.fixture
-def reconciles() -> list[str]:
-    """Routers handed to RECONCILE, in order."""
-    return []
+def reconciles() -> Iterator[list[str]]:
+    """Routers announced by ``reconcile_requested`` (NOC asked), in order."""
+    seen: list[str] = []
+    with reconcile_requested.connected_to(seen.append):
+        yield seen
 
 
 @pytest.fixture
 def app(database_url: str, enqueued: list[str], reconciles: list[str]) -> Flask:
-    """The app on the test database, with a fixed secret key and recording hooks."""
+    """The app on the test database, with a fixed secret key (the fixtures record signals)."""
     return create_app(
         {
             "TESTING": True,
             "DATABASE_URL": database_url,
             "SECRET_KEY": SECRET_KEY,
-            "ENQUEUE": enqueued.append,
-            "RECONCILE": reconciles.append,
         }
     )
 

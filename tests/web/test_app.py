@@ -46,6 +46,6 @@ def test_the_cookie_stays_http_only_and_same_site(database_url: str) -> None:
         )
 
 
-def test_reconcile_must_be_callable(database_url: str) -> None:
+def test_a_reconcile_hook_in_the_config_is_refused(database_url: str) -> None:
     with pytest.raises(ConfigError, match="RECONCILE"):
         create_app({"DATABASE_URL": database_url, "SECRET_KEY": "k" * 32, "RECONCILE": "rc1"})

@@ -14,6 +14,7 @@ from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.migrate import upgrade
 from vpop.identity.tokens import create_token
+from vpop.selection.service import order_accepted
 from webhooks import create_app
 
 
@@ -67,9 +68,11 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def enqueued() -> list[str]:
-    """Routers handed to ENQUEUE, in order."""
-    return []
+def enqueued() -> Iterator[list[str]]:
+    """Routers announced by ``order_accepted`` (what the wiring queues), in order."""
+    seen: list[str] = []
+    with order_accepted.connected_to(seen.append):
+        yield seen
 
 
 @pytest.fixture
@@ -80,7 +83,6 @@ def app(database_url: str, enqueued: list[str]) -> Flask:
             "TESTING": True,
             "DATABASE_URL": database_url,
             "WEBHOOK_SECRETS": ",".join(SECRETS),
-            "ENQUEUE": enqueued.append,
         }
     )
 

@@ -19,6 +19,7 @@ from vpop.core.audit import AuditEntry
 from vpop.core.db import get_engine, session_scope
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.service import lease_changed
 from vpop.monitoring.models import QosSample
 from webhooks import create_app
 from webhooks.api import leasing as api
@@ -53,21 +54,21 @@ def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def lease_changes() -> list[int]:
-    """Lease ids handed to LEASE_CHANGED, in order."""
-    return []
+def lease_changes() -> Iterator[list[int]]:
+    """Lease ids announced by ``lease_changed`` (what the wiring queues), in order."""
+    seen: list[int] = []
+    with lease_changed.connected_to(seen.append):
+        yield seen
 
 
 @pytest.fixture
 def app(database_url: str, enqueued: list[str], lease_changes: list[int]) -> Flask:
-    """The app with recording ENQUEUE and LEASE_CHANGED (the queue is never opened)."""
+    """The app; the fixtures record its signals (the queue is never opened)."""
     return create_app(
         {
             "TESTING": True,
             "DATABASE_URL": database_url,
             "WEBHOOK_SECRETS": ",".join(SECRETS),
-            "ENQUEUE": enqueued.append,
-            "LEASE_CHANGED": lease_changes.append,
         }
     )
 
@@ -552,8 +553,9 @@ def test_a_failing_lease_changed_still_answers_201(
     def broken(_lease_id: int) -> None:
         raise ConnectionError("queue down")
 
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "LEASE_CHANGED": broken})
-    response = app.test_client().post("/api/v1/leases", json=LEASE_BODY, headers=admin_headers)
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    with lease_changed.connected_to(broken):
+        response = app.test_client().post("/api/v1/leases", json=LEASE_BODY, headers=admin_headers)
     assert response.status_code == 201
     assert lease_count(database_url) == 1
 

@@ -15,6 +15,7 @@ from tests.webhooks.helpers import assert_problem, bearer, order_count, post_sig
 from vpop.core.audit import AuditEntry
 from vpop.core.db import session_scope
 from vpop.selection.models import IdempotencyRecord, Order
+from vpop.selection.service import order_accepted
 
 
 def test_signed_selection_is_accepted_and_recorded(
@@ -347,15 +348,16 @@ def test_a_failing_enqueue_still_answers_202(
     def broken(router: str) -> None:
         raise ConnectionError(f"queue down for {router}")
 
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "ENQUEUE": broken})
-    response = app.test_client().post(
-        "/api/v1/selections",
-        json={"subscriber": "sub1", "isp": "isp-b"},
-        headers=bearer(tokens["admin"]),
-    )
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    with order_accepted.connected_to(broken):
+        response = app.test_client().post(
+            "/api/v1/selections",
+            json={"subscriber": "sub1", "isp": "isp-b"},
+            headers=bearer(tokens["admin"]),
+        )
     assert response.status_code == 202
     assert order_count(database_url) == 1
-    assert "could not enqueue router rc1" in caplog.text
+    assert "receiver of order-accepted failed for 'rc1'" in caplog.text
 
 
 # ---- bearer callers ----

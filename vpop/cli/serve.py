@@ -37,13 +37,13 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
     from vpop.jobs.scheduler import Monitor, Sweeper
     from vpop.monitoring.service import routers
 
+    wiring.connect()  # before the first request: an accepted order is queued at once
     app = create_app()
     servers = [make_server(host, port, app, threaded=True)]
     if portal:
         servers += _portal_servers(app)
     for server in servers:
         threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
-    wiring.connect()
     consumer = make_consumer(workers)
     for router in routers():  # converge on start: routing instances exist before probes
         enqueue_reconcile(router, delay=0)

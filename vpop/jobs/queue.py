@@ -17,12 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey
 from huey.consumer import Consumer, Worker
 from huey.exceptions import TaskLockedException
+from huey.storage import BaseStorage, RedisStorage, SqliteStorage
 from sqlalchemy import func, select
 
 from vpop.core.db import session_scope
+from vpop.core.errors import ConfigError
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 from vpop.selection import service as engine
@@ -41,18 +43,49 @@ STALE_AFTER = timedelta(seconds=10)
 ABANDONED_AFTER = timedelta(minutes=5)
 
 
-def _make_huey() -> Huey:
+def _open_storage(name: str) -> BaseStorage:
+    """The storage ``VPOP_QUEUE_URL`` names, opened now."""
     url = load_settings().queue_url
     if url.startswith("redis://"):
-        return RedisHuey("vpop", url=url)
+        return RedisStorage(name, url=url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey("vpop", filename=str(path), timeout=30)
-    raise ValueError(f"VPOP_QUEUE_URL must be sqlite:///PATH or redis://..., not {url!r}")
+        return SqliteStorage(name, filename=str(path), timeout=30)
+    raise ConfigError(f"VPOP_QUEUE_URL must be sqlite:///PATH or redis://..., not {url!r}")
 
 
-huey = _make_huey()
+class _LazyStorage:
+    """Huey's storage, opened on first use rather than when this module is imported.
+
+    Huey builds its storage in its constructor, and the tasks below need the ``huey`` object
+    at import time; this stand-in lets importing the queue (the CLI, the API, tests) open
+    no file and no connection until a job is really queued or consumed.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._storage: BaseStorage | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> BaseStorage:
+        with self._lock:
+            if self._storage is None:
+                self._storage = _open_storage(self._name)
+            return self._storage
+
+    def __getattr__(self, attr: str) -> Any:
+        storage = self.__dict__.get("_storage") or self._open()
+        return getattr(storage, attr)
+
+
+huey = Huey("vpop", storage_class=_LazyStorage)
+
+
+def opened_storage() -> BaseStorage | None:
+    """The queue's storage if this process has opened it yet, else None."""
+    storage: _LazyStorage = huey.storage
+    return storage.__dict__.get("_storage")
 
 
 _wake = threading.Event()

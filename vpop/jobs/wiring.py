@@ -1,27 +1,53 @@
 """The one place side effects are wired: each domain's signals to the jobs that follow them.
 
-Called once by the processes that run the engine and the monitors (``vpop serve``,
-``vpop worker``, benchmarks); importing a domain, the queue or this module connects nothing.
-Connecting twice is harmless: blinker keeps one connection per receiver.
+Called once by the processes that serve the API or run the engine and the monitors
+(``vpop serve``, ``vpop worker``, benchmarks); importing a domain, the queue, the app or this
+module connects nothing. Connecting twice is harmless: blinker keeps one connection per
+receiver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from blinker import NamedSignal
+
 from vpop.jobs import queue
+from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
-from vpop.selection.service import order_finished, reconcile_needed
+from vpop.selection.service import (
+    order_accepted,
+    order_finished,
+    reconcile_needed,
+    reconcile_requested,
+)
+
+
+def reconcile_now(router: str) -> None:
+    """Queue a reconcile that NOC staff asked for, without the usual settling delay."""
+    queue.enqueue_reconcile(router, delay=0)
+
+
+RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
+    (order_accepted, queue.enqueue_router),
+    (order_finished, queue.enqueue_callback),
+    (reconcile_needed, queue.enqueue_reconcile),
+    (reconcile_requested, reconcile_now),
+    (lease_changed, queue.enqueue_lease),
+    (utilisation_event, queue.enqueue_event_callback),
+)
 
 
 def connect() -> None:
-    """Connect every receiver: callbacks for finished orders and utilisation events, and a
-    reconcile for a router whose state became uncertain."""
-    order_finished.connect(queue.enqueue_callback, weak=False)
-    reconcile_needed.connect(queue.enqueue_reconcile, weak=False)
-    utilisation_event.connect(queue.enqueue_event_callback, weak=False)
+    """Connect every receiver: a new order or a changed lease is queued for its router,
+    finished orders and utilisation events send their callbacks, and a router whose state
+    became uncertain (or that NOC staff name) is reconciled."""
+    for signal, receiver in RECEIVERS:
+        signal.connect(receiver, weak=False)
 
 
 def disconnect() -> None:
     """Undo :func:`connect` (tests, embedding processes)."""
-    order_finished.disconnect(queue.enqueue_callback)
-    reconcile_needed.disconnect(queue.enqueue_reconcile)
-    utilisation_event.disconnect(queue.enqueue_event_callback)
+    for signal, receiver in RECEIVERS:
+        signal.disconnect(receiver)

@@ -19,8 +19,10 @@ from vpop.core import validate
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
+from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease
+from vpop.leasing.signals import lease_changed
 
 
 class LeaseConflict(VpopError):
@@ -113,6 +115,7 @@ def create_lease(
         session.add(lease)
         session.flush()
         audit(session, actor, "lease.create", f"lease:{lease.id}", **lease_view(lease))
+    emit(lease_changed, lease.id)
     return lease
 
 
@@ -131,6 +134,7 @@ def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
         lease.status = "ending"
         lease.ends_at = lease.ends_at or utcnow()
         audit(session, actor, "lease.end", f"lease:{lease_id}")
+    emit(lease_changed, lease_id)
     return lease
 
 

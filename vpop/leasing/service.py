@@ -9,6 +9,7 @@ from __future__ import annotations
 from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.leases import LeaseConflict, create_lease, end_lease, lease_view, provision
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.signals import lease_changed
 from vpop.leasing.utilisation import KINDS, EventState, Rules, percentile_95, step, utilisation_pct
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "UtilisationEvent",
     "UtilisationSample",
     "create_lease",
+    "lease_changed",
     "end_lease",
     "lease_view",
     "percentile_95",

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp, Line, Subscriber
 from vpop.core.audit import audit
-from vpop.core.db import get_engine
+from vpop.core.db import get_engine, session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
+from vpop.core.signals import emit
 from vpop.selection.models import IdempotencyRecord, Order, OrderStatus
+from vpop.selection.signals import order_accepted, reconcile_requested
 
 
 class IdempotencyConflict(VpopError):
@@ -160,10 +162,19 @@ def submit_selection(
             except IntegrityError:
                 session.rollback()
                 continue  # a concurrent request with the same key won: replay it
+            emit(order_accepted, order.router)
             return order, True
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
     raise busy
+
+
+def request_reconcile(router: str, actor: str, url: str | None = None) -> None:
+    """NOC staff ask for a reconcile of ``router`` now: audited, then announced
+    (:data:`~vpop.selection.signals.reconcile_requested`; the wiring queues it)."""
+    with session_scope(url) as session:
+        audit(session, actor, "reconcile.request", f"router:{router}")
+    emit(reconcile_requested, router)
 
 
 def _replay(session: Session, caller: Caller, key: str, body_hash: str) -> Order | None:

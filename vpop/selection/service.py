@@ -15,17 +15,26 @@ from vpop.selection.orders import (
     IdempotencyConflict,
     SelectionRequest,
     order_view,
+    request_reconcile,
     resolve_isp,
     resolve_line,
     submit_selection,
 )
 from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, make_token, read_token
 from vpop.selection.recommend import Candidate, Recommendation, format_figure, recommend
-from vpop.selection.signals import order_finished, reconcile_needed
+from vpop.selection.signals import (
+    order_accepted,
+    order_finished,
+    reconcile_needed,
+    reconcile_requested,
+)
 
 __all__ = [
+    "order_accepted",
     "order_finished",
     "reconcile_needed",
+    "reconcile_requested",
+    "request_reconcile",
     "process_router",
     "reconcile",
     "Caller",

@@ -14,7 +14,6 @@ only, ``isp`` tokens; only ``admin``/``noc`` create and end leases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -110,7 +109,6 @@ def create_lease() -> tuple[dict[str, Any], int, dict[str, str]]:
         actor=caller.name,
         url=current_app.config["DATABASE_URL"],
     )
-    _lease_changed(lease.id)
     headers = {"Location": url_for("api.get_lease", lease_id=lease.id)}
     return leasing.lease_view(lease), 201, headers
 
@@ -138,7 +136,6 @@ def end_lease(lease_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     if lease_id > MAX_ID:
         raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
     lease = leasing.end_lease(lease_id, caller.name, url=current_app.config["DATABASE_URL"])
-    _lease_changed(lease.id)
     headers = {"Location": url_for("api.get_lease", lease_id=lease.id)}
     return leasing.lease_view(lease), 202, headers
 
@@ -296,13 +293,3 @@ def _readable_lease(session: Session, lease_id: int, own: str | None) -> Lease:
     if own is not None and lease.isp_id != own:
         raise Forbidden(f"lease {lease_id} is not leased to this ISP")
     return lease
-
-
-def _lease_changed(lease_id: int) -> None:
-    lease_changed: Callable[[int], None] = current_app.config["LEASE_CHANGED"]
-    try:
-        lease_changed(lease_id)
-    except Exception:
-        # The lease is committed; it stays in its status until it is queued again, so the
-        # caller gets its answer and the log says what to retry.
-        current_app.logger.exception("could not queue lease %s", lease_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, url_for
@@ -62,8 +61,6 @@ def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
     key = who.webhook_id if who.webhook_id is not None else _idempotency_key()
     req = parse_selection(json_object())
     order, created = submit_selection(req, who.caller, key, url=current_app.config["DATABASE_URL"])
-    if created:
-        _enqueue(order.router)
     headers = {"Location": url_for("api.get_order", order_id=order.id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -150,16 +147,6 @@ def run_view(run: Run) -> dict[str, Any]:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
-
-
-def _enqueue(router: str) -> None:
-    enqueue: Callable[[str], None] = current_app.config["ENQUEUE"]
-    try:
-        enqueue(router)
-    except Exception:
-        # The order is committed; the queue's sweep re-enqueues waiting orders, so the
-        # caller still gets its 202 rather than a retry that would only replay.
-        current_app.logger.exception("could not enqueue router %s", router)
 
 
 def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:

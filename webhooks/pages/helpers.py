@@ -25,7 +25,6 @@ from vpop.core.time import as_utc
 from vpop.selection.service import (
     SelectionRequest,
 )
-from webhooks.api.selection import _enqueue
 from webhooks.auth import MESSAGE_ID
 from webhooks.pages import csrf
 from webhooks.problems import Problem
@@ -173,11 +172,6 @@ def check_form_fields(allowed: Sequence[str]) -> None:
                 f"the form has no field {name[:40]!r}; reload the page",
                 code="VPOP-400-UNKNOWN-FIELD",
             )
-
-
-def enqueue(router: str) -> None:
-    """Hand the router to the queue after an order is committed (as the API does)."""
-    _enqueue(router)
 
 
 def age_filter(seconds: float | None) -> str:

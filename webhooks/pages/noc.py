@@ -11,7 +11,7 @@ Actions, each recorded in the audit log under ``user:<name>``:
   :func:`vpop.orders.submit_selection` like any other;
 * **dry-run** an order: a new ``dry_run`` order for the same line and ISP (its diff, no change);
 * **reconcile** a router: queue a run that converges it to the confirmed selections
-  (``RECONCILE`` config, default :func:`vpop.queue.enqueue_reconcile`);
+  (:func:`vpop.selection.service.request_reconcile`, which the wiring queues at once);
 * **portal link**: a signed link that lets a subscriber choose from anywhere.
 
 The pages use the API's own views (:func:`webhooks.api.run_view`,
@@ -21,7 +21,6 @@ The pages use the API's own views (:func:`webhooks.api.run_view`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +55,7 @@ from vpop.selection.service import (
     Run,
     make_token,
     order_view,
+    request_reconcile,
     submit_selection,
 )
 from webhooks.api.common import MAX_ID
@@ -64,7 +64,6 @@ from webhooks.api.selection import run_view
 from webhooks.pages import csrf, svg
 from webhooks.pages.helpers import (
     check_form_fields,
-    enqueue,
     form_key,
     new_form_key,
     selection_for_line,
@@ -86,14 +85,6 @@ ORDER_STATUSES = tuple(status.value for status in OrderStatus)
 
 
 ACTION_FIELDS = ("csrf_token", "form_key")
-
-
-def _enqueue_reconcile(router: str) -> None:
-    """The default ``RECONCILE``: queue a reconcile of the router now."""
-    # imported here: opening the queue's storage is a side effect tests avoid
-    import vpop.jobs.queue
-
-    vpop.jobs.queue.enqueue_reconcile(router, delay=0)
 
 
 @bp.get("/")
@@ -206,8 +197,6 @@ def _resubmit(order_id: int, *, dry_run: bool) -> BaseResponse:
         ).one()
         req = selection_for_line(line, old.isp_id, dry_run=dry_run)
     order, created = submit_selection(req, _caller(), key, url=_url())
-    if created:
-        enqueue(order.router)
     what = "dry-run" if dry_run else "retry"
     flash(f"Order {order.id} is the {what} of order {order_id}.")
     return redirect(url_for("noc.order_detail", order_id=order.id), code=303)
@@ -282,9 +271,7 @@ def reconcile(router: str) -> BaseResponse:
     with session_scope(_url()) as db:
         if router not in _routers(db):
             raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
-        audit(db, _actor(), "reconcile.request", f"router:{router}")
-    hook: Callable[[str], None] = current_app.config.get("RECONCILE", _enqueue_reconcile)
-    hook(router)
+    request_reconcile(router, _actor(), url=_url())
     flash(f"A reconcile of {router} is queued; its run appears below when it starts.")
     return redirect(url_for("noc.runs", router=router), code=303)
 

@@ -73,7 +73,6 @@ from webhooks.pages.helpers import (
     age_filter,
     check_form_fields,
     csrf_token,
-    enqueue,
     form_key,
     money_filter,
     new_form_key,
@@ -191,8 +190,6 @@ def choose() -> BaseResponse:
         if isinstance(err, BadInput | NotFound):
             return _render_index(visitor, error=err.message, status=err.status)
         raise
-    if created:
-        enqueue(order.router)
     _remember_order(order.id)
     return redirect(url_for("portal.order_page", order_id=order.id), code=303)
 
