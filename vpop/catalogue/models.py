@@ -1,4 +1,9 @@
-"""TODO docstring (vpop.db)."""
+"""The catalogue's tables: ISPs and their plans, subscribers and their lines, and the ISP each
+line uses now (``Selection``, written only when a router confirmed the change).
+
+A line is the unit the routers know: an interface and a prefix on one router, found by its
+calling number (E.164), circuit id or access id as well as by its subscriber.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring (vpop.cli)."""
+"""``vpop db``: the database schema (Alembic migrations shipped in :mod:`vpop.migrations`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.cli)."""
+"""Who may act: ``vpop user`` (NOC users with a role and a password read from a file, never
+from the command line), ``vpop token`` (API bearer tokens, shown once and stored hashed) and
+``vpop portal-link`` (a signed link that lets a subscriber choose an ISP from anywhere).
+"""
 
 from __future__ import annotations
 

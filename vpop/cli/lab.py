@@ -1,4 +1,6 @@
-"""TODO docstring (vpop.cli)."""
+"""``vpop lab``: the namespace lab (FRR routers, ISPs and subscribers in Linux network
+namespaces, reached over real SSH) that the tests, the benchmarks and ``vpop serve --lab`` use.
+"""
 
 from __future__ import annotations
 

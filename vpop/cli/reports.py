@@ -1,4 +1,6 @@
-"""TODO docstring (vpop.cli_monitoring)."""
+"""``vpop report``: QoS and utilisation reports over a period, as CSV, JSON or HTML, built by
+:mod:`vpop.reports.service` (the same figures the API and the NOC pages show).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.cli)."""
+"""Selections from the command line: ``vpop select`` (an order applied by this process, with its
+progress printed), ``vpop runs list|show`` (what was pushed, with its diff) and
+``vpop reconcile`` (converge routers to the confirmed selections).
+"""
 
 from __future__ import annotations
 

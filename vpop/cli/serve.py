@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.cli)."""
+"""``vpop serve`` (the API, the portal and NOC pages, the queue's workers and the schedulers in one
+process) and ``vpop worker`` (more workers on the same queue, to scale out). Both connect the
+side-effect wiring (:mod:`vpop.jobs.wiring`) before they take work.
+"""
 
 from __future__ import annotations
 

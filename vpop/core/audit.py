@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.db)."""
+"""The audit log: who changed what, when. One row per action (``actor``, ``action``, the object
+and its details as JSON), written in the same transaction as the change it records, so the log
+never claims a change that was rolled back nor misses one that was committed.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO docstring (vpop.db)."""
+"""The database: SQLAlchemy's declarative base, engines per URL and sessions.
+
+SQLite by default (WAL, foreign keys on, a busy timeout), PostgreSQL where configured; every
+timestamp is stored and read as UTC (:class:`UTCDateTime`). :func:`session_scope` commits on
+success and rolls back on error, so a request or a job changes all or nothing.
+"""
 
 from __future__ import annotations
 

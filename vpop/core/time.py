@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.db)."""
+"""Time as vpop reads and writes it: aware UTC datetimes, ISO 8601 out, and a strict parser for
+what callers send (an offset is required; a date alone means midnight UTC), with one error code
+(``VPOP-400-TIME``) for every malformed time or period.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring (vpop.db)."""
+"""Who may call vpop: API tokens (a role, an ISP for ``isp`` tokens, stored as a hash only) and
+NOC users (a role and an scrypt password hash), and the roles both use.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO docstring (vpop.monitoring)."""
+"""The schedulers that run beside the queue's workers in ``vpop serve``: the monitor (counter
+polls, QoS probes and pruning per router, each at its own interval) and the sweeper (the safety
+net that re-queues waiting orders and reconciles uncertain routers). Both are threads that stop
+on their ``stop_event``; what they start runs on the queue.
+"""
 
 from __future__ import annotations
 

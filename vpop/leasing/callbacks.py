@@ -1,4 +1,6 @@
-"""TODO docstring (vpop.callbacks)."""
+"""Signed callbacks to an ISP when a utilisation event of its lease opens or closes (to the
+ISP's callback URL; Standard Webhooks signatures; retried by the queue).
+"""
 
 from __future__ import annotations
 

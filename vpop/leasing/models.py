@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.db)."""
+"""The leasing tables: leases of an uplink to an ISP (committed rate, peak, price in minor units,
+thresholds and status), the utilisation samples measured against them, and the under- and
+over-utilisation events those samples open and close.
+"""
 
 from __future__ import annotations
 

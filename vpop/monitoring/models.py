@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.db)."""
+"""The monitoring tables: raw counter samples per router and interface, QoS samples per ISP and
+router, rollups (per series and bucket: count, sum, min, max) kept long after raw samples are
+pruned, and the poll log that says when each poll ran and whether it succeeded.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.reports)."""
+"""The current QoS of each ISP as the portal and the catalogue show it: per figure (latency,
+jitter, loss, throughput), the mean over routers of each router's newest sample that is at most
+:data:`QOS_FRESH` old; None where no router has measured recently, never a stale figure.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.render)."""
+"""Jinja filters that turn validated values into each platform's exact syntax: FRR and nftables
+addresses and prefixes, nftables sets split by address family, interface sort keys. Each filter
+refuses a value it cannot print canonically, so nothing malformed reaches a template.
+"""
 
 from __future__ import annotations
 

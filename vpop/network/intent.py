@@ -1,4 +1,8 @@
-"""TODO docstring (vpop.render)."""
+"""The intent a router is rendered from (its ISPs and its lines), checked before any template
+sees it: known keys only, names and interfaces in each platform's alphabet, addresses and
+prefixes canonical, unique and non-overlapping, derived names (policies, instances) exactly as
+vpop would derive them. :func:`validate_intent` returns the canonical copy or raises BadInput.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.render)."""
+"""Rendering a lease's shaping per platform (tc on FRR/Linux, a policer on IOS and Junos): the
+lease's numbers are validated and bounded (peak rate, burst) first, and the rendered text is held
+against the template's expected structure before it can be pushed.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.render)."""
+"""The structure check: a rendered configuration must have exactly the shape its template gives
+when rendered with placeholders, token for token, so a value can fill a slot but never add a
+line, a keyword or a second command (a newline or a space smuggled into a value is refused).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.render)."""
+"""Jinja rendering of router configuration: one strict environment per platform (undefined
+variables fail, and a template that prints None fails), the device
+features rendered from a validated intent, and the structure check applied to each result.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.reports)."""
+"""Reports over a period: QoS per ISP and router and lease utilisation (95th percentile, seconds
+under and over), built from the database and rendered as CSV (formula-safe cells), JSON or a
+self-contained HTML page. Used by ``vpop report`` and the NOC pages.
+"""
 
 from __future__ import annotations
 

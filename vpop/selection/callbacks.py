@@ -1,4 +1,7 @@
-"""TODO docstring (vpop.callbacks)."""
+"""Signed callbacks to the caller of an order when it reaches a final status (Standard Webhooks
+signatures, private destinations refused unless allowed; each attempt's outcome recorded on the
+order, retried by the queue).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO docstring (vpop.db)."""
+"""The selection tables: orders (a request to move a line to an ISP, with its status through
+RECEIVED, RUNNING and a final status), runs (one push to a router with its diff, per-host result
+and timings, which may serve several coalesced orders) and idempotency records (a caller's key
+and body hash, so a retried request replays the same order).
+"""
 
 from __future__ import annotations
 
