@@ -16,26 +16,26 @@ from vpop.core.errors import BadInput
 _LONG_MAX = 2**63 - 1
 
 
-def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(value)
     except ValueError as err:
         raise BadInput(f"template value {value!r} is not a prefix") from err
 
 
-def _interface(value: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+def parse_interface(value: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     try:
         return ipaddress.ip_interface(value)
     except ValueError as err:
         raise BadInput(f"template value {value!r} is not an address") from err
 
 
-def _is_ipv4(value: object) -> bool:
-    return isinstance(value, str) and _interface(value).version == 4
+def is_ipv4(value: object) -> bool:
+    return isinstance(value, str) and parse_interface(value).version == 4
 
 
-def _is_ipv6(value: object) -> bool:
-    return isinstance(value, str) and _interface(value).version == 6
+def is_ipv6(value: object) -> bool:
+    return isinstance(value, str) and parse_interface(value).version == 6
 
 
 def _nft_address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -78,7 +78,7 @@ def frr_ip(value: str) -> str:
     Returns:
         The address; ``::c000:202`` becomes ``::192.0.2.2`` as FRR writes it.
     """
-    return _frr_address(_interface(value).ip)
+    return _frr_address(parse_interface(value).ip)
 
 
 def frr_prefix(value: str) -> str:
@@ -90,7 +90,7 @@ def frr_prefix(value: str) -> str:
     Returns:
         The prefix; an IPv4-compatible IPv6 one in dotted form, as FRR writes it.
     """
-    net = _network(value)
+    net = parse_network(value)
     return f"{_frr_address(net.network_address)}/{net.prefixlen}"
 
 
@@ -108,7 +108,7 @@ def nft_value(value: str) -> str:
     Returns:
         ``192.0.2.2`` for ``192.0.2.2/32``; ``2001:db8:2::/64`` unchanged.
     """
-    return _nft_network(_network(value))
+    return _nft_network(parse_network(value))
 
 
 def nft_elements(values: Iterable[str]) -> list[str]:
@@ -125,7 +125,7 @@ def nft_elements(values: Iterable[str]) -> list[str]:
     """
     spans = sorted(
         (n.version, int(n.network_address), int(n.broadcast_address))
-        for n in (_network(v) for v in values)
+        for n in (parse_network(v) for v in values)
     )
     merged: list[list[int]] = []
     for version, low, high in spans:
@@ -159,7 +159,7 @@ def nft_sets(values: Iterable[str]) -> list[tuple[str, str]]:
     values = list(values)
     out = []
     for version, keyword in ((4, "ip"), (6, "ip6")):
-        elements = nft_elements(v for v in values if _network(v).version == version)
+        elements = nft_elements(v for v in values if parse_network(v).version == version)
         if len(elements) == 1:
             out.append((keyword, elements[0]))
         elif elements:
@@ -246,7 +246,7 @@ def ios_acl_match(value: str) -> str:
         ``host 192.0.2.2``, ``192.0.2.0 0.0.0.3`` or ``2001:DB8:2::/64`` (IOS prints IPv6 in
         upper case).
     """
-    net = _network(value)
+    net = parse_network(value)
     if net.version == 6:
         return f"{_ios_ip(net.network_address)}/{net.prefixlen}"
     if net.prefixlen == 32:
@@ -263,7 +263,7 @@ def ios_address(value: str) -> str:
     Returns:
         ``192.0.2.1 255.255.255.252`` or ``2001:DB8::1/64``.
     """
-    iface = _interface(value)
+    iface = parse_interface(value)
     if iface.version == 6:
         return f"{_ios_ip(iface.ip)}/{iface.network.prefixlen}"
     return f"{iface.ip} {iface.netmask}"
@@ -278,7 +278,7 @@ def ios_ip(value: str) -> str:
     Returns:
         The printed address.
     """
-    return _ios_ip(_interface(value).ip)
+    return _ios_ip(parse_interface(value).ip)
 
 
 def _junos_split(value: str) -> tuple[str, str]:
@@ -348,7 +348,7 @@ def outbound_filter(instance: str) -> str:
     return f"{instance}-out"
 
 
-_FILTERS: Mapping[str, Mapping[str, Callable[..., Any]]] = {
+FILTERS: Mapping[str, Mapping[str, Callable[..., Any]]] = {
     "frr": {
         "frr_interface_order": frr_interface_order,
         "frr_ip": frr_ip,

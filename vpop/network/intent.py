@@ -13,7 +13,7 @@ from typing import Any
 
 from vpop.core import validate
 from vpop.core.errors import BadInput
-from vpop.network.filters import _interface, _network, junos_name, outbound_filter
+from vpop.network.filters import junos_name, outbound_filter, parse_interface, parse_network
 from vpop.network.platforms import PLATFORMS
 
 _LINUX_IFNAME = re.compile(r"[A-Za-z][A-Za-z0-9.-]{0,14}", re.ASCII)  # IFNAMSIZ, no '/' ':'
@@ -28,7 +28,7 @@ _ISP_KEYS = frozenset({"id", "instance", "interface", "address", "next_hop", "ou
 _LINE_KEYS = frozenset({"subscriber", "interface", "policy", "prefix", "gateway", "isp"})
 
 
-def _mapping(value: object, field: str, keys: frozenset[str]) -> Mapping[str, Any]:
+def checked_mapping(value: object, field: str, keys: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadInput(f"{field}: expected a mapping, got {type(value).__name__}")
     missing = sorted(keys - set(value))
@@ -55,11 +55,11 @@ def _derived(value: object, field: str, expected: str, rule: str) -> str:
 
 
 def _version(value: str) -> int:
-    return _interface(value).version
+    return parse_interface(value).version
 
 
 def _sorted_prefixes(values: Iterable[str]) -> list[str]:
-    nets = {_network(v) for v in values}
+    nets = {parse_network(v) for v in values}
     return [
         str(n) for n in sorted(nets, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
     ]
@@ -76,7 +76,7 @@ def _check_unique(values: Iterable[str], what: str) -> None:
 def _check_no_overlap(prefixes: Iterable[tuple[str, str]]) -> None:
     """Refuse two lines whose prefixes overlap: anti-spoofing would let each use the other's."""
     nets = sorted(
-        ((_network(p), where) for where, p in prefixes),
+        ((parse_network(p), where) for where, p in prefixes),
         key=lambda item: (item[0].version, int(item[0].network_address), -item[0].prefixlen),
     )
     for (a, where_a), (b, where_b) in zip(nets, nets[1:], strict=False):
@@ -85,7 +85,7 @@ def _check_no_overlap(prefixes: Iterable[tuple[str, str]]) -> None:
 
 
 def _validate_isp(raw: object, field: str, platform: str) -> dict[str, Any]:
-    isp = _mapping(raw, field, _ISP_KEYS)
+    isp = checked_mapping(raw, field, _ISP_KEYS)
     isp_id = validate.name(isp["id"], f"{field}.id")
     instance = _derived(isp["instance"], f"{field}.instance", f"vpop-{isp_id}", "vpop-<id>")
     interface = validate.interface(isp["interface"], f"{field}.interface")
@@ -114,7 +114,7 @@ def _validate_isp(raw: object, field: str, platform: str) -> dict[str, Any]:
 
 
 def _validate_line(raw: object, field: str, platform: str) -> dict[str, Any]:
-    line = _mapping(raw, field, _LINE_KEYS)
+    line = checked_mapping(raw, field, _LINE_KEYS)
     interface = validate.interface(line["interface"], f"{field}.interface")
     if platform == "frr" and not _LINUX_IFNAME.fullmatch(interface):
         raise BadInput(f"{field}.interface: {interface!r} is not a Linux interface name")
@@ -154,7 +154,7 @@ def validate_intent(intent: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         BadInput: naming the first offending field and what to fix.
     """
-    top = _mapping(intent, "intent", _INTENT_KEYS)
+    top = checked_mapping(intent, "intent", _INTENT_KEYS)
     router = validate.name(top["router"], "router")
     platform = validate.one_of(top["platform"], "platform", PLATFORMS)
     isps = [

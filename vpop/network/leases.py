@@ -13,9 +13,9 @@ import jinja2
 from vpop.core import validate
 from vpop.core.errors import BadInput
 from vpop.network.filters import junos_ifd, junos_number, junos_unit
-from vpop.network.intent import _mapping
-from vpop.network.structure import _Placeholders, compare_structure
-from vpop.network.templates import _ENVIRONMENTS_LOCK, TEMPLATE_ROOT, _new_environment
+from vpop.network.intent import checked_mapping
+from vpop.network.structure import Placeholders, compare_structure
+from vpop.network.templates import ENVIRONMENTS_LOCK, TEMPLATE_ROOT, new_environment
 
 #: ``templates/lease/<platform>.j2``: a lease is not a feature of a router's intent, so its
 #: templates live apart from ``templates/<platform>/`` (whose files are exactly FEATURES).
@@ -73,9 +73,9 @@ def lease_environment() -> jinja2.Environment:
         The cached environment, configured as :func:`environment`'s.
     """
     global _lease_environment
-    with _ENVIRONMENTS_LOCK:
+    with ENVIRONMENTS_LOCK:
         if _lease_environment is None:
-            env = _new_environment(LEASE_TEMPLATE_ROOT)
+            env = new_environment(LEASE_TEMPLATE_ROOT)
             env.filters.update(
                 {"junos_ifd": junos_ifd, "junos_unit": junos_unit, "junos_number": junos_number}
             )
@@ -107,7 +107,7 @@ def validate_lease(lease: Mapping[str, Any]) -> dict[str, Any]:
         BadInput: a missing or unknown key, a value of the wrong type or out of range, or
             a peak rate above :data:`LEASE_MAX_PEAK_BPS`.
     """
-    checked = _mapping(lease, "lease", _LEASE_KEYS)
+    checked = checked_mapping(lease, "lease", _LEASE_KEYS)
     lease_id = _lease_int(checked["id"], "lease.id")
     uplink = validate.interface(checked["uplink"], "lease.uplink")
     committed = _lease_int(checked["committed_mbps"], "lease.committed_mbps")
@@ -131,7 +131,7 @@ def validate_lease(lease: Mapping[str, Any]) -> dict[str, Any]:
 def _check_lease_structure(platform: str, variables: Mapping[str, Any], text: str) -> None:
     """:func:`check_structure` for ``templates/lease/<platform>.j2``."""
     template = lease_environment().get_template(f"{platform}.j2")
-    expected = template.render(_Placeholders().variables(variables))
+    expected = template.render(Placeholders().variables(variables))
     compare_structure(f"lease/{platform}", text, expected)
 
 

@@ -54,7 +54,7 @@ _VALUE_SLOT = "[A-Za-z0-9_.:/-]+"
 _MAX_TOKEN = 200
 
 
-class _Placeholders:
+class Placeholders:
     """Replaces every string leaf of the variables with a safe value of the same kind.
 
     Names become ``x0``, ``x1``, ... (the same name always gets the same placeholder, so

@@ -16,10 +16,10 @@ import jinja2
 from vpop.core import validate
 from vpop.core.errors import BadInput
 from vpop.core.settings import PROJECT_ROOT
-from vpop.network.filters import _FILTERS, _is_ipv4, _is_ipv6
+from vpop.network.filters import FILTERS, is_ipv4, is_ipv6
 from vpop.network.intent import validate_intent
 from vpop.network.platforms import FEATURES, PLATFORMS
-from vpop.network.structure import _Placeholders, compare_structure
+from vpop.network.structure import Placeholders, compare_structure
 
 TEMPLATE_ROOT = PROJECT_ROOT / "templates"
 
@@ -30,7 +30,7 @@ _FEATURE_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}", re.ASCII)
 _ENVIRONMENTS: dict[str, jinja2.Environment] = {}
 
 
-_ENVIRONMENTS_LOCK = threading.Lock()
+ENVIRONMENTS_LOCK = threading.Lock()
 
 
 def _finalize(value: object) -> object:
@@ -39,7 +39,7 @@ def _finalize(value: object) -> object:
     return value
 
 
-def _new_environment(root: Path) -> jinja2.Environment:
+def new_environment(root: Path) -> jinja2.Environment:
     """A device-template environment: strict, whitespace-exact, no escaping, no ``None``."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(root),
@@ -65,12 +65,12 @@ def environment(platform: str) -> jinja2.Environment:
         BadInput: for an unknown platform.
     """
     platform = validate.one_of(platform, "platform", PLATFORMS)
-    with _ENVIRONMENTS_LOCK:
+    with ENVIRONMENTS_LOCK:
         env = _ENVIRONMENTS.get(platform)
         if env is None:
-            env = _new_environment(TEMPLATE_ROOT / platform)
-            env.filters.update(_FILTERS[platform])
-            env.tests.update({"ipv4": _is_ipv4, "ipv6": _is_ipv6})
+            env = new_environment(TEMPLATE_ROOT / platform)
+            env.filters.update(FILTERS[platform])
+            env.tests.update({"ipv4": is_ipv4, "ipv6": is_ipv6})
             _ENVIRONMENTS[platform] = env
     return env
 
@@ -148,5 +148,5 @@ def check_structure(platform: str, feature: str, variables: Mapping[str, Any], t
     Raises:
         StructureError: naming the first line that differs.
     """
-    expected = render(platform, feature, _Placeholders().variables(variables))
+    expected = render(platform, feature, Placeholders().variables(variables))
     compare_structure(f"{platform}/{feature}", text, expected)

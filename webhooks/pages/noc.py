@@ -69,7 +69,7 @@ from webhooks.pages.helpers import (
     selection_for_line,
     single_form_value,
 )
-from webhooks.pages.noc_common import _actor, _caller, _url, bp
+from webhooks.pages.noc_common import bp, current_actor, current_caller, database_url
 
 PAGE_SIZE = 50
 
@@ -111,7 +111,7 @@ def orders() -> Response:
         stmt = stmt.where(Order.router == router)
     if before is not None:
         stmt = stmt.where(Order.id < before)
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         rows = [
             {**order_view(o), "subscriber": o.line.subscriber_id, "interface": o.line.interface}
             for o in db.scalars(stmt)
@@ -134,7 +134,7 @@ def orders() -> Response:
 @bp.get("/orders/<int:order_id>")
 def order_detail(order_id: int) -> Response:
     """One order: status, diff, who asked, its run's per-router result and timings."""
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         order = _order(db, order_id)
         view = order_view(order)
         line = order.line
@@ -168,7 +168,7 @@ def order_detail(order_id: int) -> Response:
 @bp.get("/orders/<int:order_id>.json")
 def order_json(order_id: int) -> dict[str, Any]:
     """The order as the API shows it, for the page's script to poll."""
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         return order_view(_order(db, order_id))
 
 
@@ -188,7 +188,7 @@ def _resubmit(order_id: int, *, dry_run: bool) -> BaseResponse:
     csrf.protect()
     check_form_fields(ACTION_FIELDS)
     key = form_key(single_form_value("form_key"))
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         old = _order(db, order_id)
         line = db.scalars(
             select(Line)
@@ -196,7 +196,7 @@ def _resubmit(order_id: int, *, dry_run: bool) -> BaseResponse:
             .options(selectinload(Line.subscriber).selectinload(Subscriber.lines))
         ).one()
         req = selection_for_line(line, old.isp_id, dry_run=dry_run)
-    order, created = submit_selection(req, _caller(), key, url=_url())
+    order, _ = submit_selection(req, current_caller(), key, url=database_url())
     what = "dry-run" if dry_run else "retry"
     flash(f"Order {order.id} is the {what} of order {order_id}.")
     return redirect(url_for("noc.order_detail", order_id=order.id), code=303)
@@ -219,7 +219,7 @@ def runs() -> Response:
         stmt = stmt.where(Run.router == router)
     if before is not None:
         stmt = stmt.where(Run.id < before)
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         rows = [run_view(run) for run in db.scalars(stmt)]
         who = _requesters(db, [row["requester"] for row in rows])
         routers = _routers(db)
@@ -239,7 +239,7 @@ def runs() -> Response:
 @bp.get("/runs/<int:run_id>")
 def run_detail(run_id: int) -> Response:
     """One run: diff, per-router result, timings, its orders."""
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         run = db.get(Run, run_id) if run_id <= MAX_ID else None
         if run is None:
             raise NotFound(f"unknown run {run_id}", code="VPOP-404-RUN")
@@ -268,10 +268,10 @@ def reconcile(router: str) -> BaseResponse:
     csrf.protect()
     check_form_fields(ACTION_FIELDS)
     router = validate.name(router, "router")
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         if router not in _routers(db):
             raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
-    request_reconcile(router, _actor(), url=_url())
+    request_reconcile(router, current_actor(), url=database_url())
     flash(f"A reconcile of {router} is queued; its run appears below when it starts.")
     return redirect(url_for("noc.runs", router=router), code=303)
 
@@ -281,7 +281,7 @@ def leases() -> Response:
     """Every lease with its 24-hour utilisation chart and its open events."""
     now = utcnow()
     start = now - CHART_WINDOW
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         rows = list(db.scalars(select(Lease).order_by(Lease.id)))
         series = {f"util:lease:{lease.id}": lease.id for lease in rows}
         points: dict[int, list[svg.Point]] = {lease.id: [] for lease in rows}
@@ -337,7 +337,7 @@ def audit_log() -> Response:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE_SIZE)
     if before is not None:
         stmt = stmt.where(AuditEntry.id < before)
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         entries = [
             {
                 "id": e.id,
@@ -374,10 +374,10 @@ def portal_link() -> Response:
     raw = single_form_value("subscriber") or ""
     try:
         subscriber = validate.name(raw, "subscriber")
-        with session_scope(_url()) as db:
+        with session_scope(database_url()) as db:
             if db.get(Subscriber, subscriber) is None:
                 raise NotFound(f"unknown subscriber {subscriber!r}", code="VPOP-404-SUBSCRIBER")
-            audit(db, _actor(), "portal_link.create", f"subscriber:{subscriber}")
+            audit(db, current_actor(), "portal_link.create", f"subscriber:{subscriber}")
     except (BadInput, NotFound) as err:
         page = render_template(
             "noc/portal_link.html", link=None, error=err.message, subscriber=raw[:64]

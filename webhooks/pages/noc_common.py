@@ -64,14 +64,14 @@ def _page_globals() -> dict[str, Any]:
     return {"user": g.get("noc_user")}
 
 
-def _actor() -> str:
+def current_actor() -> str:
     return f"user:{g.noc_user['username']}"
 
 
-def _caller() -> Caller:
-    return Caller(name=_actor(), role=g.noc_user["role"])
+def current_caller() -> Caller:
+    return Caller(name=current_actor(), role=g.noc_user["role"])
 
 
-def _url() -> str:
+def database_url() -> str:
     url: str = current_app.config["DATABASE_URL"]
     return url

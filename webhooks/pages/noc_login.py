@@ -26,7 +26,7 @@ from webhooks.pages.helpers import (
     check_form_fields,
     single_form_value,
 )
-from webhooks.pages.noc_common import SESSION_USER, _url, bp
+from webhooks.pages.noc_common import SESSION_USER, bp, database_url
 
 
 @bp.get("/login")
@@ -53,7 +53,7 @@ def login() -> BaseResponse:
         return _login_page(
             f"too many failed sign-ins; wait {LOGIN_WINDOW // 60} minutes and try again", 429
         )
-    with session_scope(_url()) as db:
+    with session_scope(database_url()) as db:
         user = authenticate(db, username[:64], password[:1024])
         if user is not None and user.role in ROLES:
             audit(db, f"user:{user.username}", "user.login", f"user:{user.username}")

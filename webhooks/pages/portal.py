@@ -185,7 +185,7 @@ def choose() -> BaseResponse:
             line = _load_line(db, visitor.line)
             req = selection_for_line(line, isp)
         caller = Caller(name=f"portal:{visitor.subscriber}", role="portal")
-        order, created = submit_selection(req, caller, key, url=current_app.config["DATABASE_URL"])
+        order, _ = submit_selection(req, caller, key, url=current_app.config["DATABASE_URL"])
     except VpopError as err:
         if isinstance(err, BadInput | NotFound):
             return _render_index(visitor, error=err.message, status=err.status)
