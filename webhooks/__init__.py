@@ -36,7 +36,8 @@ def render_error(err: Exception) -> Response:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then ``VPOP_``-prefixed environment, then ``config``.
+    """Build the app: defaults from the settings (:func:`vpop.core.settings.load_settings`,
+    the ``VPOP_*`` variables and ``VPOP_CONFIG``), then ``config``.
 
     Config keys:
         DATABASE_URL: SQLAlchemy URL (default: ``VPOP_DATABASE_URL`` / the settings' default).
@@ -64,18 +65,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ConfigError: a webhook secret is malformed, SESSION_COOKIE_SAMESITE is neither Lax
             nor Strict, or a removed hook key (ENQUEUE, LEASE_CHANGED, RECONCILE) is given.
     """
+    settings = load_settings()
     app = Flask(__name__)
     app.config.from_mapping(
-        DATABASE_URL=load_settings().database_url,
-        WEBHOOK_SECRETS="",
+        DATABASE_URL=settings.database_url,
+        WEBHOOK_SECRETS=settings.webhook_secrets,
         MAX_CONTENT_LENGTH=64 * 1024,
         SESSION_COOKIE_NAME="vpop_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PORTAL_LINK_MAX_AGE=settings.portal_link_max_age,
     )
-    app.config.from_prefixed_env("VPOP")
     if config:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):

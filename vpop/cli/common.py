@@ -1,8 +1,13 @@
-"""TODO docstring (vpop.cli)."""
+"""What every command group of ``vpop`` shares: one-line errors, exit codes, time input.
+
+Errors are one line (``error: <code>: <message>``) with exit code 1 for a failed run and 2
+for bad input. Attaching the command groups must cost the other commands nothing, so
+heavy modules (the database, the report renderers, the settings) are imported inside the
+functions that need them, never here at the top (a test holds this).
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +27,10 @@ def _fail(err: VpopError) -> None:
 
 
 def _cli_actor() -> str:
-    return "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "root")
+    """Who runs this command, for audit records: the login behind sudo, else the user."""
+    from vpop.core.settings import os_user
+
+    return "cli:" + (os_user() or "root")
 
 
 # kept equal to vpop.reports.FORMATS by a test (not imported: see the module docstring)

@@ -1,9 +1,13 @@
-"""TODO docstring (vpop.callbacks)."""
+"""Outgoing callbacks: signed with Standard Webhooks, never sent to internal addresses.
+
+The signing secret and the private-address switch are settings (``VPOP_CALLBACK_SECRET``,
+``VPOP_WEBHOOK_SECRETS``, ``VPOP_CALLBACK_ALLOW_PRIVATE``), read on every send so that a
+rotated secret applies at once.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import urllib.error
 import urllib.parse
@@ -13,6 +17,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from vpop.core.errors import VpopError
+from vpop.core.settings import load_settings
 
 TIMEOUT = 5.0
 
@@ -25,10 +30,11 @@ class CallbackFailed(VpopError):
 
 def signing_secret() -> str | None:
     """``VPOP_CALLBACK_SECRET``, else the first of ``VPOP_WEBHOOK_SECRETS``."""
-    secret = os.environ.get("VPOP_CALLBACK_SECRET")
+    settings = load_settings()
+    secret = settings.callback_secret.get_secret_value() if settings.callback_secret else ""
     if secret:
         return secret
-    secrets = [s.strip() for s in os.environ.get("VPOP_WEBHOOK_SECRETS", "").split(",")]
+    secrets = [s.strip() for s in settings.webhook_secrets.split(",")]
     return next((s for s in secrets if s), None)
 
 
@@ -40,7 +46,7 @@ def refused_destination(url: str) -> str | None:
     otherwise any token holder could make vpop POST into them. ``VPOP_CALLBACK_ALLOW_PRIVATE=1``
     lifts this where receivers really live on such networks (the lab, the tests).
     """
-    if os.environ.get("VPOP_CALLBACK_ALLOW_PRIVATE") == "1":
+    if load_settings().callback_allow_private:
         return None
     host = urllib.parse.urlsplit(url).hostname
     if not host:

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
+
+from vpop.core.settings import load_settings
 
 
 def secret_key() -> str:
     """The key; created on first use when not configured."""
-    configured = os.environ.get("VPOP_SECRET_KEY")
-    if configured:
-        return configured
-    path = Path(os.environ.get("VPOP_STATE_DIR", "/var/lib/vpop")) / "secret_key"
+    settings = load_settings()
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value()
+    path = settings.state_dir / "secret_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vpop.core.errors import LabError
-from vpop.core.settings import load_settings
+from vpop.core.settings import child_environment, load_settings
 from vpop.lab.inventory import write_inventory
 from vpop.lab.processes import (
     _checkpoint,
@@ -74,7 +74,7 @@ class Lab:
     def __init__(self, lab_dir: Path | None = None, prefix: str | None = None) -> None:
         self.dir = lab_dir or load_settings().lab_dir
         # VPOP_LAB_PREFIX lets a second lab (its own VPOP_LAB_DIR) run beside the default one
-        self.prefix = prefix or os.environ.get("VPOP_LAB_PREFIX", NAMESPACE_PREFIX)
+        self.prefix = prefix or load_settings().lab_prefix or NAMESPACE_PREFIX
         self.pid_file = self.dir / "pids"
         self.state_file = self.dir / "state.json"
 
@@ -94,7 +94,8 @@ class Lab:
             pid = os.posix_spawn(
                 args[0],
                 list(args),
-                os.environ,
+                # the child's own environment (PATH, the lab's VPOP_* variables), not settings
+                child_environment(),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, fd, 1),
@@ -484,7 +485,8 @@ class Lab:
             raise LabError("no lab is up; run `vpop lab up` first")
         if node not in state["nodes"]:
             raise LabError(f"unknown lab node {node!r}; nodes are: {', '.join(state['nodes'])}")
-        env = dict(os.environ)
+        # the command's own environment (PATH, locale, terminal), not settings
+        env = child_environment()
         if state["nodes"][node]["kind"] == "router":
             env["PATH"] = f"{self.dir / 'bin' / node}:{env.get('PATH', '')}"
         return subprocess.run(

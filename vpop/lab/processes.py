@@ -1,4 +1,9 @@
-"""TODO docstring (vpop.lab)."""
+"""The lab's processes: running commands, recording and killing PIDs, waiting for readiness.
+
+A PID is recorded with its start time, so that a recycled PID is never killed; waits fail
+fast when a process they wait for has exited. ``VPOP_LAB_CRASH_AT`` (a setting, for tests)
+kills ``lab up`` at a named step, to prove that ``down`` cleans up after a crash.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vpop.core.errors import LabError
+from vpop.core.settings import load_settings
 
 READY_TIMEOUT = 10.0
 
@@ -60,7 +66,7 @@ def _is_zombie(pid: int) -> bool:
 
 def _checkpoint(step: str) -> None:
     """Fault injection for tests: ``VPOP_LAB_CRASH_AT=<step>`` kills ``up`` right here."""
-    if os.environ.get("VPOP_LAB_CRASH_AT") == step:
+    if load_settings().lab_crash_at == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

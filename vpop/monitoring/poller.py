@@ -16,17 +16,16 @@ intervals of seconds (huey's own periodic tasks tick once a minute, too coarse h
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
 from nornir.core.inventory import Host
 from nornir.core.task import Result
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +33,7 @@ from tasks.collect import collect_counters
 from tasks.probe import probe_isps
 from vpop.catalogue.service import Isp, Line
 from vpop.core.db import Base, session_scope
+from vpop.core.settings import load_settings
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.lab.service import SERVICE_ADDRESS
@@ -66,27 +66,46 @@ MAX_RATE = {
 }
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(f"VPOP_{name}", default))
+class MonitorSettings(BaseModel):
+    """Intervals and probe parameters: the monitoring part of the settings.
 
+    A field not given as a keyword argument comes from :func:`load_settings` when the
+    object is built (``VPOP_POLL_COUNTERS_SECONDS`` for ``counters_seconds``, and so on),
+    so ``MonitorSettings()`` is what the operator configured and tests override one field.
+    """
 
-@dataclass(frozen=True)
-class MonitorSettings:
-    """Intervals and probe parameters, from ``VPOP_*`` variables."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    counters_seconds: float = field(default_factory=lambda: _env_float("POLL_COUNTERS_SECONDS", 5))
-    probes_seconds: float = field(default_factory=lambda: _env_float("POLL_PROBES_SECONDS", 10))
-    prune_seconds: float = field(default_factory=lambda: _env_float("PRUNE_SECONDS", 3600))
-    raw_days: float = field(default_factory=lambda: _env_float("RETENTION_RAW_DAYS", 7))
-    rollup_days: float = field(default_factory=lambda: _env_float("RETENTION_ROLLUP_DAYS", 400))
-    probe_count: int = field(default_factory=lambda: int(_env_float("PROBE_COUNT", 20)))
-    probe_interval: float = field(default_factory=lambda: _env_float("PROBE_INTERVAL", 0.01))
-    throughput_seconds: float = field(
-        default_factory=lambda: _env_float("PROBE_THROUGHPUT_SECONDS", 0.3)
-    )
-    probe_target: str = field(
-        default_factory=lambda: os.environ.get("VPOP_PROBE_TARGET", SERVICE_ADDRESS)
-    )
+    counters_seconds: float
+    probes_seconds: float
+    prune_seconds: float
+    raw_days: float
+    rollup_days: float
+    probe_count: int
+    probe_interval: float
+    throughput_seconds: float
+    probe_target: str
+
+    def __init__(self, **overrides: Any) -> None:
+        """Build from the settings read now, with ``overrides`` (field names) on top.
+
+        Raises:
+            ConfigError: a monitoring variable (or any other setting) is invalid.
+            pydantic.ValidationError: an override is not a field or not of its type.
+        """
+        settings = load_settings()
+        configured = {
+            "counters_seconds": settings.poll_counters_seconds,
+            "probes_seconds": settings.poll_probes_seconds,
+            "prune_seconds": settings.prune_seconds,
+            "raw_days": settings.retention_raw_days,
+            "rollup_days": settings.retention_rollup_days,
+            "probe_count": settings.probe_count,
+            "probe_interval": settings.probe_interval,
+            "throughput_seconds": settings.probe_throughput_seconds,
+            "probe_target": settings.probe_target or SERVICE_ADDRESS,
+        }
+        super().__init__(**{**configured, **overrides})
 
 
 _last: dict[tuple[str, str, str], Reading] = {}

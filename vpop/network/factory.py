@@ -1,45 +1,34 @@
 """Build a fresh Nornir per run, from ``nornir.yaml`` resolved against the project root.
 
 A long-lived Nornir remembers failed hosts and skips them silently, so every run gets its
-own (``with open_nornir() as nr:``). Credentials are added by the ``vpop_credentials``
-transform function from the environment, or, for lab routers, from the lab's key file
-under ``VPOP_LAB_DIR`` (outside the repository).
+own (``with open_nornir() as nr:``). The inventory comes from the ``VpopInventory``
+plugin (:mod:`vpop.network.inventory`), which ``nornir.yaml`` selects. Credentials are
+added by the ``vpop_credentials`` transform function from the settings
+(``VPOP_ROUTER_*``), or, for lab routers, from the lab's key file under ``VPOP_LAB_DIR``
+(outside the repository).
 """
 
 from __future__ import annotations
 
-import copy
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ruamel.yaml
 import yaml
 from nornir.core import Nornir
 from nornir.core.configuration import Config
-from nornir.core.inventory import (
-    ConnectionOptions,
-    Defaults,
-    Group,
-    Groups,
-    Host,
-    Hosts,
-    Inventory,
-    ParentGroups,
-)
+from nornir.core.inventory import ConnectionOptions, Host
 from nornir.core.plugins.connections import ConnectionPluginRegister
-from nornir.core.plugins.inventory import TransformFunctionRegister
+from nornir.core.plugins.inventory import InventoryPluginRegister, TransformFunctionRegister
 from nornir.core.plugins.runners import RunnersPluginRegister
 from nornir.core.state import GlobalState
-from nornir.plugins.inventory.simple import _get_defaults, _get_inventory_element
 from nornir.plugins.runners import SerialRunner
 
 from tasks.connection import CONNECTION_NAME, VpopShell
 from vpop.core.errors import ConfigError
 from vpop.core.settings import PROJECT_ROOT, Settings, load_settings
+from vpop.network.inventory import PLUGIN_NAME, VpopInventory, check_elements, read_yaml
 
 NORNIR_CONFIG = PROJECT_ROOT / "nornir.yaml"
 
@@ -53,18 +42,6 @@ CONFIG_KEYS: dict[str, set[str]] = {
     "user_defined": set(),
 }
 INVENTORY_OPTION_KEYS = {"host_file", "group_file", "defaults_file", "encoding"}
-ELEMENT_KEYS = {
-    "hostname",
-    "port",
-    "username",
-    "password",
-    "platform",
-    "groups",
-    "data",
-    "connection_options",
-}
-DEFAULTS_KEYS = ELEMENT_KEYS - {"groups"}
-CONNECTION_OPTION_KEYS = {"hostname", "port", "username", "password", "platform", "extras"}
 
 
 def load_credentials(host: Host, **_: Any) -> None:
@@ -74,9 +51,9 @@ def load_credentials(host: Host, **_: Any) -> None:
     every host; hosts of the ``lab`` group fall back to the lab's own generated key.
     """
     settings = load_settings()
-    username = os.environ.get("VPOP_ROUTER_USERNAME")
-    password = os.environ.get("VPOP_ROUTER_PASSWORD")
-    key_file = os.environ.get("VPOP_ROUTER_KEY_FILE")
+    username = settings.router_username
+    password = settings.router_password.get_secret_value() if settings.router_password else None
+    key_file = settings.router_key_file
     if host.get("lab"):
         username = username or "root"
         key_file = key_file or str(settings.lab_dir / "id_ed25519")
@@ -95,58 +72,24 @@ def load_credentials(host: Host, **_: Any) -> None:
 
 
 _registered = False
-_yaml_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
-_cache_lock = threading.Lock()
 
 
 def _register_plugins() -> None:
+    """Register the plugins a run needs, once per process.
+
+    Installed plugins come from their entry points; vpop's own (the inventory, the
+    credentials transform, the ``vpop_shell`` connection) are registered by name here
+    too, so that they work from a source tree whose entry points are not installed.
+    """
     global _registered
     if _registered:
         return
     ConnectionPluginRegister.auto_register()
     RunnersPluginRegister.auto_register()
+    InventoryPluginRegister.register(PLUGIN_NAME, VpopInventory)
     TransformFunctionRegister.register("vpop_credentials", load_credentials)
     ConnectionPluginRegister.register(CONNECTION_NAME, VpopShell)
     _registered = True
-
-
-def _load_yaml(path: Path) -> Any:
-    """Parse a YAML file once per version of it (mtime and size), return a fresh copy."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    version = (stat.st_mtime_ns, stat.st_size)
-    with _cache_lock:
-        cached = _yaml_cache.get(path)
-        if cached is None or cached[0] != version:
-            data = ruamel.yaml.YAML(typ="safe").load(path.read_text()) or {}
-            _yaml_cache[path] = (version, data)
-        else:
-            data = cached[1]
-    return copy.deepcopy(data)
-
-
-def load_inventory(options: dict[str, Any]) -> Inventory:
-    """SimpleInventory's files and semantics, with each file parsed once per version.
-
-    Every call still builds new Host and Group objects, so each run's Nornir is fresh;
-    only the YAML parsing (most of InitNornir's cost) is shared.
-    """
-    defaults_dict = _load_yaml(Path(options["defaults_file"]))
-    defaults = _get_defaults(defaults_dict) if defaults_dict else Defaults()
-    hosts = Hosts()
-    for name, data in (_load_yaml(Path(options["host_file"])) or {}).items():
-        hosts[name] = _get_inventory_element(Host, data, name, defaults)
-    groups = Groups()
-    for name, data in (_load_yaml(Path(options["group_file"])) or {}).items():
-        groups[name] = _get_inventory_element(Group, data, name, defaults)
-    # as in SimpleInventory: until here an element's groups are still names
-    for group in groups.values():
-        group.groups = ParentGroups([groups[g] for g in group.groups])  # type: ignore[index]
-    for host in hosts.values():
-        host.groups = ParentGroups([groups[g] for g in host.groups])  # type: ignore[index]
-    return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
 
 def read_config(path: Path = NORNIR_CONFIG) -> dict[str, Any]:
@@ -155,7 +98,7 @@ def read_config(path: Path = NORNIR_CONFIG) -> dict[str, Any]:
     Raises:
         ConfigError: unknown section, key or inventory option.
     """
-    data = _load_yaml(path) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     for section, body in data.items():
@@ -176,20 +119,13 @@ def read_config(path: Path = NORNIR_CONFIG) -> dict[str, Any]:
 def check_inventory_file(path: Path, *, defaults: bool = False) -> None:
     """Refuse unknown keys in a SimpleInventory hosts, groups or defaults file.
 
+    The same check :class:`~vpop.network.inventory.VpopInventory` makes on every load,
+    here for a file on its own (the lab's hosts file, the repository's inventory).
+
     Raises:
         ConfigError: naming the file, the entry and the key.
     """
-    data = yaml.safe_load(path.read_text()) or {}
-    entries = {"defaults": data} if defaults else data
-    allowed = DEFAULTS_KEYS if defaults else ELEMENT_KEYS
-    for name, entry in entries.items():
-        unknown = set(entry or {}) - allowed
-        if unknown:
-            raise ConfigError(f"{path}: {name}: unknown key(s) {sorted(unknown)}")
-        for conn, opts in ((entry or {}).get("connection_options") or {}).items():
-            bad = set(opts or {}) - CONNECTION_OPTION_KEYS
-            if bad:
-                raise ConfigError(f"{path}: {name}: connection {conn}: unknown {sorted(bad)}")
+    check_elements(path, yaml.safe_load(path.read_text()) or {}, defaults=defaults)
 
 
 def hosts_file(settings: Settings) -> Path:
@@ -226,9 +162,10 @@ def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[
     for section, values in overrides.items():
         data[section] = {**data.get(section, {}), **values}
     config = Config.from_dict(**data)
-    if config.inventory.plugin != "SimpleInventory":
-        raise ConfigError("vpop reads SimpleInventory files (inventory.plugin: SimpleInventory)")
-    inventory = load_inventory(config.inventory.options)
+    if config.inventory.plugin != PLUGIN_NAME:
+        raise ConfigError(f"vpop reads its inventory with {PLUGIN_NAME} (inventory.plugin)")
+    plugin = InventoryPluginRegister.get_plugin(config.inventory.plugin)
+    inventory = plugin(**config.inventory.options).load()
     if config.inventory.transform_function:
         transform = TransformFunctionRegister.get_plugin(config.inventory.transform_function)
         for host in inventory.hosts.values():
