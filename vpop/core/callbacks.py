@@ -72,7 +72,7 @@ def refused_destination(url: str) -> str | None:
     return None
 
 
-def _post_signed(url: str, msg_id: str, payload: str) -> str:
+def post_signed(url: str, msg_id: str, payload: str) -> str:
     secret = signing_secret()
     if secret is None:
         return "not sent: no signing secret configured"

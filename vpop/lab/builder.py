@@ -29,14 +29,14 @@ from vpop.core.errors import LabError
 from vpop.core.settings import child_environment, load_settings
 from vpop.lab.inventory import write_inventory
 from vpop.lab.processes import (
-    _checkpoint,
-    _free_port,
-    _keypair,
-    _kill_pid,
-    _listening,
-    _run,
-    _start_time,
-    _wait_until,
+    checkpoint,
+    free_port,
+    keypair,
+    kill_pid,
+    listening,
+    run_command,
+    start_time,
+    wait_until,
 )
 from vpop.lab.topology import (
     DEFAULT_ISP,
@@ -62,7 +62,7 @@ IP = "/usr/sbin/ip"
 
 def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
     """Every network namespace a lab with ``prefix`` may have created (``vpop-rc1``, ...)."""
-    out = _run([IP, "netns", "list"])
+    out = run_command([IP, "netns", "list"])
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
     pattern = node_pattern(prefix)
     return sorted(n for n in names if pattern.fullmatch(n))
@@ -81,7 +81,7 @@ class Lab:
     # ---- bookkeeping -------------------------------------------------------------------
     def _record(self, pid: int, what: str) -> None:
         with self.pid_file.open("a") as fh:
-            fh.write(f"{pid} {_start_time(pid) or '-'} {what}\n")
+            fh.write(f"{pid} {start_time(pid) or '-'} {what}\n")
 
     def _spawn(self, args: Sequence[str], what: str, log: Path) -> int:
         """Start a lab process in its own session; it outlives this Python process.
@@ -123,14 +123,14 @@ class Lab:
             for line in self.pid_file.read_text().splitlines():
                 parts = line.split()
                 if len(parts) >= 2 and parts[0].isdigit():
-                    _kill_pid(int(parts[0]), None if parts[1] == "-" else parts[1])
+                    kill_pid(int(parts[0]), None if parts[1] == "-" else parts[1])
         for ns in lab_namespaces(self.prefix):
             pids = subprocess.run(
                 [IP, "netns", "pids", ns], capture_output=True, text=True, check=False
             ).stdout.split()
             for pid in pids:
                 if pid.isdigit():
-                    _kill_pid(int(pid), _start_time(int(pid)))
+                    kill_pid(int(pid), start_time(int(pid)))
             # deleting the namespace destroys its veths and their peers
             subprocess.run([IP, "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -163,8 +163,8 @@ class Lab:
                 f"link add {link.a_ifname} netns {topo.namespace(link.a)} type veth "
                 f"peer name {link.b_ifname} netns {topo.namespace(link.b)}"
             )
-        _run([IP, "-batch", "-"], stdin="\n".join(batch) + "\n")
-        _checkpoint("links")
+        run_command([IP, "-batch", "-"], stdin="\n".join(batch) + "\n")
+        checkpoint("links")
         per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in topo.nodes}
         for link in topo.links:
             for node, ifname, addr in (
@@ -183,13 +183,15 @@ class Lab:
                 gw = uplink.address.split("/")[0]
                 per_node[isp].append(f"route add {line.prefix} via {gw}")
         for node, cmds in per_node.items():
-            _run([IP, "-n", topo.namespace(node), "-batch", "-"], stdin="\n".join(cmds) + "\n")
+            run_command(
+                [IP, "-n", topo.namespace(node), "-batch", "-"], stdin="\n".join(cmds) + "\n"
+            )
 
-        client_key, client_pub = _keypair()
+        client_key, client_pub = keypair()
         (self.dir / "id_ed25519").write_bytes(client_key)
         os.chmod(self.dir / "id_ed25519", 0o600)
         (self.dir / "authorized_keys").write_bytes(client_pub + b"\n")
-        host_key, _ = _keypair()
+        host_key, _ = keypair()
         (self.dir / "ssh_host_ed25519_key").write_bytes(host_key)
         os.chmod(self.dir / "ssh_host_ed25519_key", 0o600)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ class Lab:
         procs: list[tuple[str, int]] = []
         ports: dict[str, int] = {}
         for router in topo.routers:
-            ports[router] = _free_port()
+            ports[router] = free_port()
             procs += self._start_router(topo, router, ports[router])
         for isp in topo.isps:
             delay_file = self.dir / f"{isp}.delay_ms"
@@ -227,7 +229,7 @@ class Lab:
                     ),
                 )
             )
-        _checkpoint("daemons")
+        checkpoint("daemons")
         self._wait_ready(topo, ports, procs)
         for router in topo.routers:
             self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
@@ -271,7 +273,7 @@ class Lab:
             f"ip route 0.0.0.0/0 {default.next_hop} {default.interface}\n"
         )
         ns = topo.namespace(router)
-        _run(
+        run_command(
             [
                 IP,
                 "netns",
@@ -363,13 +365,13 @@ class Lab:
         Sessions are found as the listener's child processes (by PID), never by name.
         """
         pid = int((self.dir / f"sshd-{router}.spawned").read_text())
-        start = _start_time(pid)
+        start = start_time(pid)
         children: list[int] = []
         for task in Path(f"/proc/{pid}/task").glob("*/children"):
             children += [int(c) for c in task.read_text().split()]
-        _kill_pid(pid, start)
+        kill_pid(pid, start)
         for child in children:
-            _kill_pid(child, _start_time(child))
+            kill_pid(child, start_time(child))
 
     def restore_management(self, router: str) -> None:
         """Start the router's sshd again on the same port; wait (bounded) until it listens."""
@@ -377,7 +379,7 @@ class Lab:
         state = self.state()
         assert state is not None
         port = state["nodes"][router]["ssh"]["port"]
-        _wait_until(lambda: _listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
+        wait_until(lambda: listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
 
     def set_fault(self, router: str, fault: str | None) -> None:
         """Arm (or clear) a fault the router agent acts on: ``cut-after:N`` kills the
@@ -405,13 +407,13 @@ class Lab:
             pending |= {str(self.dir / router / f"{d}.vty") for d in FRR_DAEMONS}
         pending |= {str(self.dir / f"{isp}.ready") for isp in topo.isps}
         for path in sorted(pending):
-            _wait_until(Path(path).exists, path, procs)
+            wait_until(Path(path).exists, path, procs)
         for router, port in ports.items():
-            _wait_until(functools.partial(_listening, port), f"{router}'s sshd", procs)
+            wait_until(functools.partial(listening, port), f"{router}'s sshd", procs)
         self._wait_clients(topo)
 
     def _wait_path(self, path: Path, procs: list[tuple[str, int]]) -> None:
-        _wait_until(path.exists, str(path), procs, interval=0.002)
+        wait_until(path.exists, str(path), procs, interval=0.002)
 
     def _wait_routes(self, topo: Topology) -> None:
         """Wait (bounded) until each router's default route is in its kernel table.
@@ -426,14 +428,14 @@ class Lab:
 
             def installed(ns: str = ns, router: str = router, started: float = started) -> bool:
                 nonlocal reapplied
-                if _run([IP, "-n", ns, "route", "show", "default"]).strip():
+                if run_command([IP, "-n", ns, "route", "show", "default"]).strip():
                     return True
                 if not reapplied and time.monotonic() - started > 0.5:
                     self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
                     reapplied = True
                 return False
 
-            _wait_until(installed, f"{router}'s default route")
+            wait_until(installed, f"{router}'s default route")
 
     def _wait_clients(self, topo: Topology) -> None:
         """Wait (bounded) until staticd and pbrd are registered with each router's zebra."""
@@ -443,10 +445,10 @@ class Lab:
                 out = self._vtysh(router, "-d", "zebra", "-c", "show zebra client")
                 return "Client: static" in out and "Client: pbr" in out
 
-            _wait_until(registered, f"{router}'s staticd and pbrd to reach zebra")
+            wait_until(registered, f"{router}'s staticd and pbrd to reach zebra")
 
     def _vtysh(self, router: str, *args: str) -> str:
-        return _run(
+        return run_command(
             [
                 IP,
                 "netns",

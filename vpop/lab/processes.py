@@ -25,7 +25,7 @@ from vpop.core.settings import load_settings
 READY_TIMEOUT = 10.0
 
 
-def _run(args: Sequence[str], *, stdin: str | None = None) -> str:
+def run_command(args: Sequence[str], *, stdin: str | None = None) -> str:
     proc = subprocess.run(list(args), input=stdin, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         cmd = " ".join(args)
@@ -33,7 +33,7 @@ def _run(args: Sequence[str], *, stdin: str | None = None) -> str:
     return proc.stdout
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -41,8 +41,8 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _kill_pid(pid: int, start: str | None) -> None:
-    if start is not None and _start_time(pid) != start:
+def kill_pid(pid: int, start: str | None) -> None:
+    if start is not None and start_time(pid) != start:
         return  # gone, or the PID now belongs to someone else
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -50,7 +50,7 @@ def _kill_pid(pid: int, start: str | None) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if _start_time(pid) is None or _is_zombie(pid):
+        if start_time(pid) is None or _is_zombie(pid):
             return
         time.sleep(0.01)
     with contextlib.suppress(ProcessLookupError):
@@ -64,7 +64,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _checkpoint(step: str) -> None:
+def checkpoint(step: str) -> None:
     """Fault injection for tests: ``VPOP_LAB_CRASH_AT=<step>`` kills ``up`` right here."""
     if load_settings().lab_crash_at == step:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -78,13 +78,13 @@ def _check_alive(procs: list[tuple[str, int]]) -> None:
                 raise LabError(f"lab process {what} exited on start (status {status})")
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_until(
+def wait_until(
     condition: Callable[[], bool],
     what: str,
     procs: list[tuple[str, int]] | None = None,
@@ -104,14 +104,14 @@ def _wait_until(
         time.sleep(interval)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _keypair() -> tuple[bytes, bytes]:
+def keypair() -> tuple[bytes, bytes]:
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

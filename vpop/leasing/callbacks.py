@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from vpop.core.callbacks import CallbackFailed, _post_signed
+from vpop.core.callbacks import CallbackFailed, post_signed
 from vpop.core.db import session_scope
 
 
@@ -47,7 +47,7 @@ def send_event_callback(event_id: int) -> str:
             }
         )
         msg_id = f"event-{event.id}-{state}"
-    status = _post_signed(url, msg_id, payload)
+    status = post_signed(url, msg_id, payload)
     with session_scope() as session:
         event = session.get(UtilisationEvent, event_id)
         if event is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from vpop.core.callbacks import CallbackFailed, _post_signed
+from vpop.core.callbacks import CallbackFailed, post_signed
 from vpop.core.db import session_scope
 from vpop.selection.models import Order
 from vpop.selection.orders import order_view
@@ -25,7 +25,7 @@ def send_order_callback(order_id: int) -> str:
             return "no callback"
         url = order.callback_url
         payload = json.dumps({"type": "order.finished", "data": order_view(order)})
-    status = _post_signed(url, f"order-{order_id}-final", payload)
+    status = post_signed(url, f"order-{order_id}-final", payload)
     _record(order_id, status)
     if status.startswith("not sent"):
         return "not sent"
