@@ -57,6 +57,22 @@ def _require_str(value: object, field: str, what: str) -> str:
     return str(value)
 
 
+def _matching(value: object, field: str, what: str, shape: re.Pattern[str], refusal: str) -> str:
+    """``value`` as a string of ``shape`` (all of it), else BadInput saying ``refusal``.
+
+    Args:
+        value: the untrusted value.
+        field: the field name, for the error message.
+        what: what a string was expected to hold (``an id``), for a value of another type.
+        shape: the pattern the whole string must match.
+        refusal: the rest of the message after the value: what it is not and what to write.
+    """
+    text = _require_str(value, field, what)
+    if not shape.fullmatch(text):
+        raise BadInput(f"{field}: {_show(value)} is not {refusal}")
+    return text
+
+
 def name(value: object, field: str) -> str:
     """Validate an id such as an ISP id, a subscriber id or a router name.
 
@@ -70,13 +86,13 @@ def name(value: object, field: str) -> str:
     Raises:
         BadInput: when the value is not such a string.
     """
-    text = _require_str(value, field, "an id")
-    if not _NAME.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not a valid id; use 1-31 characters of a-z, 0-9 "
-            "and '-', starting with a letter or digit"
-        )
-    return text
+    return _matching(
+        value,
+        field,
+        "an id",
+        _NAME,
+        "a valid id; use 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit",
+    )
 
 
 def interface(value: object, field: str) -> str:
@@ -92,13 +108,14 @@ def interface(value: object, field: str) -> str:
     Raises:
         BadInput: unless it is a letter followed by up to 31 of ``A-Za-z0-9./:-``.
     """
-    text = _require_str(value, field, "an interface name")
-    if not _INTERFACE.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not a valid interface name; use a letter followed "
-            "by up to 31 of A-Z, a-z, 0-9, '.', '/', ':' and '-'"
-        )
-    return text
+    return _matching(
+        value,
+        field,
+        "an interface name",
+        _INTERFACE,
+        "a valid interface name; use a letter followed "
+        "by up to 31 of A-Z, a-z, 0-9, '.', '/', ':' and '-'",
+    )
 
 
 def _check_documentation(
@@ -145,12 +162,14 @@ def prefix(
             zone ids, whitespace, leading zeros, host bits (unless allowed), or an address
             outside the documentation ranges (when required).
     """
-    text = _require_str(value, field, "a prefix")
-    if not _PREFIX_SHAPE.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not a prefix; write an address and a prefix length, "
-            "as in 192.0.2.0/24 or 2001:db8::/48 (no netmask, zone id or spaces)"
-        )
+    text = _matching(
+        value,
+        field,
+        "a prefix",
+        _PREFIX_SHAPE,
+        "a prefix; write an address and a prefix length, "
+        "as in 192.0.2.0/24 or 2001:db8::/48 (no netmask, zone id or spaces)",
+    )
     try:
         network = ipaddress.ip_network(text, strict=not host_bits_ok)
     except ValueError as err:
@@ -174,12 +193,13 @@ def interface_address(value: object, field: str, *, documentation_only: bool = F
         BadInput: for anything but ``address/length``, and for an IPv4 network or broadcast
             address (prefix lengths up to /30), which no interface can own.
     """
-    text = _require_str(value, field, "an interface address")
-    if not _PREFIX_SHAPE.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not an interface address; write an address and a "
-            "prefix length, as in 198.51.100.1/30"
-        )
+    text = _matching(
+        value,
+        field,
+        "an interface address",
+        _PREFIX_SHAPE,
+        "an interface address; write an address and a prefix length, as in 198.51.100.1/30",
+    )
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError as err:
@@ -212,12 +232,14 @@ def address(value: object, field: str, *, documentation_only: bool = False) -> s
     Raises:
         BadInput: for non-strings, prefixes, zone ids, whitespace or leading zeros.
     """
-    text = _require_str(value, field, "an address")
-    if not _ADDRESS_SHAPE.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not an IP address; write one address, as in "
-            "198.51.100.2 or 2001:db8::2 (no prefix length, zone id or spaces)"
-        )
+    text = _matching(
+        value,
+        field,
+        "an address",
+        _ADDRESS_SHAPE,
+        "an IP address; write one address, as in "
+        "198.51.100.2 or 2001:db8::2 (no prefix length, zone id or spaces)",
+    )
     try:
         addr = ipaddress.ip_address(text)
     except ValueError as err:
@@ -239,23 +261,24 @@ def e164(value: object, field: str) -> str:
     Raises:
         BadInput: unless it is ``+``, a non-zero digit, then 6 to 14 digits.
     """
-    text = _require_str(value, field, "an E.164 number")
-    if not _E164.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not an E.164 number; write '+', the country code "
-            "and the number, digits only (7 to 15 digits in all), as in +31205550001"
-        )
-    return text
+    return _matching(
+        value,
+        field,
+        "an E.164 number",
+        _E164,
+        "an E.164 number; write '+', the country code "
+        "and the number, digits only (7 to 15 digits in all), as in +31205550001",
+    )
 
 
 def _line_id(value: object, field: str, what: str) -> str:
-    text = _require_str(value, field, what)
-    if not _LINE_ID.fullmatch(text):
-        raise BadInput(
-            f"{field}: {_show(value)} is not a valid {what}; use 1-100 of A-Z, a-z, 0-9, "
-            "'.', '_', ':', '/' and '-'"
-        )
-    return text
+    return _matching(
+        value,
+        field,
+        what,
+        _LINE_ID,
+        f"a valid {what}; use 1-100 of A-Z, a-z, 0-9, '.', '_', ':', '/' and '-'",
+    )
 
 
 def circuit_id(value: object, field: str) -> str:
