@@ -1,4 +1,9 @@
-"""Fixtures for the HTTP API: a migrated SQLite file, the app, a client, bearer tokens."""
+"""Fixtures for the HTTP API: a migrated SQLite file, the app, a client, bearer tokens.
+
+Every test here also runs under :func:`conformance`: each response of ``/api/v1`` and
+``/healthz`` it provokes is held against the OpenAPI document, and one that does not match
+fails the test.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, request_finished
 from flask.testing import FlaskClient
 
+from tests.webhooks.conformance import Conformance
 from tests.webhooks.helpers import SECRETS, bearer
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
@@ -16,6 +22,53 @@ from vpop.core.migrate import upgrade
 from vpop.identity.tokens import create_token
 from vpop.selection.service import order_accepted
 from webhooks import create_app
+from webhooks.api import openapi
+
+HOSTS_YAML = """\
+rc1:
+  hostname: 127.0.0.1
+  groups: [frr, lab]
+  data:
+    uplinks:
+      isp-a: {interface: isp-a, address: 198.51.100.1/30, next_hop: 198.51.100.2}
+      isp-b: {interface: isp-b, address: 198.51.100.9/30, next_hop: 198.51.100.10}
+      isp-z: {interface: isp-z, address: 198.51.100.13/30, next_hop: 198.51.100.14}
+rc2:
+  hostname: 127.0.0.1
+  groups: [frr, lab]
+  data:
+    uplinks:
+      isp-b: {interface: isp-b, address: 198.51.100.17/30, next_hop: 198.51.100.18}
+"""
+
+
+@pytest.fixture
+def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Nornir hosts file with rc1 (uplinks isp-a, isp-b, isp-z) and rc2 (isp-b)."""
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(HOSTS_YAML)
+    monkeypatch.setenv("VPOP_INVENTORY_HOSTS", str(hosts))
+    monkeypatch.setenv("VPOP_LAB_DIR", str(tmp_path / "lab"))
+    return hosts
+
+
+@pytest.fixture(autouse=True)
+def conformance() -> Iterator[Conformance]:
+    """Hold every API response of the test against the OpenAPI document.
+
+    The checker listens to Flask's ``request_finished`` signal, which every app sends, so
+    the apps tests build themselves (``create_app`` in a test) are checked as well as
+    :func:`app`. A violation fails the test when it ends; a test that provokes one on
+    purpose clears :attr:`Conformance.violations` after looking at it.
+    """
+    checker = Conformance(openapi.document())
+    with request_finished.connected_to(checker.record):
+        yield checker
+    if checker.violations:
+        pytest.fail(
+            "responses the OpenAPI document does not describe:\n"
+            + "\n".join(checker.violations[:20])
+        )
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,38 +18,10 @@ from vpop.core.audit import AuditEntry
 from vpop.core.db import get_engine, session_scope
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
-from vpop.leasing.service import lease_changed
+from vpop.leasing.service import LEASE_REQUIRED, LeaseRequest, lease_changed
 from vpop.monitoring.models import QosSample
 from webhooks import create_app
-from webhooks.api import leasing as api
 from webhooks.api import openapi
-
-HOSTS_YAML = """\
-rc1:
-  hostname: 127.0.0.1
-  groups: [frr, lab]
-  data:
-    uplinks:
-      isp-a: {interface: isp-a, address: 198.51.100.1/30, next_hop: 198.51.100.2}
-      isp-b: {interface: isp-b, address: 198.51.100.9/30, next_hop: 198.51.100.10}
-      isp-z: {interface: isp-z, address: 198.51.100.13/30, next_hop: 198.51.100.14}
-rc2:
-  hostname: 127.0.0.1
-  groups: [frr, lab]
-  data:
-    uplinks:
-      isp-b: {interface: isp-b, address: 198.51.100.17/30, next_hop: 198.51.100.18}
-"""
-
-
-@pytest.fixture
-def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A Nornir hosts file with rc1 (uplinks isp-a, isp-b, isp-z) and rc2 (isp-b)."""
-    hosts = tmp_path / "hosts.yaml"
-    hosts.write_text(HOSTS_YAML)
-    monkeypatch.setenv("VPOP_INVENTORY_HOSTS", str(hosts))
-    monkeypatch.setenv("VPOP_LAB_DIR", str(tmp_path / "lab"))
-    return hosts
 
 
 @pytest.fixture
@@ -843,6 +814,6 @@ def test_event_refusals(
 
 def test_the_lease_schema_matches_the_parser() -> None:
     schema = openapi.document()["components"]["schemas"]["LeaseRequest"]
-    assert set(schema["properties"]) == set(api.LEASE_FIELDS)
-    assert schema["required"] == list(api.LEASE_REQUIRED)
+    assert set(schema["properties"]) == set(LeaseRequest.model_fields)
+    assert schema["required"] == list(LEASE_REQUIRED)
     assert schema["additionalProperties"] is False

@@ -6,6 +6,7 @@ modules behind it can change shape without touching their callers.
 
 from __future__ import annotations
 
+from vpop.catalogue import schemas
 from vpop.catalogue.models import Isp, Line, Plan, Selection, Subscriber
 
-__all__ = ["Isp", "Line", "Plan", "Selection", "Subscriber"]
+__all__ = ["Isp", "Line", "Plan", "Selection", "Subscriber", "schemas"]

@@ -1,15 +1,75 @@
-"""TODO docstring (vpop.cli_monitoring)."""
+"""Leases from the command line: ``vpop lease create|list|end``.
+
+``create`` takes what the API's ``POST /api/v1/leases`` takes, with the same ranges and
+defaults: each integer option is a :class:`LeaseRange` over the leasing domain's table
+(:data:`vpop.leasing.service.LEASE_RANGES`), read when the command runs or shows its help,
+not when ``vpop`` attaches its groups (that must import no database code).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from vpop.cli.common import ISO_TIME, CommandError, OneLineGroup, _cli_actor, reported_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LeaseRange(click.IntRange):
+    """``click.IntRange`` over one lease field's bounds in the leasing domain's table.
+
+    The bounds are looked up on first use, so the table stays the one statement of the
+    ranges (the API's request model and ``create_lease`` read it too).
+    """
+
+    def __init__(self, field: str) -> None:
+        """The range of the lease field ``field`` (``committed_mbps``...)."""
+        super().__init__()
+        self.field = field
+
+    def resolve(self) -> LeaseRange:
+        """Fill ``min`` and ``max`` from :data:`vpop.leasing.service.LEASE_RANGES`."""
+        from vpop.leasing.service import LEASE_RANGES
+
+        bounds = LEASE_RANGES[self.field]
+        self.min, self.max = bounds.low, bounds.high
+        return self
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """An integer within the field's range, or click's one-line usage error."""
+        return super(LeaseRange, self.resolve()).convert(value, param, ctx)
+
+    def _describe_range(self) -> str:
+        """``low<=x<=high``, for ``--help``."""
+        return super(LeaseRange, self.resolve())._describe_range()
+
+
+class LeaseOption(click.Option):
+    """An integer lease option whose default is the leasing domain's, read on first use."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        """The field's default in :data:`vpop.leasing.service.LEASE_DEFAULTS` (None: required)."""
+        from vpop.leasing.service import LEASE_DEFAULTS
+
+        return LEASE_DEFAULTS.get(self.name or "")
+
+
+def lease_option(field: str, text: str, *, required: bool = False) -> Callable[[F], F]:
+    """The ``--committed-mbps``-style option of the integer lease field ``field``."""
+    return click.option(
+        "--" + field.replace("_", "-"),
+        field,
+        cls=LeaseOption,
+        type=LeaseRange(field),
+        required=required,
+        show_default=not required,
+        help=text,
+    )
 
 
 def lease_enqueuer() -> Callable[[int], None]:
@@ -58,13 +118,13 @@ def lease() -> None:
 @lease.command("create")
 @click.option("--isp", required=True, help="The ISP the uplink is leased to.")
 @click.option("--router", required=True, help="The router (inventory name).")
-@click.option("--committed-mbps", required=True, type=int, help="Committed rate, Mbit/s.")
-@click.option("--price-minor", required=True, type=int, help="Price in minor units (cents).")
-@click.option("--peak-pct", default=125, show_default=True, type=int, help="Shaped peak, %.")
-@click.option("--under-pct", default=10, show_default=True, type=int, help="Under below, %.")
-@click.option("--over-pct", default=100, show_default=True, type=int, help="Over above, %.")
-@click.option("--hysteresis-pct", default=5, show_default=True, type=int)
-@click.option("--event-seconds", default=60, show_default=True, type=int)
+@lease_option("committed_mbps", "Committed rate, Mbit/s.", required=True)
+@lease_option("price_minor", "Price in minor units (cents).", required=True)
+@lease_option("peak_pct", "Shaped peak, %.")
+@lease_option("under_pct", "Under below, %.")
+@lease_option("over_pct", "Over above, %.")
+@lease_option("hysteresis_pct", "Event hysteresis, %.")
+@lease_option("event_seconds", "Seconds before an event opens or closes.")
 @click.option("--ends-at", type=ISO_TIME, default=None, help="Planned end (ISO 8601).")
 def lease_create(
     isp: str,

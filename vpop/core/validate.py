@@ -33,15 +33,15 @@ DOCUMENTATION_NETWORKS: tuple[IPNetwork, ...] = (
     ipaddress.IPv6Network("2001:db8::/32"),
 )
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}", re.ASCII)
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}", re.ASCII)
 _INTERFACE = re.compile(r"[A-Za-z][A-Za-z0-9./:-]{0,31}", re.ASCII)
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
-_LINE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,100}", re.ASCII)
+E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
+LINE_ID = re.compile(r"[A-Za-z0-9._:/-]{1,100}", re.ASCII)
 # Lexical shape first, ipaddress second: ipaddress accepts netmask forms
 # ("/255.255.255.0"), zone ids ("%eth0") and surrounding whitespace in places.
 _ADDRESS_SHAPE = re.compile(r"[0-9A-Fa-f:.]{2,45}", re.ASCII)
 _PREFIX_SHAPE = re.compile(r"[0-9A-Fa-f:.]{2,45}/(?:0|[1-9][0-9]{0,2})", re.ASCII)
-_URL_MAX = 500
+URL_MAX = 500
 _URL_SCHEMES = ("http", "https")
 
 
@@ -90,7 +90,7 @@ def name(value: object, field: str) -> str:
         value,
         field,
         "an id",
-        _NAME,
+        NAME,
         "a valid id; use 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit",
     )
 
@@ -265,7 +265,7 @@ def e164(value: object, field: str) -> str:
         value,
         field,
         "an E.164 number",
-        _E164,
+        E164,
         "an E.164 number; write '+', the country code "
         "and the number, digits only (7 to 15 digits in all), as in +31205550001",
     )
@@ -276,7 +276,7 @@ def _line_id(value: object, field: str, what: str) -> str:
         value,
         field,
         what,
-        _LINE_ID,
+        LINE_ID,
         f"a valid {what}; use 1-100 of A-Z, a-z, 0-9, '.', '_', ':', '/' and '-'",
     )
 
@@ -368,8 +368,8 @@ def url(value: object, field: str) -> str:
             control or non-ASCII characters, backslashes, or more than 500 characters.
     """
     text_ = _require_str(value, field, "a URL")
-    if len(text_) > _URL_MAX:
-        raise BadInput(f"{field}: is {len(text_)} characters long; the limit is {_URL_MAX}")
+    if len(text_) > URL_MAX:
+        raise BadInput(f"{field}: is {len(text_)} characters long; the limit is {URL_MAX}")
     for index, char in enumerate(text_):
         if not "!" <= char <= "~" or char == "\\":
             raise BadInput(

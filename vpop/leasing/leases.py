@@ -22,7 +22,11 @@ from vpop.core.errors import BadInput, NotFound, VpopError
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease
+from vpop.leasing.schemas import LEASE_DEFAULTS, LEASE_RANGES, LEASE_STATUSES
 from vpop.leasing.signals import lease_changed
+
+# the statuses of a lease that still holds its uplink
+_HOLDING = tuple(status for status in LEASE_STATUSES if status != "ended")
 
 
 class LeaseConflict(VpopError):
@@ -50,16 +54,19 @@ def create_lease(
     committed_mbps: int,
     price_minor: int,
     actor: str,
-    peak_pct: int = 125,
+    peak_pct: int = LEASE_DEFAULTS["peak_pct"],
     starts_at: datetime | None = None,
     ends_at: datetime | None = None,
-    under_pct: int = 10,
-    over_pct: int = 100,
-    hysteresis_pct: int = 5,
-    event_seconds: int = 60,
+    under_pct: int = LEASE_DEFAULTS["under_pct"],
+    over_pct: int = LEASE_DEFAULTS["over_pct"],
+    hysteresis_pct: int = LEASE_DEFAULTS["hysteresis_pct"],
+    event_seconds: int = LEASE_DEFAULTS["event_seconds"],
     url: str | None = None,
 ) -> Lease:
     """Write a lease for ``isp``'s uplink on ``router`` and queue its provisioning.
+
+    The ranges and defaults are :data:`~vpop.leasing.schemas.LEASE_RANGES` and
+    :data:`~vpop.leasing.schemas.LEASE_DEFAULTS`, the API's and the command line's too.
 
     Raises:
         BadInput: a value out of range. NotFound: unknown ISP or router, or the ISP has no
@@ -67,17 +74,17 @@ def create_lease(
     """
     isp = validate.name(isp, "isp")
     router = validate.name(router, "router")
-    for field, value, low, high in (
-        ("committed_mbps", committed_mbps, 1, 400_000),
-        ("price_minor", price_minor, 0, 10**12),
-        ("peak_pct", peak_pct, 100, 1000),
-        ("under_pct", under_pct, 0, 99),
-        ("over_pct", over_pct, 1, 1000),
-        ("hysteresis_pct", hysteresis_pct, 0, 50),
-        ("event_seconds", event_seconds, 1, 86_400),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise BadInput(f"{field}: must be a whole number from {low} to {high}, not {value!r}")
+    values = {
+        "committed_mbps": committed_mbps,
+        "price_minor": price_minor,
+        "peak_pct": peak_pct,
+        "under_pct": under_pct,
+        "over_pct": over_pct,
+        "hysteresis_pct": hysteresis_pct,
+        "event_seconds": event_seconds,
+    }
+    for field, bounds in LEASE_RANGES.items():
+        bounds.check(values[field], field)
     if under_pct + hysteresis_pct >= over_pct - hysteresis_pct:
         raise BadInput("under_pct and over_pct (with hysteresis) must leave a band between them")
     if starts_at and ends_at and ends_at <= starts_at:
@@ -92,7 +99,7 @@ def create_lease(
             select(Lease).where(
                 Lease.router == router,
                 Lease.uplink == uplink["interface"],
-                Lease.status.in_(("provisioning", "active", "ending")),
+                Lease.status.in_(_HOLDING),
             )
         ).first()
         if busy is not None:
@@ -174,7 +181,7 @@ def provision(lease_id: int, url: str | None = None) -> str:
             raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
         router, uplink, status = lease.router, lease.uplink, lease.status
         rate = lease.committed_mbps * lease.peak_pct / 100
-    if status not in ("provisioning", "ending", "active"):
+    if status not in _HOLDING:
         return status
     with open_nornir() as nr:
         target = one_router(nr, router)

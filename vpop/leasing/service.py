@@ -6,17 +6,30 @@ modules behind it can change shape without touching their callers.
 
 from __future__ import annotations
 
+from vpop.leasing import schemas
 from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.leases import LeaseConflict, create_lease, end_lease, lease_view, provision
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.schemas import (
+    LEASE_DEFAULTS,
+    LEASE_RANGES,
+    LEASE_REQUIRED,
+    LEASE_STATUSES,
+    LeaseRequest,
+)
 from vpop.leasing.signals import lease_changed
 from vpop.leasing.utilisation import KINDS, EventState, Rules, percentile_95, step, utilisation_pct
 
 __all__ = [
     "EventState",
     "KINDS",
+    "LEASE_DEFAULTS",
+    "LEASE_RANGES",
+    "LEASE_REQUIRED",
+    "LEASE_STATUSES",
     "Lease",
     "LeaseConflict",
+    "LeaseRequest",
     "Rules",
     "UtilisationEvent",
     "UtilisationSample",
@@ -26,6 +39,7 @@ __all__ = [
     "lease_view",
     "percentile_95",
     "provision",
+    "schemas",
     "send_event_callback",
     "step",
     "utilisation_pct",

@@ -6,6 +6,7 @@ modules behind it can change shape without touching their callers.
 
 from __future__ import annotations
 
+from vpop.monitoring import schemas
 from vpop.monitoring.models import PollLog, QosSample, Rollup
 from vpop.monitoring.poller import MonitorSettings, poll_counters, probe_router, prune, routers
 from vpop.monitoring.qos import QOS_FIGURES, current_qos, empty_qos
@@ -24,4 +25,5 @@ __all__ = [
     "current_qos",
     "empty_qos",
     "routers",
+    "schemas",
 ]

@@ -6,6 +6,7 @@ modules behind it can change shape without touching their callers.
 
 from __future__ import annotations
 
+from vpop.selection import schemas
 from vpop.selection.callbacks import send_order_callback
 from vpop.selection.engine import process_router, reconcile
 from vpop.selection.models import FINAL_STATUSES, IdempotencyRecord, Order, OrderStatus, Run
@@ -22,6 +23,7 @@ from vpop.selection.orders import (
 )
 from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, make_token, read_token
 from vpop.selection.recommend import Candidate, Recommendation, format_figure, recommend
+from vpop.selection.schemas import LINE_IDENTIFIERS, SelectionBody
 from vpop.selection.signals import (
     order_accepted,
     order_finished,
@@ -44,11 +46,13 @@ __all__ = [
     "Forbidden",
     "IdempotencyConflict",
     "IdempotencyRecord",
+    "LINE_IDENTIFIERS",
     "LinkRefused",
     "Order",
     "OrderStatus",
     "Recommendation",
     "Run",
+    "SelectionBody",
     "SelectionRequest",
     "format_figure",
     "make_token",
@@ -57,6 +61,7 @@ __all__ = [
     "recommend",
     "resolve_isp",
     "resolve_line",
+    "schemas",
     "send_order_callback",
     "submit_selection",
 ]

@@ -1,11 +1,12 @@
 """The JSON API under ``/api/v1``, one module per domain on one blueprint (``api``).
 
-Importing this package registers every route on :data:`bp`.
+Importing this package registers every route on :data:`bp`, the OpenAPI document's
+(:mod:`webhooks.api.openapi`) included.
 """
 
 from __future__ import annotations
 
-from webhooks.api import catalogue, leasing, selection
+from webhooks.api import catalogue, leasing, openapi, selection
 from webhooks.api.common import bp
 
-__all__ = ["bp", "catalogue", "leasing", "selection"]
+__all__ = ["bp", "catalogue", "leasing", "openapi", "selection"]

@@ -1,4 +1,11 @@
-"""TODO docstring (webhooks.api)."""
+"""The catalogue side of the JSON API: subscribers, the public ISP catalogue, QoS samples.
+
+``GET /isps`` is public (no token) and the busiest read: it builds plain dicts from one
+query for the ISPs and their plans and one for their current QoS
+(:func:`~vpop.monitoring.qos.current_qos`). QoS samples and subscribers need a token: an
+``isp`` token reads only its own ISP's samples, and a subscriber only when one of its lines
+uses that ISP.
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,24 @@
-"""TODO docstring (webhooks.api)."""
+"""What every route of the JSON API shares: the blueprint, strict body and query parsing.
+
+:func:`json_object` reads a body the strict way before any model sees it (declared
+``application/json``, UTF-8, no repeated key, no NaN); the domains' request models
+(:mod:`vpop.core.schemas`) then check its fields. The query helpers are as strict: known
+keys only, each once, integers and booleans spelled one way.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
 from flask import Blueprint, request
 
 from vpop.core.errors import BadInput
+from vpop.core.schemas import short
 from vpop.core.time import TIME_CODE, parse_time
 from vpop.selection.service import Caller, Forbidden
-from webhooks.api import openapi
 from webhooks.auth import MESSAGE_ID
 from webhooks.problems import Problem
 
@@ -25,21 +30,6 @@ OPERATORS = ("admin", "noc")
 
 # the largest id a database integer holds; a larger one in a URL names nothing
 MAX_ID = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Field:
-    """A body field: its exact JSON type and its canonicaliser."""
-
-    type: type
-    json_type: str
-    check: Callable[[Any, str], Any]
-
-
-@bp.get("/openapi.json")
-def get_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of this API."""
-    return openapi.document()
 
 
 def json_object() -> dict[str, Any]:
@@ -80,7 +70,7 @@ def _idempotency_key() -> str | None:
 
 def _operators_only(caller: Caller) -> None:
     """Runs show every ISP's configuration: only NOC staff and admins read them."""
-    if caller.role not in ("admin", "noc"):
+    if caller.role not in OPERATORS:
         raise Forbidden("runs are for NOC staff and admins (token roles noc, admin)")
 
 
@@ -89,7 +79,7 @@ def _query_args(allowed: Sequence[str]) -> dict[str, str]:
     for key in request.args:
         if key not in allowed:
             raise BadInput(
-                f"unknown query parameter {_short(key)}; allowed: {', '.join(allowed)}",
+                f"unknown query parameter {short(key)}; allowed: {', '.join(allowed)}",
                 code="VPOP-400-UNKNOWN-FIELD",
             )
         if len(request.args.getlist(key)) > 1:
@@ -127,16 +117,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise Problem(400, "VPOP-400-JSON", f"the key {_short(key)} appears twice")
+            raise Problem(400, "VPOP-400-JSON", f"the key {short(key)} appears twice")
         seen[key] = value
     return seen
 
 
 def _no_constant(name: str) -> NoReturn:
     raise Problem(400, "VPOP-400-JSON", f"{name} is not JSON")
-
-
-def _short(text: str, limit: int = 40) -> str:
-    """``repr`` of a caller's string, cut short: safe to echo in a problem detail."""
-    shown = repr(text[:limit])
-    return shown + "..." if len(text) > limit else shown

@@ -1,14 +1,14 @@
-"""The JSON API under ``/api/v1``: selections, orders, subscribers, runs, the ISP catalogue
-with its live QoS, QoS samples, leases, their utilisation and under/over-utilisation events.
+"""The leasing side of the JSON API: leases, their utilisation and utilisation events.
 
 Every write authenticates first (:mod:`webhooks.auth`), then parses the raw body strictly:
-a JSON object in UTF-8, known keys only, exact types, every string canonicalised by
-:mod:`vpop.validate`. Query strings are as strict: known keys, each once. Times are ISO 8601
-with a UTC offset (or a date alone, midnight UTC) and windows are half-open, ``since <= at <
-until``. Errors leave as ``application/problem+json`` (:mod:`webhooks.problems`).
+a JSON object in UTF-8 (:func:`~webhooks.api.common.json_object`), then the domain's request
+model (:class:`~vpop.leasing.schemas.LeaseRequest`): known keys only, exact types, each
+integer in its range, every string canonicalised by :mod:`vpop.core.validate`. Query strings
+are as strict: known keys, each once. Times are ISO 8601 with a UTC offset (or a date alone,
+midnight UTC) and windows are half-open, ``since <= at < until``. Errors leave as
+``application/problem+json`` (:mod:`webhooks.problems`).
 
-Who reads what: the catalogue is public; QoS samples need any token (an ``isp`` token only
-its own ISP's); leases and events are for ``admin``/``noc`` tokens and, for their own ISP
+Who reads what: leases and events are for ``admin``/``noc`` tokens and, for their own ISP
 only, ``isp`` tokens; only ``admin``/``noc`` create and end leases.
 """
 
@@ -24,18 +24,25 @@ from sqlalchemy.orm import Session
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
+from vpop.core.schemas import short
 from vpop.core.time import TIME_CODE, as_utc, iso, parse_time, utcnow
 from vpop.leasing import service as leasing
-from vpop.leasing.service import KINDS, Lease, UtilisationEvent, UtilisationSample, percentile_95
+from vpop.leasing.service import (
+    KINDS,
+    LEASE_STATUSES,
+    Lease,
+    LeaseRequest,
+    UtilisationEvent,
+    UtilisationSample,
+    percentile_95,
+)
 from vpop.selection.service import Caller, Forbidden
 from webhooks.api.common import (
     MAX_ID,
     OPERATORS,
-    Field,
     _boolean,
     _limit,
     _query_args,
-    _short,
     _window,
     bp,
     json_object,
@@ -52,32 +59,6 @@ UTILISATION_DEFAULT_WINDOW = timedelta(days=1)
 
 
 UTILISATION_MAX_WINDOW = timedelta(days=31)
-
-
-LEASE_STATUSES = ("provisioning", "active", "ending", "ended")
-
-
-def _as_is(value: Any, _field: str) -> Any:
-    """No canonical form to apply: :func:`vpop.leasing.create_lease` checks the range."""
-    return value
-
-
-# the body of POST /leases: the keyword arguments of vpop.leasing.create_lease
-LEASE_FIELDS: dict[str, Field] = {
-    "isp": Field(str, "string", validate.name),
-    "router": Field(str, "string", validate.name),
-    "committed_mbps": Field(int, "integer", _as_is),
-    "price_minor": Field(int, "integer", _as_is),
-    "peak_pct": Field(int, "integer", _as_is),
-    "under_pct": Field(int, "integer", _as_is),
-    "over_pct": Field(int, "integer", _as_is),
-    "hysteresis_pct": Field(int, "integer", _as_is),
-    "event_seconds": Field(int, "integer", _as_is),
-    "ends_at": Field(str, "string", parse_time),
-}
-
-
-LEASE_REQUIRED = ("isp", "router", "committed_mbps", "price_minor")
 
 
 @bp.get("/leases")
@@ -102,9 +83,9 @@ def create_lease() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Lease an ISP's uplink on a router (operators); the queue then provisions it."""
     caller = authenticate(allow_webhook=True).caller
     _lease_writer(caller)
-    values = parse_lease(json_object())
+    body = LeaseRequest.parse(json_object())
     lease = leasing.create_lease(
-        **values,
+        **body.model_dump(),
         starts_at=utcnow(),  # so that an ends_at in the past is refused
         actor=caller.name,
         url=current_app.config["DATABASE_URL"],
@@ -130,7 +111,7 @@ def end_lease(lease_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
         body = json_object()
         if body:
             raise BadInput(
-                f"unknown field {_short(next(iter(body)))}; this endpoint takes no fields",
+                f"unknown field {short(next(iter(body)))}; this endpoint takes no fields",
                 code="VPOP-400-UNKNOWN-FIELD",
             )
     if lease_id > MAX_ID:
@@ -226,35 +207,9 @@ def list_events() -> dict[str, Any]:
         return {"events": [event_view(event, now) for event in session.scalars(stmt)]}
 
 
-def parse_lease(body: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :func:`vpop.leasing.create_lease` from a decoded body.
-
-    Raises:
-        BadInput: unknown field, wrong JSON type, missing field, or a malformed value.
-    """
-    unknown = [key for key in body if key not in LEASE_FIELDS]
-    if unknown:
-        raise BadInput(
-            f"unknown field {_short(unknown[0])}; allowed: {', '.join(LEASE_FIELDS)}",
-            code="VPOP-400-UNKNOWN-FIELD",
-        )
-    missing = [name for name in LEASE_REQUIRED if name not in body]
-    if missing:
-        raise BadInput(
-            f"missing field(s) {', '.join(missing)}; required: {', '.join(LEASE_REQUIRED)}",
-            code="VPOP-400-MISSING",
-        )
-    values: dict[str, Any] = {}
-    for name, value in body.items():
-        field = LEASE_FIELDS[name]
-        if type(value) is not field.type:  # exact: a bool is not an integer, 1.0 is not 1
-            raise BadInput(f"{name} must be a JSON {field.json_type}", code="VPOP-400-TYPE")
-        values[name] = field.check(value, name)
-    return values
-
-
 def event_view(event: UtilisationEvent, now: datetime) -> dict[str, Any]:
-    """The public JSON shape of a utilisation event; ``seconds`` runs until now while open."""
+    """The public JSON shape of a utilisation event (:class:`~vpop.leasing.schemas.
+    UtilisationEvent`); ``seconds`` runs until now while open."""
     stop = event.closed_at if event.closed_at is not None else now
     return {
         "event": event.id,

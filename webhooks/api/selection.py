@@ -1,4 +1,9 @@
-"""TODO docstring (webhooks.api)."""
+"""The selection side of the JSON API: selections (orders to move a line), orders and runs.
+
+``POST /selections`` authenticates (a bearer token or a signed webhook), parses its body
+into :class:`~vpop.selection.schemas.SelectionBody` and records the order; the worker
+applies it later. Runs are for operators only: they show every ISP's configuration.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +15,27 @@ from sqlalchemy.orm import Session
 
 from vpop.core import validate
 from vpop.core.db import session_scope
-from vpop.core.errors import BadInput, NotFound
+from vpop.core.errors import NotFound
 from vpop.identity.service import ApiToken
 from vpop.selection.service import (
     Caller,
     Forbidden,
     Order,
     Run,
-    SelectionRequest,
+    SelectionBody,
     order_view,
     submit_selection,
 )
 from webhooks.api.common import (
     MAX_ID,
-    Field,
     _idempotency_key,
     _limit,
     _operators_only,
     _query_args,
-    _short,
     bp,
     json_object,
 )
 from webhooks.auth import authenticate
-
-LINE_IDENTIFIERS = ("subscriber", "calling_number", "circuit_id", "access_id")
-
 
 RUNS_DEFAULT_LIMIT = 50
 
@@ -43,23 +43,12 @@ RUNS_DEFAULT_LIMIT = 50
 RUNS_MAX_LIMIT = 500
 
 
-SELECTION_FIELDS: dict[str, Field] = {
-    "isp": Field(str, "string", validate.name),
-    "subscriber": Field(str, "string", validate.name),
-    "calling_number": Field(str, "string", validate.e164),
-    "circuit_id": Field(str, "string", validate.circuit_id),
-    "access_id": Field(str, "string", validate.access_id),
-    "dry_run": Field(bool, "boolean", validate.boolean),
-    "callback_url": Field(str, "string", validate.url),
-}
-
-
 @bp.post("/selections")
 def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Accept an order to move a line to an ISP; the worker applies it later."""
     who = authenticate(allow_webhook=True)
     key = who.webhook_id if who.webhook_id is not None else _idempotency_key()
-    req = parse_selection(json_object())
+    req = SelectionBody.parse(json_object()).request()
     order, created = submit_selection(req, who.caller, key, url=current_app.config["DATABASE_URL"])
     headers = {"Location": url_for("api.get_order", order_id=order.id)}
     if not created:
@@ -103,35 +92,8 @@ def get_run(run_id: int) -> dict[str, Any]:
         return run_view(run)
 
 
-def parse_selection(body: dict[str, Any]) -> SelectionRequest:
-    """A canonical :class:`SelectionRequest` from a decoded body, or :class:`BadInput`."""
-    unknown = [key for key in body if key not in SELECTION_FIELDS]
-    if unknown:
-        raise BadInput(
-            f"unknown field {_short(unknown[0])}; allowed: {', '.join(SELECTION_FIELDS)}",
-            code="VPOP-400-UNKNOWN-FIELD",
-        )
-    values: dict[str, Any] = {}
-    for name, field in SELECTION_FIELDS.items():
-        if name not in body:
-            continue
-        value = body[name]
-        if type(value) is not field.type:  # exact: a bool is not a number, 1 is not true
-            raise BadInput(f"{name} must be a JSON {field.json_type}", code="VPOP-400-TYPE")
-        values[name] = field.check(value, name)
-    if "isp" not in values:
-        raise BadInput("isp is required", code="VPOP-400-MISSING")
-    named = [name for name in LINE_IDENTIFIERS if name in values]
-    if len(named) != 1:
-        raise BadInput(
-            f"name the line with exactly one of {', '.join(LINE_IDENTIFIERS)}",
-            code="VPOP-400-LINE-ID",
-        )
-    return SelectionRequest(**values)
-
-
 def run_view(run: Run) -> dict[str, Any]:
-    """The public JSON shape of a run."""
+    """The public JSON shape of a run (:class:`~vpop.selection.schemas.Run`)."""
     return {
         "run": run.id,
         "router": run.router,

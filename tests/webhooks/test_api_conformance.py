@@ -1,0 +1,197 @@
+"""Every route answers what the OpenAPI document says, and the checker that says so can fail.
+
+The autouse ``conformance`` fixture (``conftest.py``) checks every response of every test in
+this directory; here, one test drives each documented operation to its success status, and
+others prove the checker refuses a response the document does not describe.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.webhooks.conformance import PROBLEM, Conformance
+from tests.webhooks.helpers import bearer, post_signed
+from vpop.core.db import session_scope
+from vpop.core.time import utcnow
+from vpop.leasing.models import UtilisationEvent, UtilisationSample
+from vpop.monitoring.models import QosSample
+from vpop.selection.models import Run
+from vpop.selection.service import order_view
+from webhooks.api import selection as selection_api
+
+# (method, OpenAPI path, success status) of every operation the test below drives
+SUCCESSES = {
+    ("post", "/api/v1/selections", 202),
+    ("get", "/api/v1/orders/{order_id}", 200),
+    ("get", "/api/v1/subscribers/{subscriber_id}", 200),
+    ("get", "/api/v1/runs", 200),
+    ("get", "/api/v1/runs/{run_id}", 200),
+    ("get", "/api/v1/isps", 200),
+    ("get", "/api/v1/openapi.json", 200),
+    ("get", "/healthz", 200),
+    ("get", "/api/v1/isps/{isp_id}/qos", 200),
+    ("get", "/api/v1/leases", 200),
+    ("post", "/api/v1/leases", 201),
+    ("get", "/api/v1/leases/{lease_id}", 200),
+    ("post", "/api/v1/leases/{lease_id}/end", 202),
+    ("get", "/api/v1/leases/{lease_id}/utilisation", 200),
+    ("get", "/api/v1/events", 200),
+}
+
+
+def _documented_successes(document: dict[str, Any]) -> set[tuple[str, str, int]]:
+    """(method, path, status) of every success the document describes."""
+    return {
+        (method, path, int(status))
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for status in operation["responses"]
+        if int(status) < 400
+    }
+
+
+def _seed(url: str) -> int:
+    """A run, a QoS sample; return the run's id."""
+    now = utcnow()
+    with session_scope(url) as session:
+        run = Run(
+            router="rc1",
+            kind="selection",
+            trigger="orders 1",
+            requester="webhook",
+            status="SUCCESS",
+            diff="+ rc1\n",
+            result={"rc1": {"failed": False}},
+            timings={"total": 0.4},
+            started_at=now,
+            finished_at=now,
+        )
+        session.add(run)
+        session.add(QosSample(isp_id="isp-b", router="rc1", at=now, latency_ms=9.5, sent=5))
+        session.flush()
+        return run.id
+
+
+def test_every_operation_answers_its_success_as_documented(
+    client: FlaskClient,
+    tokens: dict[str, str],
+    database_url: str,
+    inventory: Path,
+    conformance: Conformance,
+) -> None:
+    assert _documented_successes(conformance.document) == SUCCESSES
+    admin = bearer(tokens["admin"])
+    run_id = _seed(database_url)
+    answered: set[int] = set()
+
+    def call(method: str, path: str, **kwargs: Any) -> Any:
+        response = getattr(client, method)(path, **kwargs)
+        answered.add(response.status_code)
+        assert response.status_code < 300, response.get_data(as_text=True)
+        return response.get_json()
+
+    order = post_signed(client, {"subscriber": "sub1", "isp": "isp-b"}).get_json()["order"]
+    call("get", f"/api/v1/orders/{order}", headers=admin)
+    call("get", "/api/v1/subscribers/sub1", headers=admin)
+    call("get", "/api/v1/runs", headers=admin)
+    call("get", f"/api/v1/runs/{run_id}", headers=admin)
+    call("get", "/api/v1/isps")
+    call("get", "/api/v1/openapi.json")
+    call("get", "/healthz")
+    call("get", "/api/v1/isps/isp-b/qos", headers=admin)
+    lease = call(
+        "post",
+        "/api/v1/leases",
+        headers=admin,
+        json={"isp": "isp-b", "router": "rc1", "committed_mbps": 100, "price_minor": 10**12},
+    )["lease"]
+    now = utcnow()
+    with session_scope(database_url) as session:
+        session.add(UtilisationSample(lease_id=lease, at=now, rate_mbps=5.0, utilisation_pct=5.0))
+        session.add(
+            UtilisationEvent(
+                lease_id=lease,
+                isp_id="isp-b",
+                kind="under",
+                opened_at=now - timedelta(minutes=5),
+                extreme_pct=5.0,
+            )
+        )
+    call("get", "/api/v1/leases", headers=admin)
+    call("get", f"/api/v1/leases/{lease}", headers=admin)
+    utilisation = call("get", f"/api/v1/leases/{lease}/utilisation", headers=admin)
+    assert utilisation["samples"] and utilisation["open_events"]
+    call("get", "/api/v1/events", headers=admin)
+    call("post", f"/api/v1/leases/{lease}/end", headers=admin)
+    assert conformance.violations == []
+    assert {seen for seen in conformance.seen if seen[2] < 400} == SUCCESSES
+
+
+def test_a_view_missing_a_field_is_caught(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    conformance: Conformance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order = post_signed(client, {"subscriber": "sub1", "isp": "isp-b"}).get_json()["order"]
+
+    def without_final(row: Any) -> dict[str, Any]:
+        view = order_view(row)
+        del view["final"]
+        return view
+
+    monkeypatch.setattr(selection_api, "order_view", without_final)
+    assert client.get(f"/api/v1/orders/{order}", headers=admin_headers).status_code == 200
+    assert conformance.violations == [
+        "GET /api/v1/orders/{order_id} 200: 'final' is a required property at $"
+    ]
+    conformance.violations.clear()  # seen: the test passes
+
+
+@pytest.mark.parametrize(
+    ("method", "rule", "status", "mimetype", "body", "found"),
+    [
+        ("GET", "/healthz", 200, "application/json", {"status": "ok"}, None),
+        ("GET", "/healthz", 418, "application/json", {"status": "ok"}, "not documented"),
+        ("GET", "/healthz", 200, "text/html", {"status": "ok"}, "content type"),
+        ("GET", "/healthz", 200, "application/json", {"status": "up"}, "'ok' was expected"),
+        ("GET", "/healthz", 200, "application/json", {"status": "ok", "x": 1}, "Additional"),
+        ("DELETE", "/healthz", 200, "application/json", {"status": "ok"}, "not in the document"),
+        ("GET", "/api/v1/isps", 200, "application/json", {"isps": [{"id": "isp-a"}]}, "required"),
+        ("GET", "/api/v1/isps", 500, "application/json", {"status": 500}, "content type"),
+        ("GET", "/api/v1/isps", 500, PROBLEM, {"status": 500}, "required property"),
+        ("GET", None, 404, PROBLEM, {"title": "Not Found"}, "required property"),
+    ],
+    ids=[
+        "conforms",
+        "undocumented-status",
+        "wrong-content-type",
+        "wrong-value",
+        "unknown-key",
+        "unknown-method",
+        "nested-missing-field",
+        "problem-as-json",
+        "short-problem",
+        "unrouted-short-problem",
+    ],
+)
+def test_the_checker_refuses_what_the_document_does_not_say(
+    conformance: Conformance,
+    method: str,
+    rule: str | None,
+    status: int,
+    mimetype: str,
+    body: Any,
+    found: str | None,
+) -> None:
+    problems = conformance.check(method, rule, status, mimetype, json.dumps(body).encode())
+    if found is None:
+        assert problems == []
+    else:
+        assert problems and found in problems[0], problems
