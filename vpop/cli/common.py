@@ -21,12 +21,12 @@ from vpop.core.errors import BadInput, NotFound, VpopError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(err: VpopError) -> None:
+def fail(err: VpopError) -> None:
     click.echo(f"error: {err.code}: {err.message}", err=True)
     sys.exit(2 if isinstance(err, BadInput) else 1)
 
 
-def _cli_actor() -> str:
+def cli_actor() -> str:
     """Who runs this command, for audit records: the login behind sudo, else the user."""
     from vpop.core.settings import os_user
 

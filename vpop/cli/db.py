@@ -1,5 +1,4 @@
-"""``vpop db``: the database schema (Alembic migrations shipped in :mod:`vpop.migrations`).
-"""
+"""``vpop db``: the database schema (Alembic migrations shipped in :mod:`vpop.migrations`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vpop.cli.common import _cli_actor, _fail
+from vpop.cli.common import cli_actor, fail
 from vpop.core.errors import VpopError
 
 
@@ -39,9 +39,9 @@ def user_create(username: str, role: str, password_file: Any) -> None:
     upgrade()
     try:
         with session_scope() as session:
-            create_user(session, username, password, role, actor=_cli_actor())
+            create_user(session, username, password, role, actor=cli_actor())
     except VpopError as err:
-        _fail(err)
+        fail(err)
         return
     click.echo(f"user {username} ({role}) created")
 
@@ -56,7 +56,7 @@ def portal_link(subscriber: str, base_url: str) -> None:
     try:
         token_ = make_token(subscriber)
     except VpopError as err:
-        _fail(err)
+        fail(err)
         return
     click.echo(f"{base_url.rstrip('/')}/?link={token_}")
 
@@ -79,8 +79,8 @@ def token_create(role: str, isp: str | None, name: str) -> None:
     upgrade()
     try:
         with session_scope() as session:
-            clear = create_token(session, role, isp, name, actor=_cli_actor())
+            clear = create_token(session, role, isp, name, actor=cli_actor())
     except VpopError as err:
-        _fail(err)
+        fail(err)
         return
     click.echo(clear)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from vpop.cli.common import _fail
+from vpop.cli.common import fail
 from vpop.core.errors import VpopError
 
 
@@ -27,7 +27,7 @@ def lab_up(subscribers: int) -> None:
     try:
         state = Lab().up(subscribers=subscribers)
     except VpopError as err:
-        _fail(err)
+        fail(err)
         return
     routers = {n: v["ssh"]["port"] for n, v in state["nodes"].items() if "ssh" in v}
     ports = ", ".join(f"{r} ssh 127.0.0.1:{p}" for r, p in routers.items())

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from vpop.cli.common import ISO_TIME, CommandError, OneLineGroup, _cli_actor, reported_errors
+from vpop.cli.common import ISO_TIME, CommandError, OneLineGroup, cli_actor, reported_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,7 +157,7 @@ def lease_create(
             event_seconds=event_seconds,
             starts_at=utcnow(),  # so that an ends_at in the past is refused
             ends_at=ends_at,
-            actor=_cli_actor(),
+            actor=cli_actor(),
         )
     click.echo(_lease_line(lease_view(created)))
     _queue(created.id, enqueue, "provisioning")
@@ -197,6 +197,6 @@ def lease_end(lease_id: int) -> None:
 
     enqueue = lease_enqueuer()
     with reported_errors():
-        ended = end_lease(lease_id, _cli_actor())
+        ended = end_lease(lease_id, cli_actor())
     click.echo(_lease_line(lease_view(ended)))
     _queue(ended.id, enqueue, "removal")

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from vpop.cli.common import _cli_actor, _fail
+from vpop.cli.common import cli_actor, fail
 from vpop.core.errors import VpopError
 
 
@@ -40,9 +40,9 @@ def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None
             isp=validate.name(isp, "ISP"),
             dry_run=dry_run,
         )
-        order, _ = submit_selection(req, Caller(_cli_actor(), "admin"), None)
+        order, _ = submit_selection(req, Caller(cli_actor(), "admin"), None)
     except VpopError as err:
-        _fail(err)
+        fail(err)
         return
     click.echo(f"order {order.id}: RECEIVED ({subscriber} -> {isp} on {order.router})")
     started = time.monotonic()
@@ -147,9 +147,9 @@ def reconcile(routers: tuple[str, ...], dry_run: bool) -> None:
     failed = False
     for router in names:
         try:
-            run = engine.reconcile(router, dry_run=dry_run, requester=_cli_actor())
+            run = engine.reconcile(router, dry_run=dry_run, requester=cli_actor())
         except VpopError as err:
-            _fail(err)
+            fail(err)
             return
         click.echo(f"{router}: run {run.id} {run.status}" + (" (dry run)" if dry_run else ""))
         click.echo(run.diff or f"{router}: in sync")

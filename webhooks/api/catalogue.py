@@ -22,7 +22,7 @@ from vpop.core.errors import NotFound
 from vpop.core.time import iso
 from vpop.monitoring.service import QosSample, current_qos, empty_qos
 from vpop.selection.service import Forbidden
-from webhooks.api.common import _limit, _query_args, _window, bp
+from webhooks.api.common import bp, limit_arg, query_args, window_args
 from webhooks.auth import authenticate
 
 SAMPLES_DEFAULT_LIMIT = 100
@@ -109,9 +109,9 @@ def list_isp_qos(isp_id: str) -> dict[str, Any]:
     isp_id = validate.name(isp_id, "isp")
     if caller.role == "isp" and caller.isp != isp_id:
         raise Forbidden(f"an ISP token reads only its own ISP's QoS, not {isp_id!r}")
-    args = _query_args(("since", "until", "limit", "router"))
-    since, until = _window(args)
-    limit = _limit(args.get("limit"), SAMPLES_DEFAULT_LIMIT, SAMPLES_MAX_LIMIT)
+    args = query_args(("since", "until", "limit", "router"))
+    since, until = window_args(args)
+    limit = limit_arg(args.get("limit"), SAMPLES_DEFAULT_LIMIT, SAMPLES_MAX_LIMIT)
     stmt = (
         select(QosSample)
         .where(QosSample.isp_id == isp_id)

@@ -55,7 +55,7 @@ def json_object() -> dict[str, Any]:
     return value
 
 
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
     values = request.headers.getlist("Idempotency-Key")
     if not values:
         return None
@@ -68,13 +68,13 @@ def _idempotency_key() -> str | None:
     return values[0]
 
 
-def _operators_only(caller: Caller) -> None:
+def operators_only(caller: Caller) -> None:
     """Runs show every ISP's configuration: only NOC staff and admins read them."""
     if caller.role not in OPERATORS:
         raise Forbidden("runs are for NOC staff and admins (token roles noc, admin)")
 
 
-def _query_args(allowed: Sequence[str]) -> dict[str, str]:
+def query_args(allowed: Sequence[str]) -> dict[str, str]:
     """The query string as a dict: only ``allowed`` keys, each at most once."""
     for key in request.args:
         if key not in allowed:
@@ -87,7 +87,7 @@ def _query_args(allowed: Sequence[str]) -> dict[str, str]:
     return dict(request.args.items())
 
 
-def _limit(raw: str | None, default: int, maximum: int) -> int:
+def limit_arg(raw: str | None, default: int, maximum: int) -> int:
     if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 4:
@@ -98,7 +98,7 @@ def _limit(raw: str | None, default: int, maximum: int) -> int:
     return limit
 
 
-def _window(args: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+def window_args(args: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
     """``since`` and ``until`` from the query, when given; since must come first."""
     since = parse_time(args["since"], "since") if "since" in args else None
     until = parse_time(args["until"], "until") if "until" in args else None
@@ -107,7 +107,7 @@ def _window(args: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
-def _boolean(raw: str, name: str) -> bool:
+def boolean_arg(raw: str, name: str) -> bool:
     if raw not in ("true", "false"):
         raise BadInput(f"{name} must be true or false", code="VPOP-400-TYPE")
     return raw == "true"

@@ -40,12 +40,12 @@ from vpop.selection.service import Caller, Forbidden
 from webhooks.api.common import (
     MAX_ID,
     OPERATORS,
-    _boolean,
-    _limit,
-    _query_args,
-    _window,
+    boolean_arg,
     bp,
     json_object,
+    limit_arg,
+    query_args,
+    window_args,
 )
 from webhooks.auth import authenticate
 
@@ -65,7 +65,7 @@ UTILISATION_MAX_WINDOW = timedelta(days=31)
 def list_leases() -> dict[str, Any]:
     """Leases by id: every ISP's for operators, its own for an ISP token."""
     own = _lease_reader(authenticate(allow_webhook=False).caller)
-    args = _query_args(("isp", "status"))
+    args = query_args(("isp", "status"))
     isp = validate.name(args["isp"], "isp") if "isp" in args else own
     if own is not None and isp != own:
         raise Forbidden(f"an ISP token lists only its own ISP's leases, not {isp!r}")
@@ -129,8 +129,8 @@ def get_lease_utilisation(lease_id: int) -> dict[str, Any]:
     (:func:`vpop.utilisation.percentile_95`); ``p95_pct`` is that rate over the committed rate.
     """
     own = _lease_reader(authenticate(allow_webhook=False).caller)
-    args = _query_args(("since", "until"))
-    since, until = _window(args)
+    args = query_args(("since", "until"))
+    since, until = window_args(args)
     now = utcnow()
     until = until or now
     since = since or until - UTILISATION_DEFAULT_WINDOW
@@ -184,17 +184,17 @@ def list_events() -> dict[str, Any]:
     ``since`` keeps the events open at or after that time (still open, or closed since).
     """
     own = _lease_reader(authenticate(allow_webhook=False).caller)
-    args = _query_args(("open", "since", "kind", "limit"))
+    args = query_args(("open", "since", "kind", "limit"))
     stmt = (
         select(UtilisationEvent)
         .order_by(UtilisationEvent.opened_at.desc(), UtilisationEvent.id.desc())
-        .limit(_limit(args.get("limit"), EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT))
+        .limit(limit_arg(args.get("limit"), EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT))
     )
     if own is not None:
         stmt = stmt.where(UtilisationEvent.isp_id == own)
     if "open" in args:
         still_open = UtilisationEvent.closed_at.is_(None)
-        stmt = stmt.where(still_open if _boolean(args["open"], "open") else ~still_open)
+        stmt = stmt.where(still_open if boolean_arg(args["open"], "open") else ~still_open)
     if "since" in args:
         since = parse_time(args["since"], "since")
         stmt = stmt.where(

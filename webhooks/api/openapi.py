@@ -70,7 +70,7 @@ def _param(where: str, name: str, schema: dict[str, Any], text: str = "") -> dic
     return {**param, "description": text} if text else param
 
 
-def _limit(default: int, maximum: int) -> dict[str, Any]:
+def limit_arg(default: int, maximum: int) -> dict[str, Any]:
     """The ``limit`` query parameter of a list: 1 to ``maximum``, ``default`` when absent."""
     schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
     return _param("query", "limit", schema)
@@ -138,7 +138,7 @@ OPERATIONS = (
               problems=(401, 403, 404, 422), parameters=(_param("path", "subscriber_id", NAME),)),
     Operation("get", f"{API}/runs", "listRuns", "Recent runs, newest first", selection.RunList,
               problems=(401, 403, 422), parameters=(
-                  _limit(selection_api.RUNS_DEFAULT_LIMIT, selection_api.RUNS_MAX_LIMIT),
+                  limit_arg(selection_api.RUNS_DEFAULT_LIMIT, selection_api.RUNS_MAX_LIMIT),
                   _param("query", "router", NAME))),
     Operation("get", f"{API}/runs/{{run_id}}", "getRun", "One run", selection.Run,
               problems=(401, 403, 404), parameters=(_param("path", "run_id", ID),)),
@@ -154,7 +154,7 @@ OPERATIONS = (
                   _param("path", "isp_id", NAME),
                   _param("query", "since", TIME, "Samples at or after this time." + ISO),
                   _param("query", "until", TIME, "Samples before this time." + ISO),
-                  _limit(catalogue_api.SAMPLES_DEFAULT_LIMIT, catalogue_api.SAMPLES_MAX_LIMIT),
+                  limit_arg(catalogue_api.SAMPLES_DEFAULT_LIMIT, catalogue_api.SAMPLES_MAX_LIMIT),
                   _param("query", "router", NAME)),
               description="Any token; an ISP token reads only its own ISP."),
     Operation("get", f"{API}/leases", "listLeases", "Leases by id", leasing.LeaseList,
@@ -190,7 +190,7 @@ OPERATIONS = (
                   _param("query", "open", {"type": "boolean"}),
                   _param("query", "since", TIME, "Events open at or after this time." + ISO),
                   _param("query", "kind", {"type": "string", "enum": list(KINDS)}),
-                  _limit(leasing_api.EVENTS_DEFAULT_LIMIT, leasing_api.EVENTS_MAX_LIMIT)),
+                  limit_arg(leasing_api.EVENTS_DEFAULT_LIMIT, leasing_api.EVENTS_MAX_LIMIT)),
               description="admin and noc tokens see every ISP's events, an ISP token its own; "
               "portal tokens are refused."),
 )

@@ -28,12 +28,12 @@ from vpop.selection.service import (
 )
 from webhooks.api.common import (
     MAX_ID,
-    _idempotency_key,
-    _limit,
-    _operators_only,
-    _query_args,
     bp,
+    idempotency_key,
     json_object,
+    limit_arg,
+    operators_only,
+    query_args,
 )
 from webhooks.auth import authenticate
 
@@ -47,7 +47,7 @@ RUNS_MAX_LIMIT = 500
 def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Accept an order to move a line to an ISP; the worker applies it later."""
     who = authenticate(allow_webhook=True)
-    key = who.webhook_id if who.webhook_id is not None else _idempotency_key()
+    key = who.webhook_id if who.webhook_id is not None else idempotency_key()
     req = SelectionBody.parse(json_object()).request()
     order, created = submit_selection(req, who.caller, key, url=current_app.config["DATABASE_URL"])
     headers = {"Location": url_for("api.get_order", order_id=order.id)}
@@ -72,7 +72,7 @@ def get_order(order_id: int) -> dict[str, Any]:
 @bp.get("/runs")
 def list_runs() -> dict[str, Any]:
     """The newest runs first, optionally for one router (operators only)."""
-    _operators_only(authenticate(allow_webhook=False).caller)
+    operators_only(authenticate(allow_webhook=False).caller)
     limit, router = _runs_query()
     stmt = select(Run).order_by(Run.id.desc()).limit(limit)
     if router is not None:
@@ -84,7 +84,7 @@ def list_runs() -> dict[str, Any]:
 @bp.get("/runs/<int:run_id>")
 def get_run(run_id: int) -> dict[str, Any]:
     """One run: its diff, per-host results and timings (operators only)."""
-    _operators_only(authenticate(allow_webhook=False).caller)
+    operators_only(authenticate(allow_webhook=False).caller)
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         run = session.get(Run, run_id) if run_id <= MAX_ID else None
         if run is None:
@@ -123,7 +123,7 @@ def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:
 
 
 def _runs_query() -> tuple[int, str | None]:
-    args = _query_args(("limit", "router"))
-    limit = _limit(args.get("limit"), RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT)
+    args = query_args(("limit", "router"))
+    limit = limit_arg(args.get("limit"), RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT)
     router = validate.name(args["router"], "router") if "router" in args else None
     return limit, router
