@@ -7,7 +7,7 @@ cross domains by name). Nothing but migrations, tools and tests needs it.
 from __future__ import annotations
 
 from vpop.catalogue import models as catalogue
-from vpop.core import audit
+from vpop.core import audit, locks
 from vpop.core.db import Base
 from vpop.identity import models as identity
 from vpop.leasing import models as leasing
@@ -16,4 +16,13 @@ from vpop.selection import models as selection
 
 metadata = Base.metadata
 
-__all__ = ["audit", "catalogue", "identity", "leasing", "metadata", "monitoring", "selection"]
+__all__ = [
+    "audit",
+    "catalogue",
+    "identity",
+    "leasing",
+    "locks",
+    "metadata",
+    "monitoring",
+    "selection",
+]

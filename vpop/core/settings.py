@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     callback_allow_private: bool = False
     session_cookie_secure: bool = False
     portal_link_max_age: Annotated[int, Field(gt=0)] = 86400
+    # the address subscribers and ISPs reach vpop's pages at (portal and consent links)
+    public_url: str = "http://127.0.0.1:8080"
+
+    # the CLI: a running server to submit to (else the CLI takes the router lock itself),
+    # and the file holding the API token it submits with (outside the repository)
+    server_url: str | None = None
+    api_token_file: Path | None = None
+
+    # locks (vpop/core/locks.py): a holder that stops renewing loses its lock after this
+    lock_ttl_seconds: Annotated[float, Field(gt=0, le=30)] = 15
 
     # monitoring (docs/monitoring.md)
     poll_counters_seconds: PositiveFloat = 5

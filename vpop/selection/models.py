@@ -91,6 +91,11 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # switching with consent: the ISP the line used when the order was accepted (told when
+    # the switch is done), until when a pending order may be confirmed, and who confirmed it
+    losing_isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
+    consent_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    consented_by: Mapped[str | None] = mapped_column(String(100), default=None)
     line: Mapped[Line] = relationship()
     run: Mapped[Run | None] = relationship()
 
