@@ -7,4 +7,5 @@ VPOP_INSTALL_TEST=1 scripts/install.sh
 .venv/bin/mypy --strict vpop tasks webhooks
 .venv/bin/lint-imports
 mkdir -p artifacts
+export VPOP_REQUIRE_ALL=1  # a lab, browser or iperf3 proof that cannot run fails, not skips
 .venv/bin/python -m pytest -m "not soak" --junitxml=artifacts/junit.xml "$@"

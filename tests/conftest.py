@@ -1,10 +1,16 @@
-"""Shared fixtures: the namespace lab (once per session) and the golden-file option."""
+"""Shared fixtures: the namespace lab (once per session) and the golden-file option.
+
+Under ``CI=true`` or ``VPOP_REQUIRE_ALL=1`` (``scripts/test.sh`` sets the latter) a proof that
+cannot run here (a ``lab`` test, or a test skipped for want of root, FRR, Chromium or iperf3)
+fails instead of skipping, so a green suite means the real-router proofs ran.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,43 @@ from vpop.lab.builder import Lab
 ROOT = Path(__file__).resolve().parent.parent
 # the server's own secret key file goes to a throwaway directory, not /var/lib/vpop
 os.environ.setdefault("VPOP_STATE_DIR", tempfile.mkdtemp(prefix="vpop-test-state-"))
+
+
+# skip reasons that mean "this host lacks what a real-router proof needs"
+MISSING_PREREQUISITE = re.compile(
+    r"needs root|chromium|iperf3|\bFRR\b[^.]*(missing|not installed)", re.IGNORECASE
+)
+
+
+def skips_are_failures() -> bool:
+    """True when skipped proofs must fail the suite (``CI=true`` or ``VPOP_REQUIRE_ALL=1``)."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("VPOP_REQUIRE_ALL") == "1"
+
+
+def is_required_proof(item: pytest.Item, reason: str) -> bool:
+    """True when ``item`` is a proof that may not be skipped: marked ``lab`` or skipped
+    for a missing prerequisite (root, FRR, Chromium, iperf3)."""
+    return item.get_closest_marker("lab") is not None or bool(MISSING_PREREQUISITE.search(reason))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Turn the skip of a required proof into a failure when skips are not allowed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail") or not skips_are_failures():
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not is_required_proof(item, reason):
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{item.nodeid}: a required proof was skipped ({reason}); "
+        "CI=true / VPOP_REQUIRE_ALL=1 turns that into a failure: install what it needs "
+        "(root, FRR, chromium, iperf3) or run without VPOP_REQUIRE_ALL"
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

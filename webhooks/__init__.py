@@ -17,7 +17,7 @@ from webhooks.api.common import bp as api_bp
 from webhooks.health import bp as health_bp
 from webhooks.metrics import bp as metrics_bp
 from webhooks.pages import helpers as pages
-from webhooks.pages import noc, noc_login
+from webhooks.pages import noc, noc_admin, noc_login
 from webhooks.pages.noc_common import bp as noc_bp
 from webhooks.pages.portal import bp as portal_bp
 
@@ -25,7 +25,7 @@ from webhooks.pages.portal import bp as portal_bp
 REMOVED_HOOKS = ("ENQUEUE", "LEASE_CHANGED", "RECONCILE")
 
 
-ROUTE_MODULES = (noc, noc_login)  # importing them registers their routes on the NOC blueprint
+ROUTE_MODULES = (noc, noc_login, noc_admin)  # importing them registers their routes on noc_bp
 
 
 def render_error(err: Exception) -> Response:
@@ -55,7 +55,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     The portal (``/``) and the NOC pages (``/noc``) answer errors with an HTML page; the API,
     ``/metrics`` and any other path with ``application/problem+json``.
 
-    ``GET /metrics`` is served without authentication (see :mod:`webhooks.metrics`).
+    ``GET /metrics`` is for operators: a bearer token of role admin or noc (see
+    :mod:`webhooks.metrics` and ``docs/tenancy.md``).
 
     The app wires no side effects: the domains announce new orders, changed leases and
     reconcile requests as signals, and the process serving the app connects them to the

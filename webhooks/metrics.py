@@ -5,10 +5,11 @@ process serving the app reports the same figures, whoever wrote the rows. It is 
 a registry of its own per app, not prometheus_client's global one (which would mix in process
 metrics and clash between apps in one process, as in tests).
 
-``/metrics`` has no authentication, like most exporters: its labels name ISPs, routers and
-uplinks, but no subscriber and no secret. Serve it only where Prometheus scrapes it: bind
-``vpop serve`` to 127.0.0.1 (the default) or a management network, or keep ``/metrics`` off the
-public reverse proxy.
+``/metrics`` is for operators only: it lists every ISP's leases, uplinks and QoS, which no
+ISP may read of another. A scrape must send ``Authorization: Bearer <token>`` with a token of
+role ``admin`` or ``noc`` (``vpop token create noc --name prometheus``; in Prometheus,
+``authorization: {credentials_file: ...}`` in the scrape config). Without a token the answer
+is 401, with another role's 403 (problem+json both). See docs/tenancy.md.
 
 Metrics (``isp``, ``lease``, ``router``, ``uplink``, ``kind``, ``status``, ``job`` labels):
 
@@ -47,7 +48,9 @@ from vpop.core.db import session_scope
 from vpop.core.time import as_utc, utcnow
 from vpop.leasing.service import KINDS, Lease, UtilisationEvent, UtilisationSample
 from vpop.monitoring.service import QOS_FIGURES, PollLog, QosSample, current_qos
-from vpop.selection.service import Order, Run
+from vpop.selection.service import Forbidden, Order, Run
+from webhooks.api.common import OPERATORS
+from webhooks.auth import authenticate
 
 bp = Blueprint("metrics", __name__)
 EXTENSION = "vpop_metrics_registry"
@@ -204,7 +207,10 @@ def _register(state: BlueprintSetupState) -> None:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Every vpop metric, in the format the scraper asks for (Prometheus text by default)."""
+    """Every vpop metric, in the format the scraper asks for (Prometheus text by default);
+    operators' tokens only (roles admin, noc)."""
+    if authenticate(allow_webhook=False).caller.role not in OPERATORS:
+        raise Forbidden("/metrics is read by NOC staff and admins (token roles noc, admin)")
     registry: CollectorRegistry = current_app.extensions[EXTENSION]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(registry), mimetype=None, content_type=content_type)

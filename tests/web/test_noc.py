@@ -356,17 +356,19 @@ def test_the_audit_log_shows_who_did_what(noc: FlaskClient, finished_order: int)
 
 
 def test_a_portal_link_made_here_opens_the_portal(
-    noc: FlaskClient, app: Flask, database_url: str
+    noc: FlaskClient, app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("VPOP_PUBLIC_URL", "https://vpop.example.net/")
     token = form_token(noc.get("/noc/portal-links"))
     response = noc.post("/noc/portal-links", data={"csrf_token": token, "subscriber": "sub2"})
     assert response.status_code == 200
     link = re.search(r"data-portal-link>([^<]+)<", text(response))
     assert link is not None
     url = link.group(1).replace("&amp;", "&")
-    assert url.startswith("http://localhost/?link=")
+    # the configured public address, not the one the NOC page was asked on
+    assert url.startswith("https://vpop.example.net/?link=")
     assert read_token(url.split("link=", 1)[1], key=SECRET_KEY) == "sub2"
-    assert "Hello Subscriber 2" in text(app.test_client().get(url))
+    assert "Hello Subscriber 2" in text(app.test_client().get(url.split(".net", 1)[1]))
     bad = noc.post("/noc/portal-links", data={"csrf_token": token, "subscriber": "sub9"})
     assert bad.status_code == 404 and "unknown subscriber" in text(bad)
 

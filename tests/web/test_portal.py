@@ -391,3 +391,96 @@ def test_every_asset_is_served_by_vpop(client: FlaskClient) -> None:
             content = response.data.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")
         assert b"http://" not in content and b"https://" not in content
     assert "style=" not in body and "<script>" not in body  # the CSP forbids inline code
+
+
+@pytest.fixture
+def isp_request(database_url: str, enqueued: list[str]) -> int:
+    """isp-b's pending request to take over sub1's line (sub1 is not its customer)."""
+    from vpop.selection.service import Caller, SelectionRequest, submit_selection
+
+    order, _ = submit_selection(
+        SelectionRequest(isp="isp-b", subscriber="sub1"),
+        Caller(name="token:9", role="isp", isp="isp-b"),
+        None,
+        url=database_url,
+    )
+    assert order.status == OrderStatus.PENDING_CONSENT and enqueued == []
+    return order.id
+
+
+def _status(url: str, order_id: int) -> tuple[str, str | None]:
+    with session_scope(url) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        return order.status, order.consented_by
+
+
+def test_the_subscriber_sees_a_pending_request_and_confirms_it(
+    line_client: FlaskClient, isp_request: int, database_url: str, enqueued: list[str]
+) -> None:
+    page = line_client.get("/")
+    body = text(page)
+    assert f'data-request="{isp_request}"' in body and 'data-request-isp="isp-b"' in body
+    assert "Beta Fibre</strong> asked to take over your line" in body
+    fields = hidden_fields(page, after=f'data-request="{isp_request}"')
+    assert fields["order"] == str(isp_request) and "c" not in fields
+    answer = line_client.post("/consent", data={**fields, "answer": "confirm"})
+    assert answer.status_code == 303
+    assert _status(database_url, isp_request) == ("RECEIVED", "portal")
+    assert enqueued == ["rc1"]
+    # the order page is the subscriber's now, and the request is gone from the list
+    assert line_client.get(answer.headers["Location"]).status_code == 200
+    assert "data-request=" not in text(line_client.get("/"))
+
+
+def test_the_subscriber_declines_a_request(
+    line_client: FlaskClient, isp_request: int, database_url: str, enqueued: list[str]
+) -> None:
+    fields = hidden_fields(line_client.get("/"), after=f'data-request="{isp_request}"')
+    answer = line_client.post("/consent", data={**fields, "answer": "decline"})
+    assert answer.status_code == 303
+    assert _status(database_url, isp_request) == ("DECLINED", None)
+    assert enqueued == []
+    assert "Declined" in text(line_client.get(answer.headers["Location"]))
+
+
+def test_another_line_cannot_answer_a_request(
+    app: Flask, line_client: FlaskClient, isp_request: int, database_url: str
+) -> None:
+    fields = hidden_fields(line_client.get("/"), after=f'data-request="{isp_request}"')
+    neighbour = app.test_client()
+    neighbour.environ_base["REMOTE_ADDR"] = "192.0.2.10"  # sub3's line
+    page = neighbour.get("/")
+    assert "data-request=" not in text(page)
+    token = hidden_fields(page)["csrf_token"]
+    refused = neighbour.post("/consent", data={**fields, "csrf_token": token, "answer": "confirm"})
+    assert refused.status_code == 404
+    nobody = app.test_client()  # 127.0.0.1: no line, no link
+    with nobody.session_transaction() as session:
+        session["csrf"] = "t"
+    unknown = nobody.post("/consent", data={**fields, "csrf_token": "t", "answer": "confirm"})
+    assert unknown.status_code == 403
+    assert _status(database_url, isp_request) == ("PENDING_CONSENT", None)
+
+
+def test_an_answer_without_the_csrf_token_is_refused(
+    line_client: FlaskClient, isp_request: int, database_url: str, enqueued: list[str]
+) -> None:
+    fields = hidden_fields(line_client.get("/"), after=f'data-request="{isp_request}"')
+    del fields["csrf_token"]
+    refused = line_client.post("/consent", data={**fields, "answer": "confirm"})
+    assert refused.status_code in (400, 403)
+    assert _status(database_url, isp_request) == ("PENDING_CONSENT", None)
+    assert enqueued == []
+
+
+def test_a_portal_link_visitor_answers_too(
+    client: FlaskClient, isp_request: int, database_url: str, enqueued: list[str]
+) -> None:
+    link = make_token("sub1", key=SECRET_KEY)
+    page = client.get(f"/?link={link}")
+    fields = hidden_fields(page, after=f'data-request="{isp_request}"')
+    assert fields["link"] == link
+    assert client.post("/consent", data={**fields, "answer": "confirm"}).status_code == 303
+    assert _status(database_url, isp_request) == ("RECEIVED", "portal")
+    assert enqueued == ["rc1"]

@@ -98,10 +98,13 @@ def test_an_isp_token_reads_only_its_own_isps_orders(
     theirs = select(tokens["isp-a"], "isp-a")
     by_portal = select(tokens["portal"], "isp-b")
     assert client.get(mine, headers=bearer(tokens["isp-b"])).status_code == 200
-    assert_problem(client.get(theirs, headers=bearer(tokens["isp-b"])), 403, "VPOP-403")
-    assert_problem(client.get(by_portal, headers=bearer(tokens["isp-b"])), 403, "VPOP-403")
-    # other roles read every order
-    for role in ("admin", "noc", "portal"):
+    # another's order is "not there", the same answer as an unknown id
+    assert_problem(client.get(theirs, headers=bearer(tokens["isp-b"])), 404, "VPOP-404-ORDER")
+    assert_problem(client.get(by_portal, headers=bearer(tokens["isp-b"])), 404, "VPOP-404-ORDER")
+    assert_problem(client.get(theirs, headers=bearer(tokens["portal"])), 404, "VPOP-404-ORDER")
+    assert client.get(by_portal, headers=bearer(tokens["portal"])).status_code == 200
+    # operators read every order
+    for role in ("admin", "noc"):
         assert client.get(theirs, headers=bearer(tokens[role])).status_code == 200
 
 
@@ -207,7 +210,13 @@ def test_an_isp_reads_only_subscribers_that_use_it(
         client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["isp-b"])).status_code == 200
     )
     refused = client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["isp-a"]))
-    assert refused.status_code == 403
-    assert (
-        client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["portal"])).status_code == 200
+    unknown = client.get("/api/v1/subscribers/nobody", headers=bearer(tokens["isp-a"]))
+    # not yours and not there: one answer, so subscriber ids cannot be probed
+    assert_problem(refused, 404, "VPOP-404-SUBSCRIBER")
+    assert_problem(unknown, 404, "VPOP-404-SUBSCRIBER")
+    assert refused.get_json()["detail"].replace("sub1", "X") == unknown.get_json()[
+        "detail"
+    ].replace("nobody", "X")
+    assert_problem(
+        client.get("/api/v1/subscribers/sub1", headers=bearer(tokens["portal"])), 403, "VPOP-403"
     )

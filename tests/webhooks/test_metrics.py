@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text built from the database at scrape time."""
+"""``GET /metrics``: Prometheus text built from the database at scrape time, for operators."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from tests.webhooks.helpers import assert_problem, bearer
 from vpop.catalogue.models import Isp, Line
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
+from vpop.identity.tokens import create_token
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
 from vpop.monitoring.models import PollLog, QosSample
 from vpop.selection.models import Order, Run
@@ -43,6 +46,14 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 def names(samples: Samples) -> set[str]:
     """The metric names in a scrape."""
     return {name for name, _ in samples}
+
+
+@pytest.fixture
+def client(app: Flask, tokens: dict[str, str]) -> FlaskClient:
+    """A test client that scrapes as Prometheus does here: with a noc token."""
+    scraper = app.test_client()
+    scraper.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens['noc']}"
+    return scraper
 
 
 @pytest.fixture
@@ -197,9 +208,25 @@ def test_an_empty_database_still_scrapes(client: FlaskClient) -> None:
     assert not any(name.startswith("vpop_isp_") for name in names(samples))
 
 
-def test_metrics_need_no_token_and_speak_openmetrics(
-    client: FlaskClient, rows: dict[str, int]
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [(None, 401), ("portal", 403), ("isp-a", 403), ("isp-b", 403), ("noc", 200), ("admin", 200)],
+    ids=["none", "portal", "isp-a", "isp-b", "noc", "admin"],
+)
+def test_metrics_are_for_operators_only(
+    app: Flask, tokens: dict[str, str], rows: dict[str, int], role: str | None, status: int
 ) -> None:
+    headers = bearer(tokens[role]) if role else {}
+    response = app.test_client().get("/metrics", headers=headers)
+    if status == 200:
+        assert response.status_code == 200
+        assert "vpop_lease_committed_mbps" in response.get_data(as_text=True)
+    else:
+        body = assert_problem(response, status)
+        assert "lease" not in response.get_data(as_text=True).replace(body["detail"], "")
+
+
+def test_metrics_speak_openmetrics(client: FlaskClient, rows: dict[str, int]) -> None:
     response = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert response.status_code == 200
     assert response.mimetype == "application/openmetrics-text"
@@ -215,8 +242,10 @@ def test_each_app_has_its_own_registry(
     upgrade(other_url)
     with session_scope(other_url) as session:
         session.add(Isp(id="isp-x", name="Other"))
+        token = create_token(session, "admin", name="other admin")
     try:
         other = create_app({"TESTING": True, "DATABASE_URL": other_url}).test_client()
+        other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         mine, theirs = scrape(client), scrape(other)
         assert value(mine, "vpop_orders_total", status="DONE_SUCCESS") == 2.0
         assert not any(name.startswith("vpop_orders") for name in names(theirs))

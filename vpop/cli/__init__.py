@@ -1,12 +1,14 @@
 """The ``vpop`` command: one module per command group, attached to :func:`main` here.
 
-Exit codes: 0 success, 1 a failed run, 2 bad input (one line that says what to fix).
+Exit codes: 0 success, 1 a failed run, 2 bad input (one line that says what to fix);
+``docs/cli.md`` lists them per command.
 """
 
 from __future__ import annotations
 
 import click
 
+from vpop.cli.common import OneLineGroup
 from vpop.cli.db import db
 from vpop.cli.identity import portal_link, token, user
 from vpop.cli.lab import lab
@@ -16,7 +18,7 @@ from vpop.cli.selection import reconcile, runs, select_cmd
 from vpop.cli.serve import serve, worker
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 def main() -> None:
     """vpop: a virtual point of presence for many ISPs."""
 

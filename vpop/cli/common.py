@@ -22,8 +22,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(err: VpopError) -> None:
+    """Print ``err`` on one line and exit: 2 for bad input (and unknown objects), else 1."""
     click.echo(f"error: {err.code}: {err.message}", err=True)
-    sys.exit(2 if isinstance(err, BadInput) else 1)
+    sys.exit(2 if isinstance(err, BadInput | NotFound) else 1)
 
 
 def cli_actor() -> str:
@@ -123,9 +124,15 @@ ISO_TIME = IsoTime()
 def reported_errors() -> Iterator[None]:
     """Turn vpop's errors into one-line :class:`CommandError` s with the right exit code.
 
-    Errors in what the caller typed (bad value, unknown object, busy uplink) exit 2.
+    Errors in what the caller typed (bad value, unknown object, busy uplink) exit 2; a failed
+    run, and a configuration this host must fix (``VPOP-CFG``: an unusable or unmigrated
+    database), exit 1.
+
+    Raises:
+        InputError: for :class:`BadInput`, :class:`NotFound` and ``LeaseConflict``.
+        CommandError: for any other :class:`VpopError` and for database trouble.
     """
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
     from vpop.leasing.service import LeaseConflict
 
@@ -135,6 +142,12 @@ def reported_errors() -> Iterator[None]:
         raise InputError(err.code, err.message) from err
     except VpopError as err:
         raise CommandError(err.code, err.message) from err
+    except ArgumentError as err:
+        raise CommandError(
+            "VPOP-CFG",
+            f"VPOP_DATABASE_URL is not a database URL vpop can use ({err}); "
+            "write e.g. sqlite:////var/lib/vpop/vpop.sqlite or postgresql+psycopg://HOST/DB",
+        ) from err
     except (OperationalError, ProgrammingError) as err:
         reason = str(err.orig).splitlines()[0] if err.orig is not None else type(err).__name__
         raise CommandError(

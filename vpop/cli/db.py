@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from vpop.cli.common import OneLineGroup, reported_errors
 
-@click.group()
+
+@click.group(cls=OneLineGroup)
 def db() -> None:
     """The database."""
 
@@ -16,5 +18,7 @@ def db_upgrade() -> None:
     from vpop.core.migrate import upgrade
     from vpop.core.settings import load_settings
 
-    upgrade()
-    click.echo(f"database at newest schema: {load_settings().database_url}")
+    with reported_errors():
+        upgrade()
+        url = load_settings().database_url
+    click.echo(f"database at newest schema: {url}")

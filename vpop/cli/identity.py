@@ -1,19 +1,38 @@
 """Who may act: ``vpop user`` (NOC users with a role and a password read from a file, never
 from the command line), ``vpop token`` (API bearer tokens, shown once and stored hashed) and
 ``vpop portal-link`` (a signed link that lets a subscriber choose an ISP from anywhere).
+
+Every change is written to the audit log under ``cli:<login>``. Errors are one line; bad
+input (an unknown user, token or subscriber, a short password) exits 2.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import IO, Any
 
 import click
 
-from vpop.cli.common import cli_actor, fail
-from vpop.core.errors import VpopError
+from vpop.cli.common import OneLineCommand, OneLineGroup, bad_input, cli_actor, reported_errors
 
 
-@click.group()
+def _read_password(password_file: IO[str] | None) -> str:
+    """The first line of ``password_file``, else a hidden prompt typed twice."""
+    if password_file is None:
+        password: str = click.prompt("password", hide_input=True, confirmation_prompt=True)
+        return password
+    return password_file.readline().rstrip("\n")
+
+
+def _password_file_option(command: Any) -> Any:
+    return click.option(
+        "--password-file",
+        type=click.File("r"),
+        help="Read the password from this file ('-' for standard input); else prompt.",
+    )(command)
+
+
+@click.group(cls=OneLineGroup)
 def user() -> None:
     """NOC users (sign in to /noc)."""
 
@@ -21,47 +40,114 @@ def user() -> None:
 @user.command("create")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(["noc", "admin"]))
-@click.option(
-    "--password-file",
-    type=click.File("r"),
-    help="Read the password from this file ('-' for standard input); else prompt.",
-)
-def user_create(username: str, role: str, password_file: Any) -> None:
+@_password_file_option
+def user_create(username: str, role: str, password_file: IO[str] | None) -> None:
     """Create a NOC user (the password is never taken from the command line)."""
     from vpop.core.db import session_scope
     from vpop.core.migrate import upgrade
     from vpop.identity.service import create_user
 
-    if password_file is not None:
-        password = password_file.readline().rstrip("\n")
-    else:
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    upgrade()
-    try:
+    password = _read_password(password_file)
+    with reported_errors():
+        upgrade()
         with session_scope() as session:
             create_user(session, username, password, role, actor=cli_actor())
-    except VpopError as err:
-        fail(err)
-        return
     click.echo(f"user {username} ({role}) created")
 
 
-@click.command("portal-link")
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def user_list(as_json: bool) -> None:
+    """List NOC users: name, role, created, disabled (never a password hash)."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import list_users, user_view
+
+    with reported_errors(), session_scope() as session:
+        views = [user_view(found) for found in list_users(session)]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        click.echo("no users; create one with `vpop user create NAME --role admin`")
+        return
+    for view in views:
+        state = f"disabled {view['disabled']}" if view["disabled"] else "enabled"
+        click.echo(f"{view['username']:20} {view['role']:6} created {view['created']}  {state}")
+
+
+@user.command("disable")
+@click.argument("username")
+def user_disable(username: str) -> None:
+    """Disable USERNAME: no sign-in, and their open sessions end at once."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import disable_user
+
+    with reported_errors(), session_scope() as session:
+        disable_user(session, username, actor=cli_actor())
+    click.echo(f"user {username} disabled; their sessions have ended")
+
+
+@user.command("enable")
+@click.argument("username")
+def user_enable(username: str) -> None:
+    """Let USERNAME sign in again."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import enable_user
+
+    with reported_errors(), session_scope() as session:
+        enable_user(session, username, actor=cli_actor())
+    click.echo(f"user {username} enabled")
+
+
+@user.command("reset-password")
+@click.argument("username")
+@_password_file_option
+def user_reset_password(username: str, password_file: IO[str] | None) -> None:
+    """Give USERNAME a new password; their open sessions end."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import get_user, reset_password
+
+    with reported_errors(), session_scope() as session:
+        get_user(session, username)  # an unknown name is refused before the prompt
+    password = _read_password(password_file)
+    with reported_errors(), session_scope() as session:
+        reset_password(session, username, password, actor=cli_actor())
+    click.echo(f"password of {username} reset; their sessions have ended")
+
+
+@click.command("portal-link", cls=OneLineCommand)
 @click.argument("subscriber")
-@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
-def portal_link(subscriber: str, base_url: str) -> None:
+@click.option(
+    "--base-url",
+    default=None,
+    help="The address subscribers reach the portal at (default: VPOP_PUBLIC_URL).",
+)
+def portal_link(subscriber: str, base_url: str | None) -> None:
     """Print a signed link (valid 24 h) that lets SUBSCRIBER choose an ISP on the portal."""
+    from vpop.catalogue.service import Subscriber
+    from vpop.core import validate
+    from vpop.core.audit import audit
+    from vpop.core.db import session_scope
+    from vpop.core.errors import NotFound
+    from vpop.core.settings import load_settings
     from vpop.selection.service import make_token
 
-    try:
-        token_ = make_token(subscriber)
-    except VpopError as err:
-        fail(err)
-        return
-    click.echo(f"{base_url.rstrip('/')}/?link={token_}")
+    with reported_errors():
+        base = base_url or load_settings().public_url
+        if not base.startswith(("http://", "https://")):
+            raise bad_input(f"--base-url: {base!r} is not an http(s) URL")
+        name = validate.name(subscriber, "subscriber")
+        with session_scope() as session:
+            if session.get(Subscriber, name) is None:
+                raise NotFound(
+                    f"unknown subscriber {name!r}; no link made", code="VPOP-404-SUBSCRIBER"
+                )
+            audit(session, cli_actor(), "portal_link.create", f"subscriber:{name}")
+        token_ = make_token(name)
+    click.echo(f"{base.rstrip('/')}/?link={token_}")
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 def token() -> None:
     """API bearer tokens."""
 
@@ -76,11 +162,44 @@ def token_create(role: str, isp: str | None, name: str) -> None:
     from vpop.core.migrate import upgrade
     from vpop.identity.service import create_token
 
-    upgrade()
-    try:
+    with reported_errors():
+        upgrade()
         with session_scope() as session:
             clear = create_token(session, role, isp, name, actor=cli_actor())
-    except VpopError as err:
-        fail(err)
-        return
     click.echo(clear)
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(as_json: bool) -> None:
+    """List tokens: id, name, role, ISP, created, revoked (never the token itself)."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import list_tokens, token_view
+
+    with reported_errors(), session_scope() as session:
+        views = [token_view(found) for found in list_tokens(session)]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        click.echo("no tokens; create one with `vpop token create --role admin`")
+        return
+    for view in views:
+        state = f"revoked {view['revoked']}" if view["revoked"] else "live"
+        click.echo(
+            f"{view['id']:>5} {view['name'][:20]:20} {view['role']:6} {view['isp'] or '-':10} "
+            f"created {view['created']}  {state}"
+        )
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
+def token_revoke(token_id: int) -> None:
+    """Revoke token ID (see `vpop token list`): refused from now on."""
+    from vpop.core.db import session_scope
+    from vpop.identity.service import revoke_token
+
+    with reported_errors(), session_scope() as session:
+        revoked = revoke_token(session, token_id, actor=cli_actor())
+        name = revoked.name
+    click.echo(f"token {token_id} ({name}) revoked")

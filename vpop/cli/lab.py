@@ -1,19 +1,31 @@
 """``vpop lab``: the namespace lab (FRR routers, ISPs and subscribers in Linux network
 namespaces, reached over real SSH) that the tests, the benchmarks and ``vpop serve --lab`` use.
+
+``status`` shows each router's sshd and FRR daemons as they really are (PIDs alive, sshd
+answering) and exits 1 when a node is not up; ``restore ROUTER`` restarts what is dead.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from typing import Any
 
 import click
 
-from vpop.cli.common import fail
-from vpop.core.errors import VpopError
+from vpop.cli.common import CommandError, OneLineGroup, bad_input, reported_errors
 
 
-@click.group()
+def _need_root(command: str) -> None:
+    """Refuse on one line (exit 2) when not root: the lab makes namespaces and links."""
+    if os.geteuid() != 0:
+        raise bad_input(
+            f"`vpop lab {command}` needs root (network namespaces, FRR, sshd); run it with sudo"
+        )
+
+
+@click.group(cls=OneLineGroup)
 def lab() -> None:
     """The namespace lab of real FRR routers."""
 
@@ -22,21 +34,16 @@ def lab() -> None:
 @click.option("--subscribers", default=4, show_default=True, type=click.IntRange(1, 64))
 def lab_up(subscribers: int) -> None:
     """Build the lab (removing an old one first)."""
-    from vpop.lab.service import Lab
+    from vpop.lab.service import Lab, register_lab
 
-    try:
+    _need_root("up")
+    with reported_errors():
         state = Lab().up(subscribers=subscribers)
-    except VpopError as err:
-        fail(err)
-        return
     routers = {n: v["ssh"]["port"] for n, v in state["nodes"].items() if "ssh" in v}
     ports = ", ".join(f"{r} ssh 127.0.0.1:{p}" for r, p in routers.items())
     click.echo(f"lab up in {state['up_seconds']:.2f}s: {len(state['nodes'])} nodes; {ports}")
-    try:
-        from vpop.lab.service import register_lab
-    except ImportError:
-        return
-    register_lab(state)
+    with reported_errors():
+        register_lab(state)
 
 
 @lab.command("down")
@@ -44,29 +51,83 @@ def lab_down() -> None:
     """Remove the lab: namespaces, links, processes, files."""
     from vpop.lab.service import Lab
 
-    Lab().down()
+    _need_root("down")
+    with reported_errors():
+        Lab().down()
     click.echo("lab down")
+
+
+def _node_line(name: str, node: dict[str, Any]) -> str:
+    """One node of ``lab status``: kind, namespace, state, ssh port, processes, problems."""
+    ssh = f"  ssh 127.0.0.1:{node['ssh']['port']}" if "ssh" in node else ""
+    mark = {"up": "up", "degraded": "DEGRADED", "missing": "MISSING"}[node["state"]]
+    line = f"{name:8} {node['kind']:10} {node['namespace']:14} {mark:8}{ssh}"
+    processes = node.get("processes")
+    if processes:
+        shown = []
+        for proc_name, proc in processes.items():
+            if not proc["alive"]:
+                shown.append(f"{proc_name} DEAD")
+            elif proc_name == "sshd" and not proc["answers"]:
+                shown.append(f"sshd {proc['pid']} NOT ANSWERING")
+            else:
+                shown.append(f"{proc_name} {proc['pid']}")
+        line += "  " + ", ".join(shown)
+    return line
 
 
 @lab.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def lab_status(as_json: bool) -> None:
-    """Show the lab's nodes, namespaces and management ports."""
+    """Show the lab's nodes, each router's sshd and FRR daemons; exit 1 unless all are up."""
     from vpop.lab.service import Lab
 
-    status = Lab().status()
+    with reported_errors():
+        status = Lab().status()
     if as_json:
         click.echo(json.dumps(status, indent=2))
-        return
-    if not status["nodes"]:
+    elif not status["nodes"]:
         click.echo(
             "lab is down" + (f" (stray: {status['namespaces']})" if status["namespaces"] else "")
         )
+    else:
+        for name, node in status["nodes"].items():
+            click.echo(_node_line(name, node))
+    if not status["nodes"]:
+        raise CommandError("VPOP-LAB", "no lab is up; run `vpop lab up`")
+    bad = {n: v for n, v in status["nodes"].items() if v["state"] != "up"}
+    if bad:
+        what = "; ".join(
+            f"{n} {v['state']}" + (f" ({', '.join(v['problems'])})" if v.get("problems") else "")
+            for n, v in bad.items()
+        )
+        routers = [n for n, v in bad.items() if v["state"] == "degraded"]
+        fix = (
+            "run " + " and ".join(f"`vpop lab restore {r}`" for r in routers)
+            if routers
+            else "rebuild it with `vpop lab up`"
+        )
+        raise CommandError("VPOP-LAB", f"lab not fully up: {what}; {fix}")
+
+
+@lab.command("restore")
+@click.argument("router")
+def lab_restore(router: str) -> None:
+    """Restart what is dead on ROUTER (sshd, FRR daemons) and bring its management back."""
+    from vpop.lab.service import Lab
+
+    _need_root("restore")
+    with reported_errors():
+        restarted = Lab().restore(router)
+    if not restarted:
+        click.echo(f"{router} is up: nothing to restore")
         return
-    for name, node in status["nodes"].items():
-        ssh = f"  ssh 127.0.0.1:{node['ssh']['port']}" if "ssh" in node else ""
-        mark = "up" if node["present"] else "MISSING"
-        click.echo(f"{name:8} {node['kind']:10} {node['namespace']:14} {mark}{ssh}")
+    click.echo(f"{router} restored: restarted {', '.join(restarted)}")
+    if set(restarted) - {"sshd"}:
+        click.echo(
+            f"{router}'s FRR daemons started afresh without vpop's selections: "
+            f"run `vpop reconcile --router {router}` to push them again"
+        )
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
@@ -74,11 +135,11 @@ def lab_status(as_json: bool) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def lab_exec(node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside NODE's namespace: vpop lab exec sub1 -- curl -s http://203.0.113.100/"""
+    from vpop.core.errors import VpopError
     from vpop.lab.service import Lab
 
     try:
         code = Lab().exec(node, command)
     except VpopError as err:
-        click.echo(f"error: {err.code}: {err.message}", err=True)
-        sys.exit(2)
+        raise bad_input(err.message, err.code) from err
     sys.exit(code)

@@ -1,6 +1,10 @@
-"""Selections from the command line: ``vpop select`` (an order applied by this process, with its
+"""Selections from the command line: ``vpop select`` (an order, applied by the running server
+when ``VPOP_SERVER_URL`` names one, else by this process under the same router lock, with its
 progress printed), ``vpop runs list|show`` (what was pushed, with its diff) and
-``vpop reconcile`` (converge routers to the confirmed selections).
+``vpop reconcile`` (converge routers to the confirmed selections, under the router lock).
+
+Exit codes: 0 ok, 1 a failed run (or an unreachable server), 2 bad input, with one line
+saying what to fix (an unknown subscriber, ISP, router or run is bad input).
 """
 
 from __future__ import annotations
@@ -9,68 +13,183 @@ import json
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
 
 import click
 
-from vpop.cli.common import cli_actor, fail
+from vpop.cli.common import OneLineCommand, bad_input, cli_actor, reported_errors
 from vpop.core.errors import VpopError
 
+# the statuses `vpop select` stops waiting at (UNKNOWN: a reconcile decides, later)
+_STOP_AT = {"DONE_SUCCESS", "DONE_FAILED", "RECONCILED", "UNKNOWN", "DECLINED", "EXPIRED"}
 
-@click.command("select")
+
+@click.command("select", cls=OneLineCommand)
 @click.argument("subscriber")
 @click.argument("isp")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout", default=60.0, show_default=True, type=click.FloatRange(0, 3600), help="Seconds."
+)
 def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None:
-    """Move SUBSCRIBER's traffic to ISP: prints progress, the diff and the result."""
+    """Move SUBSCRIBER's traffic to ISP: prints progress, the diff and the result.
+
+    With VPOP_SERVER_URL set, the order goes to that server (POST /api/v1/selections with
+    the token in VPOP_API_TOKEN_FILE); otherwise this process applies it, taking the
+    router's lock like every other writer.
+    """
     from vpop.core import validate
+    from vpop.core.settings import load_settings
+
+    with reported_errors():
+        sub = validate.name(subscriber, "SUBSCRIBER")
+        isp_id = validate.name(isp, "ISP")
+        settings = load_settings()
+    if settings.server_url:
+        final = _select_on_server(
+            settings.server_url, settings.api_token_file, sub, isp_id, dry_run, timeout
+        )
+    else:
+        final = _select_here(sub, isp_id, dry_run, timeout)
+    order_id = final["order"]
+    click.echo(final.get("diff") or "(no difference: the router already had this state)")
+    if final["status"] == "DONE_SUCCESS":
+        click.echo(f"order {order_id}: DONE_SUCCESS" + (" (dry run)" if dry_run else ""))
+        return
+    click.echo(f"order {order_id}: {final['status']}: {final.get('error')}", err=True)
+    sys.exit(1)
+
+
+def _select_here(subscriber: str, isp: str, dry_run: bool, timeout: float) -> dict[str, Any]:
+    """Record the order and apply it in this process, under the router's database lock."""
     from vpop.core.db import session_scope
     from vpop.selection import service as engine
-    from vpop.selection.service import (
-        FINAL_STATUSES,
-        Caller,
-        Order,
-        SelectionRequest,
-        submit_selection,
-    )
+    from vpop.selection.service import Caller, Order, SelectionRequest, submit_selection
 
-    try:
-        req = SelectionRequest(
-            subscriber=validate.name(subscriber, "SUBSCRIBER"),
-            isp=validate.name(isp, "ISP"),
-            dry_run=dry_run,
-        )
+    with reported_errors():
+        req = SelectionRequest(subscriber=subscriber, isp=isp, dry_run=dry_run)
         order, _ = submit_selection(req, Caller(cli_actor(), "admin"), None)
-    except VpopError as err:
-        fail(err)
-        return
     click.echo(f"order {order.id}: RECEIVED ({subscriber} -> {isp} on {order.router})")
     started = time.monotonic()
-    worker_thread = threading.Thread(target=engine.process_router, args=(order.router,))
+    problem: list[BaseException] = []
+
+    def work() -> None:
+        try:  # waits while another process has the router (the server, another CLI)
+            engine.process_router(order.router, wait=timeout)
+        except VpopError as err:
+            problem.append(err)
+
+    worker_thread = threading.Thread(target=work, name="vpop-select", daemon=True)
     worker_thread.start()
     last = "RECEIVED"
-    final: Order | None = None
-    while time.monotonic() - started < timeout:
+    while True:
         with session_scope() as session:
             current = session.get(Order, order.id)
             assert current is not None
-            if current.status != last:
-                last = current.status
-                click.echo(f"order {order.id}: {last} ({time.monotonic() - started:.2f}s)")
-            if current.status in FINAL_STATUSES or current.status == "UNKNOWN":
-                final = current
-                break
+            view = {
+                "order": current.id,
+                "status": current.status,
+                "diff": current.diff,
+                "error": current.error,
+            }
+        if view["status"] != last:
+            last = str(view["status"])
+            click.echo(f"order {order.id}: {last} ({time.monotonic() - started:.2f}s)")
+        if last in _STOP_AT:
+            worker_thread.join(max(0.0, timeout - (time.monotonic() - started)))
+            return view
+        if time.monotonic() - started > timeout or (problem and not worker_thread.is_alive()):
+            why = f": {problem[0]}" if problem else ""
+            click.echo(
+                f"error: VPOP-TIMEOUT: order {order.id} still {last} after "
+                f"{time.monotonic() - started:.0f}s{why}",
+                err=True,
+            )
+            sys.exit(1)
         worker_thread.join(0.05)
-    worker_thread.join(timeout=max(0.0, timeout - (time.monotonic() - started)))
-    if final is None:
-        click.echo(f"order {order.id}: still {last} after {timeout}s", err=True)
+
+
+def _select_on_server(
+    server: str, token_file: Path | None, subscriber: str, isp: str, dry_run: bool, timeout: float
+) -> dict[str, Any]:
+    """Submit the order to the running server and follow it until it is final."""
+    if token_file is None:
+        raise bad_input(
+            "VPOP_SERVER_URL is set but VPOP_API_TOKEN_FILE is not: name a file holding an "
+            "API token (`vpop token create`)"
+        )
+    try:
+        token = token_file.read_text().strip()
+    except OSError as err:
+        raise bad_input(
+            f"VPOP_API_TOKEN_FILE={token_file}: cannot read it ({err.strerror})"
+        ) from None
+    if not token:
+        raise bad_input(f"VPOP_API_TOKEN_FILE={token_file} is empty: put an API token in it")
+    base = server.rstrip("/")
+    body = json.dumps({"subscriber": subscriber, "isp": isp, "dry_run": dry_run}).encode()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        # a retried command is the same order, not a second one
+        "Idempotency-Key": f"cli-{uuid.uuid4().hex}",
+    }
+    status, answer = _http(base + "/api/v1/selections", "POST", headers, body)
+    if status != 202:
+        _server_refused(status, answer)
+    order_id = int(answer["order"])
+    click.echo(f"order {order_id}: {answer['status']} ({subscriber} -> {isp}, via {base})")
+    started = time.monotonic()
+    last = str(answer["status"])
+    pause = 0.02
+    while True:
+        status, view = _http(f"{base}/api/v1/orders/{order_id}", "GET", headers, None)
+        if status != 200:
+            _server_refused(status, view)
+        if view["status"] != last:
+            last = str(view["status"])
+            click.echo(f"order {order_id}: {last} ({time.monotonic() - started:.2f}s)")
+        if last in _STOP_AT:
+            return view
+        if time.monotonic() - started > timeout:
+            click.echo(
+                f"error: VPOP-TIMEOUT: order {order_id} still {last} after {timeout}s", err=True
+            )
+            sys.exit(1)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
+
+
+def _http(
+    url: str, method: str, headers: dict[str, str], body: bytes | None
+) -> tuple[int, dict[str, Any]]:
+    """One request to the server; an unreachable server is a failed run (exit 1)."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            problem = json.loads(err.read() or b"{}")
+        except ValueError:
+            problem = {}
+        return err.code, problem if isinstance(problem, dict) else {}
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        click.echo(f"error: VPOP-SERVER: cannot reach {url}: {reason}", err=True)
         sys.exit(1)
-    click.echo(final.diff or "(no difference: the router already had this state)")
-    if final.status == "DONE_SUCCESS":
-        click.echo(f"order {order.id}: DONE_SUCCESS" + (" (dry run)" if dry_run else ""))
-        return
-    click.echo(f"order {order.id}: {final.status}: {final.error}", err=True)
-    sys.exit(1)
+
+
+def _server_refused(status: int, problem: dict[str, Any]) -> None:
+    """The server's problem as one line: the caller's mistake exits 2, the server's 1."""
+    code = problem.get("code", f"HTTP-{status}")
+    detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
+    click.echo(f"error: {code}: {detail}", err=True)
+    sys.exit(2 if 400 <= status < 500 and status not in (401, 403, 429) else 1)
 
 
 @click.group()
@@ -78,7 +197,7 @@ def runs() -> None:
     """Nornir runs: what was pushed where, by whom."""
 
 
-@runs.command("list")
+@runs.command("list", cls=OneLineCommand)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--router")
 def runs_list(limit: int, router: str | None) -> None:
@@ -100,7 +219,7 @@ def runs_list(limit: int, router: str | None) -> None:
             )
 
 
-@runs.command("show")
+@runs.command("show", cls=OneLineCommand)
 @click.argument("run_id", type=int)
 def runs_show(run_id: int) -> None:
     """Show one run: trigger, requester, per-host result, timings and diff."""
@@ -134,23 +253,34 @@ def runs_show(run_id: int) -> None:
         click.echo(run.diff or "(empty diff)")
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--router", "routers", multiple=True, help="Only these routers (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
-def reconcile(routers: tuple[str, ...], dry_run: bool) -> None:
-    """Converge routers to the confirmed selections in the database."""
+@click.option(
+    "--wait",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds to wait for a router's lock while another process changes it.",
+)
+def reconcile(routers: tuple[str, ...], dry_run: bool, wait: float) -> None:
+    """Converge routers to the confirmed selections in the database (under each router's
+    lock, so it never interleaves with the server's or another command's changes)."""
     from vpop.network.service import open_nornir
     from vpop.selection import service as engine
 
-    with open_nornir() as nr:
-        names = list(routers) or sorted(nr.inventory.hosts)
+    with reported_errors(), open_nornir() as nr:
+        known = sorted(nr.inventory.hosts)
+    unknown = [r for r in routers if r not in known]
+    if unknown:
+        raise bad_input(
+            f"unknown router {unknown[0]!r}; routers are: {', '.join(known) or '(none)'}",
+            "VPOP-404-ROUTER",
+        )
     failed = False
-    for router in names:
-        try:
-            run = engine.reconcile(router, dry_run=dry_run, requester=cli_actor())
-        except VpopError as err:
-            fail(err)
-            return
+    for router in list(routers) or known:
+        with reported_errors():
+            run = engine.reconcile(router, dry_run=dry_run, requester=cli_actor(), wait=wait)
         click.echo(f"{router}: run {run.id} {run.status}" + (" (dry run)" if dry_run else ""))
         click.echo(run.diff or f"{router}: in sync")
         failed |= run.status != "SUCCESS"

@@ -1,19 +1,29 @@
 """``vpop serve`` (the API, the portal and NOC pages, the queue's workers and the schedulers in one
 process) and ``vpop worker`` (more workers on the same queue, to scale out). Both connect the
-side-effect wiring (:mod:`vpop.jobs.wiring`) before they take work.
+side-effect wiring (:mod:`vpop.jobs.wiring`) before they take work, and both first recover
+what a process that died left behind (:func:`vpop.jobs.queue.recover`: orders and runs left
+RUNNING, leases of dead holders, waiting orders). SIGTERM stops them gracefully: running jobs
+finish and release their locks.
+
+Exit codes: 0 after a clean stop, 1 when the server cannot start (the port is taken, the
+database cannot be migrated), 2 for bad options (one line naming the fix).
 """
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 from typing import Any
 
 import click
 
+from vpop.cli.common import OneLineCommand
 from vpop.cli.lab import lab_up
+from vpop.core.errors import VpopError
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
@@ -34,20 +44,29 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
 
     if with_lab:
         click.get_current_context().invoke(lab_up, subscribers=4)
-    upgrade()
     from vpop.jobs import wiring
-    from vpop.jobs.queue import enqueue_monitor, enqueue_reconcile, make_consumer
+    from vpop.jobs.queue import enqueue_monitor, enqueue_reconcile, make_consumer, recover
     from vpop.jobs.scheduler import Monitor, Sweeper
     from vpop.monitoring.service import routers
 
-    wiring.connect()  # before the first request: an accepted order is queued at once
-    app = create_app()
-    servers = [make_server(host, port, app, threaded=True)]
-    if portal:
-        servers += _portal_servers(app)
+    try:
+        upgrade()
+        wiring.connect()  # before the first request: an accepted order is queued at once
+        app = create_app()
+        # bound here, so that a taken port is one line (werkzeug would print a paragraph)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family)
+        servers = [make_server(host, port, app, threaded=True, fd=listener.fileno())]
+        if portal:
+            servers += _portal_servers(app)
+    except (OSError, VpopError) as err:
+        _cannot_start(err)
     for server in servers:
         threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
     consumer = make_consumer(workers)
+    recovered = recover()  # what a process that died left RUNNING, before new work
+    if recovered["recovered"] or recovered["expired"]:
+        click.echo(f"recovered after a stop: {recovered}")
     for router in routers():  # converge on start: routing instances exist before probes
         enqueue_reconcile(router, delay=0)
     sweeper, monitor = Sweeper(), Monitor(enqueue_monitor)
@@ -83,20 +102,32 @@ def _portal_servers(app: Any) -> list[Any]:
     return servers
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
 def worker(workers: int) -> None:
     """Run a worker alone (to scale out beside `vpop serve`)."""
     from tasks.connection import close_pool
     from vpop.core.migrate import upgrade
-
-    upgrade()
     from vpop.jobs import wiring
-    from vpop.jobs.queue import make_consumer
+    from vpop.jobs.queue import make_consumer, recover
 
+    try:
+        upgrade()
+        wiring.connect()
+        consumer = make_consumer(workers)
+        recover()  # a worker may start after a crash while no `vpop serve` runs
+    except (OSError, VpopError) as err:
+        _cannot_start(err)
     # the scheduler (sweep, monitoring) runs once, in `vpop serve`; workers only execute
     try:
-        wiring.connect()
-        make_consumer(workers).run()
+        consumer.run()
     finally:
         close_pool()
+
+
+def _cannot_start(err: BaseException) -> None:
+    """One line saying why the process cannot start; exit 1."""
+    code = getattr(err, "code", "VPOP-CFG")  # OSError: the address (--host, --port) is taken
+    message = getattr(err, "message", None) or str(err)
+    click.echo(f"error: {code}: cannot start: {message}", err=True)
+    sys.exit(1)

@@ -269,7 +269,35 @@ class Problem(Strict):
     code: Annotated[str, Field(pattern=r"^VPOP-", examples=["VPOP-404-ISP"])]
 
 
-class Health(Strict):
-    """Liveness: the process is up."""
+class QueueHealth(Strict):
+    """Whether the queue's storage (SQLite file or Redis) answers."""
 
-    status: Literal["ok"]
+    reachable: bool
+
+
+class StuckLock(Strict):
+    """A lock held past its lease: its holder died and nobody has recovered its work yet."""
+
+    name: str
+    holder: str | None
+    expired_at: Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+
+
+class FailingRouter(Strict):
+    """A router whose latest poll of a job failed."""
+
+    router: str
+    job: str
+    at: Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+    error: str
+
+
+class Health(Strict):
+    """The queue's and the routers' real state: ``ok``, or ``degraded`` with the reasons."""
+
+    status: Literal["ok", "degraded"]
+    reasons: list[str]
+    queue: QueueHealth
+    stuck_locks: list[StuckLock]
+    failing_routers: list[FailingRouter]
+    oldest_waiting_order_seconds: float | None

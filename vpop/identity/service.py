@@ -7,8 +7,19 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.identity.models import ApiToken, User
-from vpop.identity.tokens import create_token, lookup_token
-from vpop.identity.users import ROLES, authenticate, create_user
+from vpop.identity.tokens import create_token, list_tokens, lookup_token, revoke_token, token_view
+from vpop.identity.users import (
+    ROLES,
+    authenticate,
+    create_user,
+    disable_user,
+    enable_user,
+    get_user,
+    list_users,
+    reset_password,
+    session_user,
+    user_view,
+)
 
 __all__ = [
     "ApiToken",
@@ -17,5 +28,15 @@ __all__ = [
     "authenticate",
     "create_token",
     "create_user",
+    "disable_user",
+    "enable_user",
+    "get_user",
+    "list_tokens",
+    "list_users",
     "lookup_token",
+    "reset_password",
+    "revoke_token",
+    "session_user",
+    "token_view",
+    "user_view",
 ]

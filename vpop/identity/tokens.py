@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from vpop.catalogue.service import Isp
 from vpop.core.audit import audit
 from vpop.core.errors import BadInput, NotFound
+from vpop.core.time import iso, utcnow
 from vpop.identity.models import ApiToken, Role
 
 PREFIX = "vpop_"
@@ -83,3 +85,52 @@ def lookup_token(session: Session, clear: str) -> ApiToken | None:
             ApiToken.token_hash == hash_token(clear), ApiToken.revoked_at.is_(None)
         )
     ).first()
+
+
+def token_view(token: ApiToken) -> dict[str, Any]:
+    """What may be shown of a token: never the token or its hash.
+
+    Returns:
+        ``id``, ``name``, ``role``, ``isp`` (None but for ``isp`` tokens), ``created`` and
+        ``revoked`` (ISO 8601 times; ``revoked`` None while the token is live).
+    """
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": token.role,
+        "isp": token.isp_id,
+        "created": iso(token.created_at),
+        "revoked": iso(token.revoked_at),
+    }
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token, revoked ones too, by id."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken:
+    """Revoke a token: from the commit on, every request bearing it is refused (401).
+
+    Args:
+        session: The transaction to revoke in (with its audit entry).
+        token_id: The token's id (``vpop token list``).
+        actor: Who revokes it, for the audit log.
+
+    Returns:
+        The revoked token.
+
+    Raises:
+        NotFound: no token has this id.
+        BadInput: the token is already revoked.
+    """
+    token = session.get(ApiToken, token_id) if 0 < token_id < 2**63 else None
+    if token is None:
+        raise NotFound(
+            f"unknown token {token_id}; `vpop token list` shows the ids", code="VPOP-404-TOKEN"
+        )
+    if token.revoked_at is not None:
+        raise BadInput(f"token {token_id} is already revoked (at {iso(token.revoked_at)})")
+    token.revoked_at = utcnow()
+    audit(session, actor, "token.revoke", f"token:{token_id}", role=token.role, name=token.name)
+    return token

@@ -5,6 +5,11 @@ or ``redis://host:port/db``. The queue holds only router names and order ids: th
 themselves are committed to the database before anything is enqueued, so a lost queue loses
 no order (the sweep re-enqueues what is waiting).
 
+Locks are not the queue's: router and monitoring locks are leased rows in the database
+(:mod:`vpop.core.locks`), so a killed process never leaves one held for ever, whatever the
+queue's storage. The queue keeps no task results either (``results=False``): nothing reads
+them, and they would only pile up.
+
 In the embedded mode (``vpop serve``) the consumer runs in the same process as the API, and a
 wake-up event lets an idle worker pick a new job at once instead of waiting for its next poll.
 """
@@ -19,12 +24,20 @@ from typing import Any
 
 from huey import Huey
 from huey.consumer import Consumer, Worker
-from huey.exceptions import TaskLockedException
 from huey.storage import BaseStorage, RedisStorage, SqliteStorage
 from sqlalchemy import func, select
 
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError
+from vpop.core.locks import (
+    ROUTER_PREFIX,
+    LockBusy,
+    clear_expired,
+    hold,
+    live_locks,
+    lock_ttl,
+    router_lock_name,
+)
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 from vpop.selection import service as engine
@@ -39,8 +52,12 @@ SWEEP_SECONDS = 5.0
 STALE_AFTER = timedelta(seconds=10)
 
 
-# a run never takes this long: an order still RUNNING was left by a worker that died
-ABANDONED_AFTER = timedelta(minutes=5)
+# orders waiting this long while nobody holds their router's lock are re-queued at once
+UNHELD_AFTER = timedelta(seconds=1)
+
+
+# how long a graceful stop waits for running jobs
+SHUTDOWN_SECONDS = 10.0
 
 
 def _open_storage(name: str) -> BaseStorage:
@@ -79,7 +96,7 @@ class _LazyStorage:
         return getattr(storage, attr)
 
 
-huey = Huey("vpop", storage_class=_LazyStorage)
+huey = Huey("vpop", storage_class=_LazyStorage, results=False)
 
 
 def opened_storage() -> BaseStorage | None:
@@ -138,6 +155,10 @@ def make_consumer(workers: int = 4) -> Consumer:
         max_delay=0.5,
         periodic=True,
         check_worker_health=True,
+        # SIGTERM stops gracefully: running jobs finish and release their locks (a job
+        # still running after the timeout is cut off; its locks end with their lease)
+        graceful_signal="TERM",
+        shutdown_timeout=SHUTDOWN_SECONDS,
     )
 
 
@@ -158,24 +179,35 @@ def stop_background(consumer: Consumer) -> None:
     consumer.scheduler.join(10)
 
 
+def storage_problem() -> str | None:
+    """Why the queue's storage cannot be reached now, or None when it answers (health)."""
+    try:
+        huey.storage.queue_size()
+    except Exception as err:  # any driver error means the same: jobs cannot be queued
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 @huey.task()  # type: ignore[untyped-decorator]
 def process_router_task(router: str) -> list[int]:
-    """Apply the router's RECEIVED orders, across processes one worker at a time."""
+    """Apply the router's RECEIVED orders under the router's lock (database-leased)."""
     try:
-        with huey.lock_task(f"router:{router}"):
-            runs = engine.process_router(router)
-    except TaskLockedException:
-        return []  # the holder re-checks for waiting orders after it releases the lock
+        runs = engine.process_router(router)
+    except LockBusy:
+        return []  # a live holder re-checks for waiting orders; the sweep covers a dead one
     if _waiting(router):
         enqueue_router(router)
     return runs
 
 
 @huey.task()  # type: ignore[untyped-decorator]
-def reconcile_task(router: str) -> int:
-    """Converge one router to the confirmed selections."""
-    with huey.lock_task(f"router:{router}"):
-        return engine.reconcile(router, requester="auto-reconcile").id
+def reconcile_task(router: str) -> int | None:
+    """Converge one router to the confirmed selections (waits up to one lease for the lock)."""
+    try:
+        return engine.reconcile(router, requester="auto-reconcile", wait=lock_ttl()).id
+    except LockBusy:
+        log.info("reconcile of %s skipped: its lock stayed busy (the sweep tries again)", router)
+        return None
 
 
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
@@ -218,33 +250,74 @@ def enqueue_callback(order_id: int) -> None:
         wake_workers()
 
 
-def sweep() -> dict[str, Any]:
-    """Safety net: re-enqueue routers with stale RECEIVED orders, reconcile UNKNOWN ones."""
-    cutoff = utcnow() - STALE_AFTER
+def recover() -> dict[str, Any]:
+    """Recover what dead holders left: RUNNING orders and runs, ended leases, waiting orders.
+
+    Orders left RUNNING whose router lock is no longer live become UNKNOWN at once and their
+    routers are reconciled now; runs left RUNNING are closed as FAILED; ended leases are
+    cleared; routers with RECEIVED orders are queued. Called when ``vpop serve`` and
+    ``vpop worker`` start, and by every :func:`sweep`.
+
+    Returns:
+        ``{"recovered": [routers reconciled], "expired": [lock names cleared],
+        "waiting": [routers queued]}``.
+    """
+    recovered = engine.recover_abandoned()
+    expired = clear_expired()
     with session_scope() as session:
-        for order in session.scalars(
-            select(Order).where(
-                Order.status == OrderStatus.RUNNING.value,
-                Order.started_at < utcnow() - ABANDONED_AFTER,
-            )
-        ):
-            order.status = OrderStatus.UNKNOWN.value
-            order.error = "the worker running this order stopped; the router is reconciled"
-        stale = set(
-            session.scalars(
-                select(Order.router).where(
-                    Order.status == OrderStatus.RECEIVED.value, Order.created_at < cutoff
-                )
-            )
+        waiting = set(
+            session.scalars(select(Order.router).where(Order.status == OrderStatus.RECEIVED.value))
         )
+    for router in recovered:
+        enqueue_reconcile(router, delay=0)
+    for router in waiting:
+        enqueue_router(router)
+    return {"recovered": recovered, "expired": expired, "waiting": sorted(waiting)}
+
+
+def sweep() -> dict[str, Any]:
+    """Safety net: recover dead holders' work, re-enqueue stale orders, reconcile UNKNOWN ones.
+
+    Returns:
+        What it found: ``recovered`` (routers whose abandoned orders became UNKNOWN),
+        ``expired`` (locks whose holder died), ``stale`` (routers with RECEIVED orders older
+        than :data:`STALE_AFTER`), ``unknown`` (routers with UNKNOWN orders) and
+        ``consents_expired`` (pending orders nobody confirmed in time, now EXPIRED).
+    """
+    consents_expired = engine.expire_consents()
+    recovered = engine.recover_abandoned()
+    expired = clear_expired()
+    now = utcnow()
+    live = live_locks(prefix=ROUTER_PREFIX)
+    with session_scope() as session:
+        waiting = session.execute(
+            select(Order.router, func.min(Order.created_at))
+            .where(Order.status == OrderStatus.RECEIVED.value)
+            .group_by(Order.router)
+        ).all()
+    # waiting past STALE_AFTER, or past a moment while nobody holds the router: the job
+    # that should have taken them was lost (with the process that held the lock)
+    stale = {
+        router
+        for router, oldest in waiting
+        if oldest < now - STALE_AFTER
+        or (oldest < now - UNHELD_AFTER and router_lock_name(router) not in live)
+    }
+    with session_scope() as session:
         unknown = set(
             session.scalars(select(Order.router).where(Order.status == OrderStatus.UNKNOWN.value))
         )
     for router in stale:
         enqueue_router(router)
-    for router in unknown:
+    for router in unknown | set(recovered):
         enqueue_reconcile(router, delay=0)
-    return {"stale": sorted(stale), "unknown": sorted(unknown)}
+    return {
+        "recovered": recovered,
+        "expired": expired,
+        "stale": sorted(stale),
+        "unknown": sorted(unknown),
+        "consents_expired": consents_expired,
+    }
 
 
 @huey.task()  # type: ignore[untyped-decorator]
@@ -253,17 +326,17 @@ def monitor_task(job: str, router: str | None) -> Any:
     same job and router are skipped, not queued up."""
     from vpop.monitoring import service as monitoring
 
+    if job not in ("counters", "probes", "prune") or (job != "prune" and not router):
+        raise ValueError(f"unknown monitoring job {job!r}")
     try:
-        with huey.lock_task(f"monitor:{job}:{router}"):
+        with hold(f"monitor:{job}:{router}"):
             if job == "counters" and router:
                 return monitoring.poll_counters(router)
             if job == "probes" and router:
                 return monitoring.probe_router(router)
-            if job == "prune":
-                return monitoring.prune()
-    except TaskLockedException:
-        return None
-    raise ValueError(f"unknown monitoring job {job!r}")
+            return monitoring.prune()
+    except LockBusy:
+        return None  # the same poll is running elsewhere: skip this one
 
 
 def enqueue_monitor(job: str, router: str | None) -> None:

@@ -1,6 +1,7 @@
 """The schedulers that run beside the queue's workers in ``vpop serve``: the monitor (counter
 polls, QoS probes and pruning per router, each at its own interval) and the sweeper (the safety
-net that re-queues waiting orders and reconciles uncertain routers). Both are threads that stop
+net that recovers what dead holders left RUNNING, re-queues waiting orders and reconciles
+uncertain routers). Both are threads that stop
 on their ``stop_event``; what they start runs on the queue.
 """
 
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from vpop.core.locks import lock_ttl
 from vpop.jobs.queue import SWEEP_SECONDS, sweep
 from vpop.monitoring.service import MonitorSettings, routers
 
@@ -51,12 +53,19 @@ class Monitor(threading.Thread):
                     log.exception("could not schedule %s", job)
 
 
+def sweep_interval() -> float:
+    """Seconds between sweeps: :data:`SWEEP_SECONDS`, or half a lock lease when that is
+    shorter, so that work a dead holder left is recovered within 1.5 leases of its death."""
+    return min(SWEEP_SECONDS, lock_ttl() / 2)
+
+
 class Sweeper(threading.Thread):
     """Runs :func:`sweep` every few seconds (huey's own periodic tasks tick once a minute)."""
 
-    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
+    def __init__(self, interval: float | None = None) -> None:
+        """Sweep every ``interval`` seconds (default :func:`sweep_interval`)."""
         super().__init__(name="vpop-sweeper", daemon=True)
-        self.interval = interval
+        self.interval = sweep_interval() if interval is None else interval
         self.stop_event = threading.Event()
 
     def run(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from blinker import NamedSignal
 
-from vpop.jobs import queue
+from vpop.jobs import consent_tasks, queue
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
@@ -29,9 +29,16 @@ def reconcile_now(router: str) -> None:
     queue.enqueue_reconcile(router, delay=0)
 
 
+def order_done(order_id: int) -> None:
+    """Queue a finished order's callbacks: the requester's (when it gave a URL) and the losing
+    ISP's (the task sends it only for a done switch away from an ISP with a callback URL)."""
+    queue.enqueue_callback(order_id)
+    consent_tasks.enqueue_losing_isp_callback(order_id)
+
+
 RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
     (order_accepted, queue.enqueue_router),
-    (order_finished, queue.enqueue_callback),
+    (order_finished, order_done),
     (reconcile_needed, queue.enqueue_reconcile),
     (reconcile_requested, reconcile_now),
     (lease_changed, queue.enqueue_lease),
@@ -41,7 +48,8 @@ RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
 
 def connect() -> None:
     """Connect every receiver: a new order or a changed lease is queued for its router,
-    finished orders and utilisation events send their callbacks, and a router whose state
+    finished orders and utilisation events send their callbacks (a done switch also tells
+    the ISP the line left, :mod:`vpop.jobs.consent_tasks`), and a router whose state
     became uncertain (or that NOC staff name) is reconciled."""
     for signal, receiver in RECEIVERS:
         signal.connect(receiver, weak=False)

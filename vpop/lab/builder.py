@@ -27,6 +27,7 @@ from typing import Any
 
 from vpop.core.errors import LabError
 from vpop.core.settings import child_environment, load_settings
+from vpop.lab.health import FRR_DAEMONS, IP, daemon_command, lab_status, restore_router
 from vpop.lab.inventory import write_inventory
 from vpop.lab.processes import (
     checkpoint,
@@ -48,16 +49,7 @@ from vpop.lab.topology import (
     node_pattern,
 )
 
-FRR_DAEMONS = ("zebra", "staticd", "pbrd")
-
-
-FRR_BIN = Path("/usr/lib/frr")
-
-
 SSHD = Path("/usr/sbin/sshd")
-
-
-IP = "/usr/sbin/ip"
 
 
 def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
@@ -295,25 +287,7 @@ class Lab:
                 (
                     f"{router}/{daemon}",
                     self._spawn(
-                        [
-                            IP,
-                            "netns",
-                            "exec",
-                            ns,
-                            str(FRR_BIN / daemon),
-                            "--vty_socket",
-                            str(rdir),
-                            "-z",
-                            str(rdir / "zserv.api"),
-                            "-i",
-                            str(rdir / f"{daemon}.pid"),
-                            "-f",
-                            "/dev/null",
-                            "-P",
-                            "0",
-                            "--log",
-                            f"file:{rdir / (daemon + '.log')}",
-                        ],
+                        daemon_command(ns, rdir, daemon),
                         f"{router}/{daemon}",
                         rdir / f"{daemon}.out",
                     ),
@@ -463,22 +437,13 @@ class Lab:
 
     # ---- inspection --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """What is up: nodes, namespaces, management ports, and stray namespaces."""
-        state = self.state()
-        present = lab_namespaces(self.prefix)
-        if state is None:
-            return {"up": False, "namespaces": present, "nodes": {}}
-        nodes = state["nodes"]
-        for node in nodes.values():
-            node["present"] = node["namespace"] in present
-        return {
-            "up": all(n["present"] for n in nodes.values()),
-            "lab_dir": state["lab_dir"],
-            "subscribers": state["subscribers"],
-            "nodes": nodes,
-            "namespaces": present,
-            "inventory": str(self.dir / "hosts.yaml"),
-        }
+        """What is up: nodes (routers with their sshd and daemons as they really are),
+        namespaces, management ports, and stray namespaces (:func:`health.lab_status`)."""
+        return lab_status(self, lab_namespaces(self.prefix))
+
+    def restore(self, router: str) -> list[str]:
+        """Restart what is dead on ``router`` (:func:`health.restore_router`); what restarted."""
+        return restore_router(self, router)
 
     def exec(self, node: str, command: Sequence[str]) -> int:
         """Run ``command`` inside ``node``'s namespace, with the terminal; return its code."""

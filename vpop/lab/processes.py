@@ -57,6 +57,23 @@ def kill_pid(pid: int, start: str | None) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def alive(pid: int, start: str | None) -> bool:
+    """True when ``pid`` runs and is the process recorded with ``start`` (not a recycled PID,
+    not a zombie waiting for its parent)."""
+    now = start_time(pid)
+    return now is not None and (start is None or now == start) and not _is_zombie(pid)
+
+
+def ssh_answers(port: int, timeout: float = 1.0) -> bool:
+    """True when an SSH server on ``127.0.0.1:port`` sends its identification line."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

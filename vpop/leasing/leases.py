@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp
 from vpop.core import validate
@@ -20,8 +21,8 @@ from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
 from vpop.core.signals import emit
-from vpop.core.time import utcnow
-from vpop.leasing.models import Lease
+from vpop.core.time import as_utc, utcnow
+from vpop.leasing.models import Lease, UtilisationEvent
 from vpop.leasing.schemas import LEASE_DEFAULTS, LEASE_RANGES, LEASE_STATUSES
 from vpop.leasing.signals import lease_changed
 
@@ -126,11 +127,48 @@ def create_lease(
     return lease
 
 
+def close_open_events(session: Session, lease_id: int, at: datetime) -> int:
+    """Close the lease's open utilisation events at ``at`` (its end).
+
+    An event that opened after ``at`` (a sample timed after the end) closes where it opened,
+    so no event outlives its lease.
+
+    Args:
+        session: The transaction the lease is ended in.
+        lease_id: The lease.
+        at: When the lease ended.
+
+    Returns:
+        How many events were closed.
+    """
+    events = session.scalars(
+        select(UtilisationEvent).where(
+            UtilisationEvent.lease_id == lease_id, UtilisationEvent.closed_at.is_(None)
+        )
+    ).all()
+    for event in events:
+        event.closed_at = max(as_utc(event.opened_at), as_utc(at))
+    return len(events)
+
+
 def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
-    """Mark a lease ``ending`` and queue the removal of its shaping.
+    """End a lease now: mark it ``ending`` (the queue then removes its shaping), close its
+    open utilisation events at its end, and stop it from counting as open anywhere.
+
+    The lease's ``ends_at`` becomes now, or stays the planned end if that is earlier.
+    The monitoring poller measures only ``active`` leases, so no event opens after this.
+
+    Args:
+        lease_id: The lease to end.
+        actor: Who ends it, for the audit log.
+        url: The database URL (default: ``VPOP_DATABASE_URL``).
+
+    Returns:
+        The lease, ``ending``. Ending an ``ending`` lease again queues its removal again.
 
     Raises:
-        NotFound: no such lease. BadInput: it has already ended.
+        NotFound: no such lease.
+        BadInput: it has already ended.
     """
     with session_scope(url) as session:
         lease = session.get(Lease, lease_id)
@@ -138,9 +176,12 @@ def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
             raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
         if lease.status == "ended":
             raise BadInput(f"lease {lease_id} has already ended")
+        now = utcnow()
+        ends_at = now if lease.ends_at is None else min(as_utc(lease.ends_at), now)
         lease.status = "ending"
-        lease.ends_at = lease.ends_at or utcnow()
-        audit(session, actor, "lease.end", f"lease:{lease_id}")
+        lease.ends_at = ends_at
+        closed = close_open_events(session, lease_id, ends_at)
+        audit(session, actor, "lease.end", f"lease:{lease_id}", events_closed=closed)
     emit(lease_changed, lease_id)
     return lease
 
@@ -173,6 +214,7 @@ def provision(lease_id: int, url: str | None = None) -> str:
     status and the error is audited; the caller (a queued task) retries.
     """
     from tasks.shape import shape_uplink
+    from vpop.core.locks import hold, lock_ttl, router_lock_name
     from vpop.network.service import one_router, open_nornir
 
     with session_scope(url) as session:
@@ -183,43 +225,47 @@ def provision(lease_id: int, url: str | None = None) -> str:
         rate = lease.committed_mbps * lease.peak_pct / 100
     if status not in _HOLDING:
         return status
-    with open_nornir() as nr:
-        target = one_router(nr, router)
-        host = target.inventory.hosts.get(router)
-        if host is None:
-            raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
-        if host.platform != "frr":
-            raise VpopError(
-                f"{router} is {host.platform}: render its policer with render_lease and push"
-                " it with the platform's driver",
-                code="VPOP-501-LEASE-PLATFORM",
-            )
-        result = target.run(
-            task=shape_uplink,
-            interface=uplink,
-            rate_mbps=None if status == "ending" else rate,
-            on_failed=True,
-        )[router]
-    with session_scope(url) as session:
-        lease = session.get(Lease, lease_id)
-        assert lease is not None
-        if result.failed:
+    # the router lock: a lease's shaper is a change to the router like any selection
+    with hold(router_lock_name(router), wait=lock_ttl(), url=url) as lock:
+        with open_nornir() as nr:
+            target = one_router(nr, router)
+            host = target.inventory.hosts.get(router)
+            if host is None:
+                raise NotFound(f"unknown router {router!r}", code="VPOP-404-ROUTER")
+            if host.platform != "frr":
+                raise VpopError(
+                    f"{router} is {host.platform}: render its policer with render_lease and push"
+                    " it with the platform's driver",
+                    code="VPOP-501-LEASE-PLATFORM",
+                )
+            lock.fence()  # a late holder whose lease ended must not push
+            result = target.run(
+                task=shape_uplink,
+                interface=uplink,
+                rate_mbps=None if status == "ending" else rate,
+                on_failed=True,
+            )[router]
+        with session_scope(url) as session:
+            lock.fence(session)  # record the outcome only while the lock is ours
+            lease = session.get(Lease, lease_id)
+            assert lease is not None
+            if result.failed:
+                audit(
+                    session,
+                    "provisioning",
+                    "lease.provision_failed",
+                    f"lease:{lease_id}",
+                    error=str(result[0].exception),
+                )
+                raise VpopError(f"lease {lease_id}: {result[0].exception}", code="VPOP-502-LEASE")
+            lease.status = "ended" if status == "ending" else "active"
+            if lease.status == "ended":
+                lease.ended_at = utcnow()
             audit(
                 session,
                 "provisioning",
-                "lease.provision_failed",
+                f"lease.{lease.status}",
                 f"lease:{lease_id}",
-                error=str(result[0].exception),
+                diff=result[0].diff,
             )
-            raise VpopError(f"lease {lease_id}: {result[0].exception}", code="VPOP-502-LEASE")
-        lease.status = "ended" if status == "ending" else "active"
-        if lease.status == "ended":
-            lease.ended_at = utcnow()
-        audit(
-            session,
-            "provisioning",
-            f"lease.{lease.status}",
-            f"lease:{lease_id}",
-            diff=result[0].diff,
-        )
-        return lease.status
+            return lease.status

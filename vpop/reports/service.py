@@ -137,7 +137,8 @@ def utilisation_report(url: str | None, start: datetime, end: datetime) -> list[
     listed, with or without samples. ``p95_mbps`` is :func:`vpop.utilisation.percentile_95`
     of the period's samples (LibreNMS's method) and ``p95_pct`` that rate over the committed
     rate. Events are those open at any time in the period; ``seconds_under``/``seconds_over``
-    add up their time inside the period (an event still open counts until now).
+    add up their time inside the period (an event still open counts until now, and never
+    past its lease's end: an ended lease's events stop when it ended).
 
     Args:
         url: The database URL (default: ``VPOP_DATABASE_URL``).
@@ -183,10 +184,18 @@ def utilisation_report(url: str | None, start: datetime, end: datetime) -> list[
         )
     counts: dict[tuple[int, str], int] = defaultdict(int)
     seconds: dict[tuple[int, str], float] = defaultdict(float)
+    # an event never outlives its lease: one left open by an ended lease stops at its end
+    lease_end = {lease.id: lease.ended_at or lease.ends_at for lease in leases}
     for event in events:
+        stop: datetime | None = event.closed_at
+        until = lease_end.get(event.lease_id)
+        if until is not None and as_utc(until) <= now:
+            stop = as_utc(until) if stop is None else min(as_utc(stop), as_utc(until))
+            if stop <= max(as_utc(event.opened_at), as_utc(start)):
+                continue
         counts[(event.lease_id, event.kind)] += 1
         seconds[(event.lease_id, event.kind)] += clipped_seconds(
-            event.opened_at, event.closed_at, start, end, now=now
+            event.opened_at, stop, start, end, now=now
         )
     rows = []
     for lease in leases:

@@ -1,6 +1,6 @@
 """Signed callbacks to the caller of an order when it reaches a final status (Standard Webhooks
 signatures, private destinations refused unless allowed; each attempt's outcome recorded on the
-order, retried by the queue).
+order, retried by the queue), and to the ISP a line leaves when a switch is done.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import json
 
 from vpop.core.callbacks import CallbackFailed, post_signed
 from vpop.core.db import session_scope
-from vpop.selection.models import Order
+from vpop.core.time import iso
+from vpop.selection.models import Order, OrderStatus
 from vpop.selection.orders import order_view
 
 
@@ -39,3 +40,59 @@ def _record(order_id: int, outcome: str) -> None:
         order = session.get(Order, order_id)
         if order is not None:
             order.callback_status = outcome
+
+
+def send_losing_isp_callback(order_id: int) -> str:
+    """Tell the ISP a line used before a done switch that the line has left it, signed.
+
+    Sent to the losing ISP's ``callback_url`` (:class:`~vpop.catalogue.models.Isp`) once
+    the order is ``DONE_SUCCESS``; the losing ISP is the one the line used when the order was
+    accepted (``losing_isp_id``). The body names the line as the losing ISP knew it (its
+    subscriber and identifiers), not the gaining ISP. The message id is
+    ``order-<id>-lost``, so a retried delivery is one message to the receiver.
+
+    Returns:
+        ``no callback`` when there is nothing to send (not done, no losing ISP, no URL),
+        else the delivery outcome.
+
+    Raises:
+        CallbackFailed: the receiver answered non-2xx or could not be reached (retried).
+    """
+    from vpop.catalogue.service import Isp
+
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        if (
+            order is None
+            or order.status != OrderStatus.DONE_SUCCESS
+            or order.dry_run
+            or order.losing_isp_id is None
+            or order.losing_isp_id == order.isp_id
+        ):
+            return "no callback"
+        isp = session.get(Isp, order.losing_isp_id)
+        if isp is None or not isp.callback_url:
+            return "no callback"
+        url = isp.callback_url
+        line = order.line
+        payload = json.dumps(
+            {
+                "type": "line.switched_away",
+                "data": {
+                    "order": order.id,
+                    "isp": order.losing_isp_id,
+                    "subscriber": line.subscriber_id,
+                    "line": line.id,
+                    "calling_number": line.calling_number,
+                    "circuit_id": line.circuit_id,
+                    "access_id": line.access_id,
+                    "switched_at": iso(order.finished_at),
+                },
+            }
+        )
+    status = post_signed(url, f"order-{order_id}-lost", payload)
+    if status.startswith("not sent"):
+        return "not sent"
+    if not status.startswith("delivered"):
+        raise CallbackFailed(f"losing ISP callback to {url}: {status}")
+    return "delivered"

@@ -1,9 +1,11 @@
 """The engine: per-router lock, coalescing, one Nornir run per batch, verify, reconcile.
 
-``process_router`` takes the router's lock, claims every RECEIVED order for that router (the
-oldest per line: a later order for the same line waits for the next round, so each order is
-verified on its own), renders the router's intended state with those orders applied, and runs
-``tasks.deploy.deploy_config`` in a fresh Nornir. It repeats until no RECEIVED order is left.
+``process_router`` takes the router's lock (a leased lock in the database,
+:mod:`vpop.core.locks`, shared by every process and host that changes routers), claims every
+RECEIVED order for that router (the oldest per line: a later order for the same line waits for
+the next round, so each order is verified on its own), renders the router's intended state
+with those orders applied, and runs ``tasks.deploy.deploy_config`` in a fresh Nornir. It
+repeats until no RECEIVED order is left.
 
 Outcomes, per order (docs/orders.md):
 
@@ -12,13 +14,18 @@ Outcomes, per order (docs/orders.md):
 * a command rejected, or the read-back differs -> rolled back by converging the router to the
   confirmed selections, then DONE_FAILED (UNKNOWN if the rollback fails too);
 * the session broke mid-push -> UNKNOWN, and a reconcile is scheduled, which converges the
-  router to the confirmed selections and marks those orders RECONCILED.
+  router to the confirmed selections and marks those orders RECONCILED;
+* the router lock was lost (its lease ended, another holder took it) -> UNKNOWN and a reconcile
+  is requested: the engine fences right before each push and in the transaction that records
+  the outcome, so a late holder neither pushes nor reports success (docs/locks.md).
+
+:func:`recover_abandoned` turns orders and runs left RUNNING by a holder that died into
+UNKNOWN orders and FAILED runs, once that holder's lock is no longer live.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +47,14 @@ from vpop.catalogue.service import Selection
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError, VpopError
+from vpop.core.locks import (
+    ROUTER_PREFIX,
+    LockLost,
+    current_lease,
+    hold,
+    live_locks,
+    router_lock_name,
+)
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
@@ -52,10 +67,6 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 1000  # a bounded loop: one router never keeps a worker forever
 # one run per batch of orders; False makes one run per order (the benchmark's baseline)
 COALESCE = True
-_locks: dict[str, threading.RLock] = {}
-_locks_guard = threading.Lock()
-
-# called with an order id when an order reaches a final state (callbacks, accounting)
 
 
 class UnknownRouter(VpopError):
@@ -66,12 +77,36 @@ class UnknownRouter(VpopError):
 
 
 @contextmanager
-def router_lock(router: str) -> Iterator[None]:
-    """Serialise work on one router within this process (the queue adds a cross-process one)."""
-    with _locks_guard:
-        lock = _locks.setdefault(router, threading.RLock())
-    with lock:
+def router_lock(router: str, *, wait: float = 0.0, url: str | None = None) -> Iterator[None]:
+    """Hold the router's lock across processes and hosts (re-entrant within a thread).
+
+    Args:
+        router: The router's name.
+        wait: Seconds to wait while another holder has it.
+        url: The database the lock lives in (the orders' database).
+
+    Raises:
+        LockBusy: another holder kept it for the whole wait.
+    """
+    with hold(router_lock_name(router), wait=wait, url=url):
         yield
+
+
+def fence_router(router: str, session: Session | None = None) -> None:
+    """Prove this thread still holds the router's lock (and extend its lease) before acting.
+
+    Args:
+        router: The router's name.
+        session: Check inside this transaction, so that what it records is recorded only
+            while the lock is ours.
+
+    Raises:
+        LockLost: the lease ended, another holder took it, or this thread never held it.
+    """
+    lease = current_lease(router_lock_name(router))
+    if lease is None:
+        raise LockLost(f"the lock of router {router} is not held by this thread")
+    lease.fence(session)
 
 
 @dataclass
@@ -103,6 +138,8 @@ def _device_run(
         )
         rendered = render_router(intent)
         timings["render"] = time.perf_counter() - started
+        if not dry_run:
+            fence_router(router)  # a late holder whose lease ended must not push
         device_started = time.perf_counter()
         results = target.run(task=deploy_config, intended=rendered, dry_run=dry_run, on_failed=True)
         timings["device"] = time.perf_counter() - device_started
@@ -173,12 +210,23 @@ def _finish_run(run: Run, outcome: Outcome, timings: dict[str, float], status: R
     run.error = str(outcome.exception) if outcome.exception else None
 
 
-def process_router(router: str, url: str | None = None) -> list[int]:
-    """Apply every RECEIVED order of ``router``; return the ids of the runs made."""
+def process_router(router: str, url: str | None = None, *, wait: float = 0.0) -> list[int]:
+    """Apply every RECEIVED order of ``router`` under its lock; return the ids of the runs made.
+
+    Args:
+        router: The router's name.
+        url: The database (default: the configured one).
+        wait: Seconds to wait for the router's lock while another holder has it.
+
+    Raises:
+        LockBusy: another holder kept the router's lock for the whole wait (it re-checks for
+            waiting orders when it lets go; the sweep catches what a dead holder left).
+    """
     runs: list[int] = []
-    for _round in range(MAX_ROUNDS):
-        with router_lock(router):
+    with router_lock(router, wait=wait, url=url):
+        for _round in range(MAX_ROUNDS):
             with session_scope(url) as session:
+                fence_router(router, session)  # claim only while the lock is ours
                 dry, real = _claim(session, router)
                 claimed = (
                     [(o.id, o.line_id, o.isp_id, o.requester) for o in dry],
@@ -198,22 +246,28 @@ def _dry_run_order(
 ) -> int:
     started = time.perf_counter()
     with session_scope(url) as session:
-        run = _new_run(session, router, "dry_run", f"order {order_id}", requester)
+        run_id = _new_run(session, router, "dry_run", f"order {order_id}", requester).id
         order = session.get(Order, order_id)
         assert order is not None
-        order.run_id = run.id
-        try:
+        order.run_id = run_id
+    # no write transaction spans the device run (the lock's heartbeat writes meanwhile)
+    try:
+        with session_scope(url) as session:
             outcome, timings = _device_run(router, {line_id: isp_id}, True, session)
-        except Exception as exc:  # nothing was pushed: render, intent or inventory failed
-            outcome, timings = Outcome(failed=True, exception=exc), {}
-        timings["total"] = time.perf_counter() - started
-        ok = not outcome.failed
+    except Exception as exc:  # nothing was pushed: render, intent or inventory failed
+        outcome, timings = Outcome(failed=True, exception=exc), {}
+    timings["total"] = time.perf_counter() - started
+    ok = not outcome.failed
+    with session_scope(url) as session:
+        run = session.get(Run, run_id)
+        order = session.get(Order, order_id)
+        assert run is not None and order is not None
         _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
-        order.diff = outcome.diff
-        order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
-        order.error = None if ok else _explain(outcome.exception, router)
-        order.finished_at = utcnow()
-        run_id = run.id
+        if order.status == OrderStatus.RUNNING.value:
+            order.diff = outcome.diff
+            order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
+            order.error = None if ok else _explain(outcome.exception, router)
+            order.finished_at = utcnow()
     _notify_final([order_id])
     return run_id
 
@@ -238,7 +292,10 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
     err = outcome.exception
     status_for_orders: OrderStatus
     rollback_note = ""
-    if not outcome.failed:
+    if isinstance(err, LockLost):  # nothing was pushed, but another holder may have acted
+        run_status = RunStatus.UNKNOWN
+        status_for_orders = OrderStatus.UNKNOWN
+    elif not outcome.failed:
         run_status = RunStatus.SUCCESS
         status_for_orders = OrderStatus.DONE_SUCCESS
     elif isinstance(err, RouterUnreachable | UnknownRouter | ConfigError) or not isinstance(
@@ -262,48 +319,102 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
     installed: dict[str, Any] = outcome.result.get("installed", {})
     final_ids: list[int] = []
     unverified: list[int] = []
-    with session_scope(url) as session:
-        done_run = session.get(Run, run_id)
-        assert done_run is not None
-        _finish_run(done_run, outcome, timings, run_status)
-        for order in session.scalars(select(Order).where(Order.id.in_(ids))):
-            order.diff = outcome.diff
-            order.finished_at = utcnow()
-            if status_for_orders is OrderStatus.DONE_SUCCESS:
-                policy = INSTANCE_PREFIX + order.line.interface
-                if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
-                    # pushed but not in effect: stays RUNNING until it is rolled back below
-                    order.error = (
-                        f"router {router} took the change but did not install {policy} with "
-                        f"{order.isp_id} (is the line's interface there?)."
-                    )
-                    unverified.append(order.id)
-                    continue
-                order.status = OrderStatus.DONE_SUCCESS.value
-                _confirm_selection(session, order)
-            else:
-                order.status = status_for_orders.value
-                order.error = _explain(err, router) + rollback_note
-            if order.status != OrderStatus.UNKNOWN.value:
-                final_ids.append(order.id)
-        audit(session, requesters, "run." + run_status.value.lower(), f"run:{run_id}", orders=ids)
+    try:
+        with session_scope(url) as session:
+            fence_router(router, session)  # the outcome is recorded only while the lock is ours
+            done_run = session.get(Run, run_id)
+            assert done_run is not None
+            _finish_run(done_run, outcome, timings, run_status)
+            for order in session.scalars(
+                select(Order).where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
+            ):
+                order.diff = outcome.diff
+                order.finished_at = utcnow()
+                if status_for_orders is OrderStatus.DONE_SUCCESS:
+                    policy = INSTANCE_PREFIX + order.line.interface
+                    if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
+                        # pushed but not in effect: stays RUNNING until it is rolled back below
+                        order.error = (
+                            f"router {router} took the change but did not install {policy} "
+                            f"with {order.isp_id} (is the line's interface there?)."
+                        )
+                        unverified.append(order.id)
+                        continue
+                    order.status = OrderStatus.DONE_SUCCESS.value
+                    _confirm_selection(session, order)
+                else:
+                    order.status = status_for_orders.value
+                    order.error = _explain(err, router) + rollback_note
+                if order.status != OrderStatus.UNKNOWN.value:
+                    final_ids.append(order.id)
+            audit(
+                session, requesters, "run." + run_status.value.lower(), f"run:{run_id}", orders=ids
+            )
+    except LockLost as lost:  # a late holder: whoever has the router now reconciles it
+        _record_lock_lost(router, run_id, ids, outcome, timings, lost, url)
+        return run_id
     if unverified:
         rolled_back = _rollback(router, url)
-        with session_scope(url) as session:
-            for order in session.scalars(select(Order).where(Order.id.in_(unverified))):
-                if rolled_back:
-                    order.status = OrderStatus.DONE_FAILED.value
-                    order.error = f"{order.error} The router was rolled back to its previous state."
-                    final_ids.append(order.id)
-                else:  # the router may still carry the unverified change
-                    order.status = OrderStatus.UNKNOWN.value
-                    order.error = f"{order.error} The rollback failed: a reconcile is scheduled."
+        try:
+            _settle_unverified(router, unverified, rolled_back, final_ids, url)
+        except LockLost as lost:
+            _record_lock_lost(router, run_id, unverified, outcome, timings, lost, url)
+            return run_id
         if not rolled_back:
             status_for_orders = OrderStatus.UNKNOWN
     if status_for_orders is OrderStatus.UNKNOWN:
         emit(reconcile_needed, router)
     _notify_final(final_ids)
     return run_id
+
+
+def _settle_unverified(
+    router: str, unverified: list[int], rolled_back: bool, final_ids: list[int], url: str | None
+) -> None:
+    """Orders pushed but not in effect: DONE_FAILED after a rollback, else UNKNOWN."""
+    with session_scope(url) as session:
+        fence_router(router, session)
+        for order in session.scalars(select(Order).where(Order.id.in_(unverified))):
+            if rolled_back:
+                order.status = OrderStatus.DONE_FAILED.value
+                order.error = f"{order.error} The router was rolled back to its previous state."
+                final_ids.append(order.id)
+            else:  # the router may still carry the unverified change
+                order.status = OrderStatus.UNKNOWN.value
+                order.error = f"{order.error} The rollback failed: a reconcile is scheduled."
+
+
+def _record_lock_lost(
+    router: str,
+    run_id: int,
+    ids: list[int],
+    outcome: Outcome,
+    timings: dict[str, float],
+    lost: LockLost,
+    url: str | None,
+) -> None:
+    """A late holder's run: UNKNOWN, its orders still RUNNING UNKNOWN, a reconcile requested.
+
+    Nothing here is fenced (the lock is gone): it only touches rows that no live holder
+    writes, the run this holder made and its orders that nobody has settled yet.
+    """
+    log.warning("run %s on %s: %s", run_id, router, lost)
+    note = (
+        f"the router lock was lost during this run ({lost}); the router's state is unknown "
+        "and a reconcile is scheduled"
+    )
+    with session_scope(url) as session:
+        run = session.get(Run, run_id)
+        if run is not None and run.status == RunStatus.RUNNING.value:
+            _finish_run(run, outcome, timings, RunStatus.UNKNOWN)
+            run.error = note
+        for order in session.scalars(
+            select(Order).where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
+        ):
+            order.status = OrderStatus.UNKNOWN.value
+            order.error = note
+            order.finished_at = utcnow()
+    emit(reconcile_needed, router)
 
 
 def _confirm_selection(session: Session, order: Order) -> None:
@@ -332,51 +443,130 @@ def reconcile(
     requester: str = "schedule",
     url: str | None = None,
     mark_orders: bool = True,
+    wait: float = 0.0,
 ) -> Run:
     """Converge ``router`` to the confirmed selections (intended state from the database).
 
     A successful, non-dry reconcile marks the router's UNKNOWN orders RECONCILED: their
     change is not on the router (it now matches the confirmed selection); resubmit them.
+
+    Args:
+        router: The router's name.
+        dry_run: Only diff; change nothing.
+        requester: Who asked, for the run and the audit log.
+        url: The database (default: the configured one).
+        mark_orders: Mark the router's UNKNOWN orders RECONCILED after a success.
+        wait: Seconds to wait for the router's lock while another holder has it.
+
+    Raises:
+        UnknownRouter: the router is not in the inventory.
+        LockBusy: another holder kept the router's lock for the whole wait.
     """
     started = time.perf_counter()
-    with router_lock(router), session_scope(url) as session:
-        run = _new_run(session, router, "reconcile", "reconcile", requester)
-        run.dry_run = dry_run
+    with router_lock(router, wait=wait, url=url):
+        # the run is committed before the device is touched: a dead holder's run is found
+        # (and closed) by recover_abandoned, and no write transaction spans the device run
+        with session_scope(url) as session:
+            run = _new_run(session, router, "reconcile", "reconcile", requester)
+            run.dry_run = dry_run
+            run_id = run.id
+        unknown_router: UnknownRouter | None = None
         try:
-            outcome, timings = _device_run(router, {}, dry_run, session)
-        except UnknownRouter:
-            raise
+            with session_scope(url) as session:
+                outcome, timings = _device_run(router, {}, dry_run, session)
+        except UnknownRouter as err:
+            unknown_router = err
+            outcome, timings = Outcome(failed=True, exception=err), {}
         except Exception as exc:  # nothing was pushed: render, intent or inventory failed
             outcome, timings = Outcome(failed=True, exception=exc), {}
         timings["total"] = time.perf_counter() - started
         ok = not outcome.failed
-        _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
         reconciled: list[int] = []
-        if ok and not dry_run and mark_orders:
-            for order in session.scalars(
-                select(Order).where(
-                    Order.router == router, Order.status == OrderStatus.UNKNOWN.value
+        try:
+            with session_scope(url) as session:
+                if ok and not dry_run:
+                    fence_router(router, session)  # a late holder reports nothing
+                run = session.get(Run, run_id)  # type: ignore[assignment]
+                assert run is not None
+                _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+                if ok and not dry_run and mark_orders:
+                    for order in session.scalars(
+                        select(Order).where(
+                            Order.router == router, Order.status == OrderStatus.UNKNOWN.value
+                        )
+                    ):
+                        order.status = OrderStatus.RECONCILED.value
+                        order.error = (
+                            (order.error or "")
+                            + f" Reconciled by run {run.id}: the router now matches the"
+                            " confirmed selection; this order's change is not applied."
+                            " Resubmit it."
+                        ).strip()
+                        order.finished_at = utcnow()
+                        reconciled.append(order.id)
+                audit(
+                    session,
+                    requester,
+                    "reconcile" + (".dry_run" if dry_run else ""),
+                    f"router:{router}",
+                    run=run.id,
+                    changed=outcome.changed,
+                    failed=outcome.failed,
                 )
-            ):
-                order.status = OrderStatus.RECONCILED.value
-                order.error = (
-                    (order.error or "")
-                    + f" Reconciled by run {run.id}: the router now matches the confirmed"
-                    " selection; this order's change is not applied. Resubmit it."
-                ).strip()
-                order.finished_at = utcnow()
-                reconciled.append(order.id)
-        audit(
-            session,
-            requester,
-            "reconcile" + (".dry_run" if dry_run else ""),
-            f"router:{router}",
-            run=run.id,
-            changed=outcome.changed,
-            failed=outcome.failed,
-        )
+        except LockLost as lost:
+            _record_lock_lost(router, run_id, [], outcome, timings, lost, url)
+            with session_scope(url) as session:
+                run = session.get(Run, run_id)  # type: ignore[assignment]
+                assert run is not None
+    if unknown_router is not None:
+        raise unknown_router
     _notify_final(reconciled)
     return run
+
+
+def recover_abandoned(url: str | None = None) -> list[str]:
+    """Close what holders that died left RUNNING; return the routers to reconcile.
+
+    An order or run is RUNNING only while a holder has its router's lock (it is claimed and
+    created under it). One still RUNNING while that lock is not live (released, or its lease
+    ended) was left by a holder that died: the order becomes UNKNOWN (the router may carry
+    part of its change) and the run FAILED with the reason. Only rows started before the
+    locks were read are judged, so a holder that took the lock just after that read is
+    never mistaken for a dead one.
+
+    Args:
+        url: The database (default: the configured one).
+
+    Returns:
+        The routers with orders turned UNKNOWN, sorted: reconcile them.
+    """
+    read_at = utcnow()
+    live = live_locks(url, ROUTER_PREFIX)
+    routers: set[str] = set()
+    note = "the worker running this stopped (its router lock ended); the router is reconciled"
+    with session_scope(url) as session:
+        for order in session.scalars(
+            select(Order).where(
+                Order.status == OrderStatus.RUNNING.value, Order.started_at < read_at
+            )
+        ):
+            if router_lock_name(order.router) in live:
+                continue
+            order.status = OrderStatus.UNKNOWN.value
+            order.error = note
+            routers.add(order.router)
+        for run in session.scalars(
+            select(Run).where(Run.status == RunStatus.RUNNING.value, Run.started_at < read_at)
+        ):
+            if router_lock_name(run.router) in live:
+                continue
+            run.status = RunStatus.FAILED.value
+            run.finished_at = utcnow()
+            run.error = note.replace("; the router is reconciled", "")
+            routers.add(run.router)
+    if routers:
+        log.warning("recovered abandoned orders and runs on %s", ", ".join(sorted(routers)))
+    return sorted(routers)
 
 
 def _explain(err: BaseException | None, router: str) -> str:

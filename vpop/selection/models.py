@@ -31,8 +31,12 @@ from vpop.core.time import utcnow
 
 
 class OrderStatus(enum.StrEnum):
-    """The life of an order (see docs/orders.md)."""
+    """The life of an order (see docs/orders.md; consent: docs/tenancy.md)."""
 
+    # an ISP's request for a line that is not its customer: waits for the subscriber
+    PENDING_CONSENT = "PENDING_CONSENT"
+    DECLINED = "DECLINED"  # the subscriber said no: final, nothing changed
+    EXPIRED = "EXPIRED"  # nobody confirmed in time: final, nothing changed
     RECEIVED = "RECEIVED"
     RUNNING = "RUNNING"
     DONE_SUCCESS = "DONE_SUCCESS"
@@ -41,7 +45,13 @@ class OrderStatus(enum.StrEnum):
     RECONCILED = "RECONCILED"
 
 
-FINAL_STATUSES = {OrderStatus.DONE_SUCCESS, OrderStatus.DONE_FAILED, OrderStatus.RECONCILED}
+FINAL_STATUSES = {
+    OrderStatus.DONE_SUCCESS,
+    OrderStatus.DONE_FAILED,
+    OrderStatus.RECONCILED,
+    OrderStatus.DECLINED,
+    OrderStatus.EXPIRED,
+}
 
 
 class RunStatus(enum.StrEnum):

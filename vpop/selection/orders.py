@@ -4,6 +4,13 @@ An order and its idempotency record are written in one transaction, before the c
 answered. The same key with the same body returns the same order; the same key with another
 body is refused; two concurrent requests with one key create one order (the unique
 constraint decides, the loser reads the winner's order).
+
+An ISP token asking for a line that does not use that ISP now gets a ``PENDING_CONSENT``
+order that waits for the subscriber (:mod:`vpop.selection.consent`); every order records
+the ISP the line used when it was accepted (``losing_isp_id``), told when the switch is done.
+
+:func:`order_view` is what everyone but operators reads of an order: its diff is only the
+order's own line's part of the run's diff (:mod:`vpop.selection.diffs`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from vpop.core.audit import audit
 from vpop.core.db import get_engine, session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
 from vpop.core.signals import emit
-from vpop.selection.models import IdempotencyRecord, Order, OrderStatus
+from vpop.core.time import iso, utcnow
+from vpop.selection.consent import CONSENT_TTL, needs_consent
+from vpop.selection.diffs import line_diff, line_names
+from vpop.selection.models import FINAL_STATUSES, IdempotencyRecord, Order, OrderStatus
 from vpop.selection.signals import order_accepted, reconcile_requested
 
 
@@ -129,13 +139,18 @@ def submit_selection(
                     return existing, False
             line = resolve_line(session, req)
             isp = resolve_isp(session, req.isp, caller)
+            current = line.selection.isp_id if line.selection is not None else None
+            pending = needs_consent(caller.role, caller.isp, current, isp.id)
             order = Order(
                 line_id=line.id,
                 isp_id=isp.id,
                 router=line.router,
+                status=(OrderStatus.PENDING_CONSENT if pending else OrderStatus.RECEIVED).value,
                 dry_run=req.dry_run,
                 requester=caller.name,
                 callback_url=req.callback_url,
+                losing_isp_id=current if current != isp.id and not req.dry_run else None,
+                consent_expires_at=utcnow() + CONSENT_TTL if pending else None,
             )
             session.add(order)
             session.flush()
@@ -151,7 +166,7 @@ def submit_selection(
             audit(
                 session,
                 caller.name,
-                "order.create",
+                "order.request" if pending else "order.create",
                 f"order:{order.id}",
                 line=line.id,
                 isp=isp.id,
@@ -162,7 +177,8 @@ def submit_selection(
             except IntegrityError:
                 session.rollback()
                 continue  # a concurrent request with the same key won: replay it
-            emit(order_accepted, order.router)
+            if not pending:
+                emit(order_accepted, order.router)
             return order, True
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
@@ -194,8 +210,19 @@ def _replay(session: Session, caller: Caller, key: str, body_hash: str) -> Order
     return order
 
 
-def order_view(order: Order) -> dict[str, Any]:
-    """The public JSON shape of an order."""
+def order_view(order: Order, *, whole_diff: bool = False) -> dict[str, Any]:
+    """The public JSON shape of an order (:class:`~vpop.selection.schemas.Order`).
+
+    Args:
+        order: The order, in an open session (its line is read for the diff).
+        whole_diff: Show the run's whole diff (operators: roles admin and noc). Everyone
+            else sees only the stanzas and config lines of the order's own line
+            (:func:`~vpop.selection.diffs.line_diff`): coalesced orders share one run.
+    """
+    diff = order.diff
+    if not whole_diff and diff:
+        line = order.line
+        diff = line_diff(diff, line_names(line.interface, line.prefix, line.subscriber_id))
     return {
         "order": order.id,
         "status": order.status,
@@ -205,12 +232,13 @@ def order_view(order: Order) -> dict[str, Any]:
         "dry_run": order.dry_run,
         "requester": order.requester,
         "run": order.run_id,
-        "diff": order.diff,
+        "diff": diff,
         "error": order.error,
         "callback": order.callback_status,
         "created_at": order.created_at.isoformat() if order.created_at else None,
         "started_at": order.started_at.isoformat() if order.started_at else None,
         "finished_at": order.finished_at.isoformat() if order.finished_at else None,
-        "final": order.status
-        in {OrderStatus.DONE_SUCCESS, OrderStatus.DONE_FAILED, OrderStatus.RECONCILED},
+        "final": order.status in FINAL_STATUSES,
+        "consent_expires_at": iso(order.consent_expires_at),
+        "consented_by": order.consented_by,
     }

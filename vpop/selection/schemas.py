@@ -107,6 +107,17 @@ class Accepted(Strict):
 
     order: int
     status: OrderStatus
+    consent_url: Annotated[
+        str | None,
+        Field(
+            description="PENDING_CONSENT only: the signed link to send the subscriber, who "
+            "confirms or declines there (or on the portal)"
+        ),
+    ] = None
+    consent_expires_at: Annotated[
+        datetime | None,
+        Field(description="PENDING_CONSENT only: the request expires unanswered then"),
+    ] = None
 
 
 class Order(Strict):
@@ -127,6 +138,17 @@ class Order(Strict):
     started_at: datetime | None
     finished_at: datetime | None
     final: Annotated[bool, Field(description="the order will not change any more")]
+    consent_expires_at: Annotated[
+        datetime | None,
+        Field(description="until when the subscriber may confirm a PENDING_CONSENT order"),
+    ]
+    consented_by: Annotated[
+        str | None,
+        Field(
+            description="how the subscriber confirmed an ISP's request: portal or consent-link",
+            examples=["portal"],
+        ),
+    ]
 
 
 class Run(Strict):

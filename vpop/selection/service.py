@@ -7,8 +7,25 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.selection import schemas
-from vpop.selection.callbacks import send_order_callback
-from vpop.selection.engine import process_router, reconcile
+from vpop.selection.callbacks import send_losing_isp_callback, send_order_callback
+from vpop.selection.consent import (
+    CONSENT_PATH,
+    CONSENT_TTL,
+    ConsentClosed,
+    ConsentRefused,
+    answer_consent,
+    consent_url,
+    expire_consents,
+    pending_orders,
+    read_consent_token,
+)
+from vpop.selection.diffs import line_diff, line_names
+from vpop.selection.engine import (
+    process_router,
+    reconcile,
+    recover_abandoned,
+    router_lock,
+)
 from vpop.selection.models import FINAL_STATUSES, IdempotencyRecord, Order, OrderStatus, Run
 from vpop.selection.orders import (
     Caller,
@@ -32,6 +49,18 @@ from vpop.selection.signals import (
 )
 
 __all__ = [
+    "CONSENT_PATH",
+    "CONSENT_TTL",
+    "ConsentClosed",
+    "ConsentRefused",
+    "answer_consent",
+    "consent_url",
+    "expire_consents",
+    "line_diff",
+    "line_names",
+    "pending_orders",
+    "read_consent_token",
+    "send_losing_isp_callback",
     "order_accepted",
     "order_finished",
     "reconcile_needed",
@@ -39,6 +68,8 @@ __all__ = [
     "request_reconcile",
     "process_router",
     "reconcile",
+    "recover_abandoned",
+    "router_lock",
     "Caller",
     "Candidate",
     "DEFAULT_TTL",

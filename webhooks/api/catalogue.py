@@ -4,7 +4,10 @@
 query for the ISPs and their plans and one for their current QoS
 (:func:`~vpop.monitoring.qos.current_qos`). QoS samples and subscribers need a token: an
 ``isp`` token reads only its own ISP's samples, and a subscriber only when one of its lines
-uses that ISP.
+uses that ISP or had an order for that ISP accepted (not a request still waiting for the
+subscriber's consent, nor a declined or expired one); any other subscriber is "not there"
+(404, the answer for an unknown id). Subscribers are for operators and ISPs: a portal token
+is refused (403). See docs/tenancy.md.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from vpop.catalogue.service import Isp, Subscriber
 from vpop.core import validate
@@ -21,8 +24,8 @@ from vpop.core.db import session_scope
 from vpop.core.errors import NotFound
 from vpop.core.time import iso
 from vpop.monitoring.service import QosSample, current_qos, empty_qos
-from vpop.selection.service import Forbidden
-from webhooks.api.common import bp, limit_arg, query_args, window_args
+from vpop.selection.service import Forbidden, Order, OrderStatus
+from webhooks.api.common import OPERATORS, bp, limit_arg, query_args, window_args
 from webhooks.auth import authenticate
 
 SAMPLES_DEFAULT_LIMIT = 100
@@ -35,6 +38,8 @@ SAMPLES_MAX_LIMIT = 1000
 def get_subscriber(subscriber_id: str) -> dict[str, Any]:
     """A subscriber's lines and the ISP each line uses now."""
     caller = authenticate(allow_webhook=False).caller
+    if caller.role not in (*OPERATORS, "isp"):
+        raise Forbidden("subscribers are read by NOC staff, admins and their ISPs' tokens")
     subscriber_id = validate.name(subscriber_id, "subscriber")
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         subscriber = session.scalars(
@@ -42,13 +47,11 @@ def get_subscriber(subscriber_id: str) -> dict[str, Any]:
             .where(Subscriber.id == subscriber_id)
             .options(selectinload(Subscriber.lines))
         ).first()
-        if subscriber is None:
-            raise NotFound(f"unknown subscriber {subscriber_id!r}", code="VPOP-404-SUBSCRIBER")
-        if caller.role == "isp" and not any(
-            line.selection is not None and line.selection.isp_id == caller.isp
-            for line in subscriber.lines
+        if subscriber is None or (
+            caller.role == "isp" and not _customer_of(session, subscriber, caller.isp)
         ):
-            raise Forbidden(f"subscriber {subscriber_id!r} does not use this ISP")
+            # not yours and not there are one answer, so ids cannot be probed
+            raise NotFound(f"unknown subscriber {subscriber_id!r}", code="VPOP-404-SUBSCRIBER")
         return {
             "subscriber": subscriber.id,
             "name": subscriber.name,
@@ -67,6 +70,36 @@ def get_subscriber(subscriber_id: str) -> dict[str, Any]:
                 for line in subscriber.lines
             ],
         }
+
+
+# orders that say nothing of a subscriber's will: an ISP's request still waiting, or refused
+UNCONSENTED = (
+    OrderStatus.PENDING_CONSENT.value,
+    OrderStatus.DECLINED.value,
+    OrderStatus.EXPIRED.value,
+)
+
+
+def _customer_of(session: Session, subscriber: Subscriber, isp: str | None) -> bool:
+    """Whether a line of ``subscriber`` uses ``isp`` or had an order for it accepted."""
+    if isp is None:
+        return False
+    lines = subscriber.lines
+    if any(line.selection is not None and line.selection.isp_id == isp for line in lines):
+        return True
+    line_ids = [line.id for line in subscriber.lines]
+    if not line_ids:
+        return False
+    accepted = session.scalar(
+        select(Order.id)
+        .where(
+            Order.line_id.in_(line_ids),
+            Order.isp_id == isp,
+            Order.status.not_in(UNCONSENTED),
+        )
+        .limit(1)
+    )
+    return accepted is not None
 
 
 @bp.get("/isps")

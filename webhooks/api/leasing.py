@@ -9,7 +9,8 @@ midnight UTC) and windows are half-open, ``since <= at < until``. Errors leave a
 ``application/problem+json`` (:mod:`webhooks.problems`).
 
 Who reads what: leases and events are for ``admin``/``noc`` tokens and, for their own ISP
-only, ``isp`` tokens; only ``admin``/``noc`` create and end leases.
+only, ``isp`` tokens (another ISP's lease is "not there": 404, as for an unknown id); only
+``admin``/``noc`` create and end leases.
 """
 
 from __future__ import annotations
@@ -243,8 +244,7 @@ def _lease_writer(caller: Caller) -> None:
 
 def _readable_lease(session: Session, lease_id: int, own: str | None) -> Lease:
     lease = session.get(Lease, lease_id) if lease_id <= MAX_ID else None
-    if lease is None:
+    if lease is None or (own is not None and lease.isp_id != own):
+        # not yours and not there are one answer, so lease ids cannot be probed
         raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
-    if own is not None and lease.isp_id != own:
-        raise Forbidden(f"lease {lease_id} is not leased to this ISP")
     return lease

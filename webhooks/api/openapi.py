@@ -44,7 +44,8 @@ PUBLIC: Security = []
 PROBLEM_RESPONSES = {
     400: "Malformed request: the body is not UTF-8 JSON, or a header is malformed.",
     401: "Not authenticated: missing, malformed, repeated or wrong credentials.",
-    403: "Authenticated, but not allowed (an ISP token acting for another ISP).",
+    403: "Authenticated, but not allowed: the token's role may not use this route, or an ISP "
+    "token acts for another ISP.",
     404: "No such object, or no such endpoint.",
     405: "The endpoint does not accept this method.",
     409: "The request conflicts with the current state (the uplink already has a lease).",
@@ -93,6 +94,7 @@ class Operation:
     request: type[BaseModel] | None = None
     description: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)  # success headers: what they say
+    also: Mapping[int, str] = field(default_factory=dict)  # statuses answered with the model
 
 
 API = "/api/v1"
@@ -128,26 +130,41 @@ OPERATIONS = (
               parameters=SIGNED, request=SelectionBody,
               description="Authenticate with a bearer token or a Standard Webhooks signature. "
               "Replays (same webhook-id, or same Idempotency-Key for a token) return the same "
-              "order with `Idempotent-Replayed: true`.",
+              "order with `Idempotent-Replayed: true`. An ISP token asking for a line that does "
+              "not use its ISP now gets a `PENDING_CONSENT` order and a signed `consent_url` to "
+              "send the subscriber, who confirms or declines it (or does so on the portal) "
+              "before `consent_expires_at`; confirmed, it runs like any order (docs/tenancy.md).",
               headers={"Location": "the order's URL", "Idempotent-Replayed": "`true` on a replay"}),
     Operation("get", f"{API}/orders/{{order_id}}", "getOrder", "One order", selection.Order,
-              problems=(401, 403, 404), parameters=(_param("path", "order_id", ID),),
-              description="An ISP token reads only the orders its ISP requested."),
+              problems=(401, 404), parameters=(_param("path", "order_id", ID),),
+              description="admin and noc tokens read every order with the run's whole diff. "
+              "An ISP token reads the orders its ISP requested, a portal token the orders it "
+              "requested, with only the order's own line's part of the diff; any other order "
+              "is 404, as an unknown id is."),
     Operation("get", f"{API}/subscribers/{{subscriber_id}}", "getSubscriber",
               "A subscriber's lines and current ISPs", catalogue.Subscriber,
-              problems=(401, 403, 404, 422), parameters=(_param("path", "subscriber_id", NAME),)),
+              problems=(401, 403, 404, 422), parameters=(_param("path", "subscriber_id", NAME),),
+              description="admin and noc tokens read every subscriber; an ISP token those with "
+              "a line that uses its ISP or had an order for it accepted (any other is 404, as an "
+              "unknown id is); portal tokens are refused."),
     Operation("get", f"{API}/runs", "listRuns", "Recent runs, newest first", selection.RunList,
               problems=(401, 403, 422), parameters=(
                   limit_arg(selection_api.RUNS_DEFAULT_LIMIT, selection_api.RUNS_MAX_LIMIT),
-                  _param("query", "router", NAME))),
+                  _param("query", "router", NAME)),
+              description="admin and noc tokens only: a run's diff shows every line of its "
+              "router."),
     Operation("get", f"{API}/runs/{{run_id}}", "getRun", "One run", selection.Run,
-              problems=(401, 403, 404), parameters=(_param("path", "run_id", ID),)),
+              problems=(401, 403, 404), parameters=(_param("path", "run_id", ID),),
+              description="admin and noc tokens only (403 for any other token, whatever the id)."),
     Operation("get", f"{API}/isps", "listIsps",
               "The public ISP catalogue: plans, speeds, prices, current QoS",
               monitoring.Catalogue, security=PUBLIC),
     Operation("get", f"{API}/openapi.json", "getOpenapi", "This document", None,
               ok="The OpenAPI 3.1 document.", security=PUBLIC),
-    Operation("get", "/healthz", "getHealth", "Liveness", Health, security=PUBLIC),
+    Operation("get", "/healthz", "getHealth", "The queue's and the routers' state", Health,
+              ok="Everything holds.", security=PUBLIC,
+              also={503: "Degraded: `reasons` says what (a stuck lock, an unreachable queue, a "
+                    "failing router, an order waiting too long)."}),
     Operation("get", f"{API}/isps/{{isp_id}}/qos", "listIspQos",
               "An ISP's QoS samples, newest first", monitoring.QosSampleList,
               problems=(401, 403, 404, 422), parameters=(
@@ -170,7 +187,9 @@ OPERATIONS = (
               "and queued; the worker shapes the uplink and marks it `active`.",
               headers={"Location": "the lease's URL"}),
     Operation("get", f"{API}/leases/{{lease_id}}", "getLease", "One lease", leasing.Lease,
-              problems=(401, 403, 404), parameters=(LEASE_ID,)),
+              problems=(401, 403, 404), parameters=(LEASE_ID,),
+              description="admin and noc tokens read every lease, an ISP token its ISP's (another "
+              "ISP's is 404, as an unknown id is); portal tokens are refused."),
     Operation("post", f"{API}/leases/{{lease_id}}/end", "endLease", "End a lease", leasing.Lease,
               status=202, ok="The end is recorded and queued.",
               problems=(400, 401, 403, 404, 413, 415, 422), parameters=(LEASE_ID,),
@@ -231,7 +250,11 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
         str(code): {"$ref": f"#/components/responses/Problem{code}"}
         for code in sorted({*op.problems, 500})
     }
-    item["responses"] = {str(op.status): ok, **problems}
+    answers = {
+        str(code): {"description": what, "content": {JSON: {"schema": schema}}}
+        for code, what in op.also.items()
+    }
+    item["responses"] = {str(op.status): ok, **answers, **problems}
     return item
 
 

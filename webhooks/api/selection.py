@@ -2,7 +2,15 @@
 
 ``POST /selections`` authenticates (a bearer token or a signed webhook), parses its body
 into :class:`~vpop.selection.schemas.SelectionBody` and records the order; the worker
-applies it later. Runs are for operators only: they show every ISP's configuration.
+applies it later. An ISP token asking for a line that is not its customer gets a
+``PENDING_CONSENT`` order and a signed ``consent_url`` to send the subscriber
+(:mod:`vpop.selection.consent`).
+
+Who reads what (docs/tenancy.md): operators (admin, noc) read every order with the run's
+whole diff; an ISP token reads the orders its ISP requested, a portal token the orders it
+requested, both with only that order's line's part of the diff; any other order is "not
+there" (404, the same answer as for an id that does not exist). Runs are for operators
+only (403 for everyone else, whatever the id): they show every ISP's configuration.
 """
 
 from __future__ import annotations
@@ -16,18 +24,23 @@ from sqlalchemy.orm import Session
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import NotFound
+from vpop.core.settings import load_settings
+from vpop.core.time import iso
 from vpop.identity.service import ApiToken
 from vpop.selection.service import (
     Caller,
-    Forbidden,
     Order,
+    OrderStatus,
     Run,
     SelectionBody,
+    consent_url,
+    expire_consents,
     order_view,
     submit_selection,
 )
 from webhooks.api.common import (
     MAX_ID,
+    OPERATORS,
     bp,
     idempotency_key,
     json_object,
@@ -53,20 +66,34 @@ def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
     headers = {"Location": url_for("api.get_order", order_id=order.id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return {"order": order.id, "status": order.status}, 202, headers
+    body: dict[str, Any] = {"order": order.id, "status": order.status}
+    if order.status == OrderStatus.PENDING_CONSENT:
+        body["consent_url"] = consent_url(
+            order.id, public_url(), key=current_app.config["SECRET_KEY"]
+        )
+        body["consent_expires_at"] = iso(order.consent_expires_at)
+    return body, 202, headers
+
+
+def public_url() -> str:
+    """Where subscribers reach the portal: ``PUBLIC_URL`` in the app's config, else
+    ``VPOP_PUBLIC_URL`` (:attr:`vpop.core.settings.Settings.public_url`)."""
+    configured = current_app.config.get("PUBLIC_URL")
+    return str(configured) if configured else load_settings().public_url
 
 
 @bp.get("/orders/<int:order_id>")
 def get_order(order_id: int) -> dict[str, Any]:
-    """One order and where it stands."""
+    """One order and where it stands (operators see the run's whole diff, others their line's)."""
     caller = authenticate(allow_webhook=False).caller
+    if order_id <= MAX_ID:
+        expire_consents(current_app.config["DATABASE_URL"], order_ids=[order_id])
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         order = session.get(Order, order_id) if order_id <= MAX_ID else None
-        if order is None:
+        if order is None or not _may_read_order(session, caller, order):
+            # not yours and not there are one answer: order ids are not secret, orders are
             raise NotFound(f"unknown order {order_id}", code="VPOP-404-ORDER")
-        if not _may_read_order(session, caller, order):
-            raise Forbidden(f"order {order_id} was not requested by this ISP")
-        return order_view(order)
+        return order_view(order, whole_diff=caller.role in OPERATORS)
 
 
 @bp.get("/runs")
@@ -112,9 +139,12 @@ def run_view(run: Run) -> dict[str, Any]:
 
 
 def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:
-    """ISP tokens read the orders their ISP requested (with any of its tokens)."""
-    if caller.role != "isp" or order.requester == caller.name:
+    """Operators read every order; a portal token the orders it requested; an ISP token the
+    orders its ISP requested (with any of its tokens)."""
+    if caller.role in OPERATORS or order.requester == caller.name:
         return True
+    if caller.role != "isp":
+        return False
     token_id = order.requester.removeprefix("token:")
     if not token_id.isdigit():
         return False

@@ -66,7 +66,7 @@ def is_page_request() -> bool:
     if request.blueprint in PAGE_BLUEPRINTS:
         return True
     path = request.path
-    return path in ("/", "/choose", "/noc") or path.startswith(("/noc/", "/orders/"))
+    return path in ("/", "/choose", "/consent", "/noc") or path.startswith(("/noc/", "/orders/"))
 
 
 def security_headers(response: BaseResponse) -> BaseResponse:

@@ -12,7 +12,8 @@ Actions, each recorded in the audit log under ``user:<name>``:
 * **dry-run** an order: a new ``dry_run`` order for the same line and ISP (its diff, no change);
 * **reconcile** a router: queue a run that converges it to the confirmed selections
   (:func:`vpop.selection.service.request_reconcile`, which the wiring queues at once);
-* **portal link**: a signed link that lets a subscriber choose from anywhere.
+* **portal link**: a signed link that lets a subscriber choose from anywhere, on the
+  configured public address (``VPOP_PUBLIC_URL``).
 
 The pages use the API's own views (:func:`webhooks.api.run_view`,
 :func:`webhooks.api.event_view`, :func:`vpop.orders.order_view`,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import (
     Response,
@@ -43,6 +45,7 @@ from vpop.core import validate
 from vpop.core.audit import AuditEntry, audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
+from vpop.core.settings import load_settings
 from vpop.core.time import as_utc, utcnow
 from vpop.identity.service import ApiToken
 from vpop.leasing import service as leasing
@@ -113,7 +116,11 @@ def orders() -> Response:
         stmt = stmt.where(Order.id < before)
     with session_scope(database_url()) as db:
         rows = [
-            {**order_view(o), "subscriber": o.line.subscriber_id, "interface": o.line.interface}
+            {
+                **order_view(o, whole_diff=True),
+                "subscriber": o.line.subscriber_id,
+                "interface": o.line.interface,
+            }
             for o in db.scalars(stmt)
         ]
         names = _isp_names(db)
@@ -136,7 +143,7 @@ def order_detail(order_id: int) -> Response:
     """One order: status, diff, who asked, its run's per-router result and timings."""
     with session_scope(database_url()) as db:
         order = _order(db, order_id)
-        view = order_view(order)
+        view = order_view(order, whole_diff=True)
         line = order.line
         run = run_view(order.run) if order.run is not None else None
         names = _isp_names(db)
@@ -169,7 +176,7 @@ def order_detail(order_id: int) -> Response:
 def order_json(order_id: int) -> dict[str, Any]:
     """The order as the API shows it, for the page's script to poll."""
     with session_scope(database_url()) as db:
-        return order_view(_order(db, order_id))
+        return order_view(_order(db, order_id), whole_diff=True)
 
 
 @bp.post("/orders/<int:order_id>/retry")
@@ -245,7 +252,7 @@ def run_detail(run_id: int) -> Response:
             raise NotFound(f"unknown run {run_id}", code="VPOP-404-RUN")
         view = run_view(run)
         order_rows = [
-            order_view(o)
+            order_view(o, whole_diff=True)
             for o in db.scalars(select(Order).where(Order.run_id == run_id).order_by(Order.id))
         ]
         who = _requesters(db, [view["requester"]])
@@ -297,7 +304,10 @@ def leases() -> Response:
         events: dict[int, list[dict[str, Any]]] = {lease.id: [] for lease in rows}
         for event in db.scalars(
             select(UtilisationEvent)
-            .where(UtilisationEvent.closed_at.is_(None))
+            .join(Lease, Lease.id == UtilisationEvent.lease_id)
+            .where(
+                UtilisationEvent.closed_at.is_(None), Lease.status.in_(("active", "provisioning"))
+            )
             .order_by(UtilisationEvent.opened_at, UtilisationEvent.id)
         ):
             events.setdefault(event.lease_id, []).append(event_view(event, now))
@@ -384,7 +394,9 @@ def portal_link() -> Response:
         )
         return make_response(page, err.status)
     token = make_token(subscriber, key=current_app.config["SECRET_KEY"])
-    link = url_for("portal.index", link=token, _external=True)
+    # the address subscribers reach the portal at, not the one this request came in on
+    query = urlencode({"link": token})
+    link = f"{load_settings().public_url.rstrip('/')}{url_for('portal.index')}?{query}"
     ttl = int(current_app.config.get("PORTAL_LINK_MAX_AGE", DEFAULT_TTL))
     return make_response(
         render_template(

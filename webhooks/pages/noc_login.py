@@ -20,13 +20,14 @@ from werkzeug.wrappers import Response as BaseResponse
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput
+from vpop.core.time import utcnow
 from vpop.identity.service import ROLES, authenticate
 from webhooks.pages import csrf
 from webhooks.pages.helpers import (
     check_form_fields,
     single_form_value,
 )
-from webhooks.pages.noc_common import SESSION_USER, bp, database_url
+from webhooks.pages.noc_common import SESSION_SINCE, SESSION_USER, bp, database_url
 
 
 @bp.get("/login")
@@ -71,6 +72,7 @@ def login() -> BaseResponse:
     session.clear()  # a new session: nothing from before the sign-in carries over
     session.permanent = True
     session[SESSION_USER] = name
+    session[SESSION_SINCE] = utcnow().timestamp()
     csrf.rotate()
     return redirect(_safe_next(target), code=303)
 

@@ -17,6 +17,12 @@ plain HTML form with a CSRF token (:mod:`webhooks.csrf`) and a one-time form key
 double click one order. The order page then shows its progress (refreshing itself, or polled
 by ``static/vpop.js``) and the result in plain words.
 
+**Requests from ISPs.** An ISP that asks to take over a line that is not its customer gets
+a pending order (:mod:`vpop.selection.consent`). The subscriber's page lists the requests
+waiting for their line with Confirm and Decline buttons; the signed link the ISP received
+(``/consent?c=...``) opens a page with the one request and the same buttons. Both are plain
+forms with the CSRF token; an answer is given once, a confirmed request runs like a choice.
+
 This module also holds what the portal and the NOC pages (:mod:`webhooks.noc`) share: the
 error page, security headers, template filters and the line-to-request mapping.
 """
@@ -57,11 +63,16 @@ from vpop.selection.service import (
     DEFAULT_TTL,
     Caller,
     Candidate,
+    ConsentClosed,
     LinkRefused,
     Order,
+    OrderStatus,
     Recommendation,
+    answer_consent,
     format_figure,
     order_view,
+    pending_orders,
+    read_consent_token,
     read_token,
     recommend,
     submit_selection,
@@ -101,6 +112,12 @@ FIGURE_LABELS = {
 
 
 CHOOSE_FIELDS = ("csrf_token", "isp", "link", "form_key")
+
+
+CONSENT_FIELDS = ("csrf_token", "order", "answer", "link", "c")
+
+
+ANSWERS = ("confirm", "decline")
 
 
 MAX_LINK_LENGTH = 512
@@ -213,6 +230,94 @@ def order_json(order_id: int) -> dict[str, Any]:
     }
 
 
+@bp.get("/consent")
+def consent_page() -> Response:
+    """The page a consent link opens: one ISP's request, with Confirm and Decline."""
+    token = request.args.get("c") or ""
+    if len(token) > MAX_LINK_LENGTH:
+        raise LinkRefused("this consent link is not valid")
+    order_id = read_consent_token(token, key=current_app.config["SECRET_KEY"])
+    requests = _requests_for([order_id], by_order=True)
+    if not requests:
+        raise NotFound("this request no longer exists", code="VPOP-404-ORDER")
+    return make_response(render_template("portal/consent.html", pending=requests[0], link=token))
+
+
+@bp.post("/consent")
+def consent() -> BaseResponse:
+    """Confirm or decline an ISP's request, by consent link or as the recognised subscriber;
+    then show the order's page."""
+    csrf.protect()
+    check_form_fields(CONSENT_FIELDS)
+    answer = single_form_value("answer")
+    if answer not in ANSWERS:
+        raise BadInput("answer confirm or decline", code="VPOP-400-MISSING")
+    raw_order = single_form_value("order") or ""
+    token = single_form_value("c")
+    if token:
+        if len(token) > MAX_LINK_LENGTH:
+            raise LinkRefused("this consent link is not valid")
+        order_id = read_consent_token(token, key=current_app.config["SECRET_KEY"])
+        if raw_order and raw_order != str(order_id):
+            raise BadInput("the form is damaged (its order does not match the link)")
+        who = f"consent-link:{order_id}"
+        line_ids: list[int] | None = None
+    else:
+        visitor = _visitor(single_form_value("link") or None)
+        if visitor is None:
+            raise Problem(
+                403,
+                "VPOP-403",
+                "to answer a request, open this page from your own line, or use the link "
+                "your ISP or support sent you",
+            )
+        if not raw_order.isascii() or not raw_order.isdigit() or len(raw_order) > 18:
+            raise BadInput("the form is damaged (its order is not a number); reload the page")
+        order_id = int(raw_order)
+        who = f"portal:{visitor.subscriber}"
+        line_ids = [visitor.line]
+    try:
+        order = answer_consent(
+            order_id,
+            confirm=answer == "confirm",
+            actor=who,
+            line_ids=line_ids,
+            url=current_app.config["DATABASE_URL"],
+        )
+    except ConsentClosed:
+        pass  # a second click, or too late: the order's page says how it ended
+    else:
+        order_id = order.id
+    _remember_order(order_id)
+    return redirect(url_for("portal.order_page", order_id=order_id), code=303)
+
+
+def _requests_for(ids: Sequence[int], *, by_order: bool = False) -> list[dict[str, Any]]:
+    """The pending requests of these lines (or these orders), in words for the pages."""
+    url = current_app.config["DATABASE_URL"]
+    if by_order:
+        with session_scope(url) as db:
+            found = db.get(Order, ids[0]) if ids[0] <= MAX_ID else None
+            line_ids = [found.line_id] if found is not None else []
+        orders = [o for o in pending_orders(line_ids, url) if o.id in ids] if line_ids else []
+    else:
+        orders = pending_orders(list(ids), url)
+    if not orders:
+        return []
+    with session_scope(url) as db:
+        names = {isp: name for isp, name in db.execute(select(Isp.id, Isp.name))}
+    return [
+        {
+            "order": order.id,
+            "isp": order.isp_id,
+            "isp_name": names.get(order.isp_id, order.isp_id),
+            "expires_at": order.consent_expires_at,
+            "dry_run": order.dry_run,
+        }
+        for order in orders
+    ]
+
+
 def _render_index(
     visitor: Visitor | None, *, error: str | None = None, status: int = 200
 ) -> Response:
@@ -233,6 +338,7 @@ def _render_index(
         recommended_name=names.get(pick.isp, pick.isp) if pick else None,
         error=error,
         form_key=new_form_key(),
+        requests=_requests_for([visitor.line]) if visitor else [],
     )
     return make_response(body, status)
 
@@ -434,7 +540,36 @@ def _order_words(order_id: int) -> tuple[dict[str, Any], dict[str, str]]:
         names = {isp: name for isp, name in db.execute(select(Isp.id, Isp.name))}
         line = db.get(Line, order.line_id)
         current = line.selection.isp_id if line is not None and line.selection else None
-    return view, plain_words(view, names, current)
+    return view, consent_words(view, names) or plain_words(view, names, current)
+
+
+def consent_words(view: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str] | None:
+    """What an ISP's request means to the subscriber while pending, declined or expired
+    (None for the other statuses, which :func:`plain_words` explains)."""
+    wanted = names.get(view["isp"], view["isp"])
+    status = view["status"]
+    if status == OrderStatus.PENDING_CONSENT:
+        return {
+            "headline": "Waiting for your answer",
+            "detail": f"{wanted} asked to take over your line. Nothing changes unless you confirm.",
+            "advice": "Answer from the ISP list or the link you were sent.",
+            "tone": "progress",
+        }
+    if status == OrderStatus.DECLINED:
+        return {
+            "headline": "Declined",
+            "detail": f"You declined {wanted}'s request; nothing changed.",
+            "advice": "",
+            "tone": "success",
+        }
+    if status == OrderStatus.EXPIRED:
+        return {
+            "headline": "Expired",
+            "detail": f"{wanted}'s request was not answered in time; nothing changed.",
+            "advice": "",
+            "tone": "failure",
+        }
+    return None
 
 
 bp.add_app_template_filter(age_filter, "age")

@@ -1,0 +1,148 @@
+"""`vpop lab status` tells a dead sshd or FRR daemon from a live one; `vpop lab restore`
+brings the router back, and an SSH-based selection works again (a lab of its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+PREFIX = "vpop-r-"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A two-subscriber lab (prefix vpop-r-) built by `vpop lab up`, registered in a fresh
+    database; taken down afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces, FRR, sshd)")
+    work = tmp_path_factory.mktemp("restore")
+    lab_dir = Path("/run") / f"vpop-restore-{uuid.uuid4().hex[:8]}"
+    environment = {
+        **os.environ,
+        "VPOP_LAB_DIR": str(lab_dir),
+        "VPOP_LAB_PREFIX": PREFIX,
+        "VPOP_DATABASE_URL": f"sqlite:///{work / 'vpop.sqlite'}",
+        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
+        "VPOP_STATE_DIR": str(work / "state"),
+    }
+    for name in ("VPOP_SERVER_URL", "VPOP_INVENTORY_HOSTS"):
+        environment.pop(name, None)
+    try:
+        up = vpop(environment, "lab", "up", "--subscribers", "2")
+        assert up.returncode == 0, up.stderr
+        yield environment
+    finally:
+        vpop(environment, "lab", "down")
+        shutil.rmtree(lab_dir, ignore_errors=True)
+
+
+def vpop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `vpop` command as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "vpop.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def curl(sub: str) -> str:
+    """Which ISP answers the subscriber at 203.0.113.100, through the lab's routers."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", PREFIX + sub, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return out.stdout.strip() or f"(curl failed: {out.stderr.strip()})"
+
+
+def recorded_pid(env: dict[str, str], what: str) -> int:
+    """The newest PID the lab recorded for ``what`` (``sshd rc1``, ``rc1/zebra``)."""
+    lines = (Path(env["VPOP_LAB_DIR"]) / "pids").read_text().splitlines()
+    return [int(line.split()[0]) for line in lines if line.split(maxsplit=2)[2] == what][-1]
+
+
+def status_line(output: str, node: str) -> str:
+    """The line of `vpop lab status` for ``node``."""
+    return next(line for line in output.splitlines() if line.split()[0] == node)
+
+
+def assert_up(env: dict[str, str]) -> None:
+    status = vpop(env, "lab", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert " up " in status_line(status.stdout, "rc1") + " "
+    assert "DEAD" not in status.stdout and status.stderr == ""
+
+
+def select(env: dict[str, str], isp: str) -> None:
+    """`vpop select sub1 ISP` succeeds and sub1's traffic leaves through ISP."""
+    done = vpop(env, "select", "sub1", isp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert curl("sub1") == isp
+
+
+def test_a_dead_sshd_is_degraded_and_restore_brings_management_back(
+    env: dict[str, str],
+) -> None:
+    assert_up(env)
+    pid = recorded_pid(env, "sshd rc1")
+    os.kill(pid, signal.SIGKILL)
+    status = vpop(env, "lab", "status")
+    assert status.returncode == 1
+    line = status_line(status.stdout, "rc1")
+    assert "DEGRADED" in line and "sshd DEAD" in line and "zebra" in line
+    assert " up " in status_line(status.stdout, "rc2") + " "
+    (error,) = status.stderr.splitlines()
+    assert error.startswith("error: VPOP-LAB: ") and f"sshd dead (pid {pid})" in error
+    assert "`vpop lab restore rc1`" in error
+    assert vpop(env, "select", "sub1", "isp-b").returncode != 0  # unreachable: no change
+
+    restored = vpop(env, "lab", "restore", "rc1")
+    assert restored.returncode == 0, restored.stderr
+    assert "restarted sshd" in restored.stdout
+    assert_up(env)
+    select(env, "isp-b")
+    again = vpop(env, "lab", "restore", "rc1")
+    assert again.returncode == 0 and "nothing to restore" in again.stdout
+
+
+def test_a_dead_frr_daemon_is_degraded_and_restore_restarts_the_daemons(
+    env: dict[str, str],
+) -> None:
+    assert_up(env)
+    os.kill(recorded_pid(env, "rc1/zebra"), signal.SIGKILL)
+    status = vpop(env, "lab", "status", "--json")
+    assert status.returncode == 1
+    rc1 = json.loads(status.stdout)["nodes"]["rc1"]
+    assert rc1["state"] == "degraded"
+    assert rc1["processes"]["zebra"]["alive"] is False
+    assert rc1["processes"]["sshd"]["answers"] is True
+
+    restored = vpop(env, "lab", "restore", "rc1")
+    assert restored.returncode == 0, restored.stderr
+    assert "restarted zebra, staticd, pbrd" in restored.stdout
+    assert "vpop reconcile --router rc1" in restored.stdout
+    assert_up(env)
+    select(env, "isp-c")
+
+
+def test_restoring_an_unknown_router_is_one_line_exit_2(env: dict[str, str]) -> None:
+    result = vpop(env, "lab", "restore", "rc9")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: VPOP-404-ROUTER: unknown lab router 'rc9'")
+    assert result.stdout == ""

@@ -1,0 +1,380 @@
+"""Leased locks in the database (vpop/core/locks.py), on SQLite and on a real PostgreSQL.
+
+What is proved here: two holders never hold a lock at once (threads, and two processes);
+a holder killed with SIGKILL loses its lock within the lease plus one heartbeat (measured);
+a late holder's fence fails once another took the lock; a non-holder's release does
+nothing; the fencing token only grows; the engine's recovery closes what a dead holder left.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from vpop.core import locks
+from vpop.core.db import dispose_engines, session_scope
+from vpop.core.migrate import upgrade
+from vpop.core.time import utcnow
+from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.service import recover_abandoned, router_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(*args: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a unix socket (the pattern of tests/test_postgres.py)."""
+    if not PG_BIN.exists():
+        pytest.skip("PostgreSQL 15 is not installed")
+    base = Path("/tmp") / f"vpop-pg-locks-{uuid.uuid4().hex[:8]}"
+    data, sock = base / "data", base / "sock"
+    sock.mkdir(parents=True)
+    shutil.chown(base, "postgres")
+    shutil.chown(sock, "postgres")
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(base / "log"),
+        "-o",
+        f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off",
+        "start",
+    )
+    try:
+        url = f"postgresql+psycopg://postgres@/postgres?host={sock}"
+        upgrade(url)
+        yield url
+    finally:
+        dispose_engines()
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('locks') / 'vpop.sqlite'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same tests on each database."""
+    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    return url
+
+
+def _name() -> str:
+    return f"test:{uuid.uuid4().hex[:8]}"
+
+
+def test_token_grows_and_a_non_holder_cannot_release(db_url: str) -> None:
+    name = _name()
+    first = locks.try_acquire(name, "a", 5, db_url)
+    assert first == 1
+    assert locks.try_acquire(name, "b", 5, db_url) is None  # a live holder has it
+    assert not locks.release(name, "b", 1, db_url)  # not the holder
+    assert not locks.release(name, "a", 2, db_url)  # the holder, but not its token
+    assert locks.live_locks(db_url, name) == {name}
+    assert locks.release(name, "a", 1, db_url)
+    second = locks.try_acquire(name, "b", 5, db_url)
+    assert second == 2
+    assert locks.release(name, "b", 2, db_url)
+    assert locks.try_acquire(name, "c", 5, db_url) == 3
+    assert not locks.renew(name, "a", 1, 5, db_url)  # an old holder cannot renew
+    assert locks.renew(name, "c", 3, 5, db_url)
+
+
+def test_a_late_holders_fence_fails_once_another_took_the_lock(db_url: str) -> None:
+    name = _name()
+    late = locks.acquire(name, ttl=0.3, url=db_url)  # no heartbeat: it stops renewing
+    late.fence()  # still ours
+    deadline = time.monotonic() + 10
+    while (token := locks.try_acquire(name, "newcomer", 5, db_url)) is None:
+        assert time.monotonic() < deadline, "the ended lease was never free"
+        time.sleep(0.02)
+    assert token > late.token
+    with pytest.raises(locks.LockLost):
+        late.fence()
+    with session_scope(db_url) as session, pytest.raises(locks.LockLost):
+        late.fence(session)
+    assert not locks.release(name, late.holder, late.token, db_url)
+    assert locks.live_locks(db_url, name) == {name}  # the newcomer still holds it
+
+
+def test_threads_never_hold_at_once(db_url: str) -> None:
+    name = _name()
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    guard = threading.Lock()
+    tokens: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(me: str) -> None:
+        try:
+            for _ in range(15):
+                lease = locks.acquire(name, wait=30, ttl=5, url=db_url)
+                with guard:
+                    inside.append(me)
+                    if len(inside) > 1:
+                        overlaps.append(tuple(inside))
+                    tokens.append(lease.token)
+                lease.fence()
+                with guard:
+                    inside.remove(me)
+                assert locks.release(name, lease.holder, lease.token, db_url)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert not overlaps
+    assert len(tokens) == 60
+    assert tokens == sorted(tokens) and len(set(tokens)) == 60  # each take, a new token
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from vpop.core import locks
+
+    url, name, log, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    me = str(os.getpid())
+    for _ in range(rounds):
+        lease = locks.acquire(name, wait=60, ttl=5, url=url)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"enter {me} {lease.token}\\n".encode())
+        lease.fence()
+        os.write(fd, f"exit {me} {lease.token}\\n".encode())
+        os.close(fd)
+        locks.release(name, lease.holder, lease.token, url)
+    """
+)
+
+
+def _python(code: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-c", code, *args], cwd=ROOT, **kwargs
+    )
+
+
+def test_two_processes_never_hold_at_once(db_url: str, tmp_path: Path) -> None:
+    name, log = _name(), tmp_path / "log"
+    children = [_python(CHILD, db_url, name, str(log), "25") for _ in range(2)]
+    try:
+        for child in children:
+            assert child.wait(timeout=120) == 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(10)
+    lines = log.read_text().split()
+    events = list(zip(lines[0::3], lines[1::3], lines[2::3], strict=True))
+    assert len(events) == 100
+    holder = None
+    tokens = []
+    for kind, pid, token in events:
+        if kind == "enter":
+            assert holder is None, f"{pid} entered while {holder} held the lock"
+            holder = (pid, token)
+            tokens.append(int(token))
+        else:
+            assert holder == (pid, token)
+            holder = None
+    assert tokens == sorted(tokens) and len(set(tokens)) == 50
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, threading
+    from vpop.core import locks
+
+    url, name, ttl = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with locks.hold(name, ttl=ttl, url=url) as lease:
+        print(lease.token, flush=True)
+        threading.Event().wait()  # hold (and renew) until killed
+    """
+)
+
+
+def test_a_killed_holder_loses_its_lock_within_the_lease(db_url: str) -> None:
+    ttl = 1.5
+    name = _name()
+    child = _python(HOLDER, db_url, name, str(ttl), stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 30)
+        assert ready, "the child did not take the lock in 30 s"
+        token = int(child.stdout.readline())
+        # it renews: the lock stays taken for well past one lease
+        held_until = time.monotonic() + 2.5 * ttl
+        while time.monotonic() < held_until:
+            assert locks.try_acquire(name, "rival", ttl, db_url) is None
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        child.wait(10)
+        deadline = killed + 10 * ttl
+        while (won := locks.try_acquire(name, "rival", ttl, db_url)) is None:
+            assert time.monotonic() < deadline, "the dead holder's lock never ended"
+            time.sleep(0.01)
+        lost_after = time.monotonic() - killed
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+    print(f"lock lost {lost_after:.2f}s after SIGKILL (ttl {ttl}s, heartbeat {ttl / 3:.2f}s)")
+    assert won == token + 1
+    assert lost_after <= ttl + ttl / 3
+
+
+def test_hold_is_reentrant_in_a_thread_and_exclusive_across_threads(sqlite_url: str) -> None:
+    name = _name()
+    seen: list[str] = []
+    with locks.hold(name, url=sqlite_url) as outer:
+        with locks.hold(name, url=sqlite_url) as inner:
+            assert inner is outer
+
+        def other() -> None:
+            try:
+                with locks.hold(name, url=sqlite_url):
+                    seen.append("held")
+            except locks.LockBusy:
+                seen.append("busy")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(30)
+        assert seen == ["busy"]
+        assert locks.current_lease(name) is outer
+    assert locks.live_locks(sqlite_url, name) == set()  # released at the end
+
+
+def test_the_heartbeat_keeps_a_lease_alive_and_release_frees_it(sqlite_url: str) -> None:
+    name = _name()
+    with locks.hold(name, ttl=0.6, url=sqlite_url) as lease:
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:  # three leases long: renewed, never free
+            assert locks.try_acquire(name, "rival", 1, sqlite_url) is None
+            time.sleep(0.05)
+        lease.fence()
+        assert not lease.lost.is_set()
+    assert locks.try_acquire(name, "rival", 1, sqlite_url) == lease.token + 1
+
+
+def _order(url: str, status: OrderStatus, router: str, started_ago: float) -> int:
+    with session_scope(url) as session:
+        if session.get(Isp, "isp-l") is None:
+            session.add(Isp(id="isp-l", name="ISP L", outbound_deny=[]))
+            session.add(Subscriber(id="sub-l", name="sub-l", profile={}))
+            session.flush()
+            session.add(Plan(isp_id="isp-l", name="F", speed_mbps=5, monthly_price_minor=1))
+            session.add(
+                Line(
+                    subscriber_id="sub-l",
+                    router=router,
+                    interface="sub-l",
+                    prefix="192.0.2.66/32",
+                    gateway="192.0.2.65/30",
+                    calling_number="+31205559999",
+                )
+            )
+            session.flush()
+        line = session.query(Line).filter_by(subscriber_id="sub-l").one()
+        order = Order(
+            line_id=line.id,
+            router=router,
+            isp_id="isp-l",
+            requester="test",
+            status=status.value,
+            started_at=utcnow() - timedelta(seconds=started_ago),
+        )
+        session.add(order)
+        session.flush()
+        return order.id
+
+
+def test_recovery_closes_what_a_dead_holder_left_and_spares_a_live_one(db_url: str) -> None:
+    dead_router, live_router = f"rd{uuid.uuid4().hex[:4]}", f"rl{uuid.uuid4().hex[:4]}"
+    dead_order = _order(db_url, OrderStatus.RUNNING, dead_router, 1)
+    live_order = _order(db_url, OrderStatus.RUNNING, live_router, 1)
+    with session_scope(db_url) as session:
+        dead_run = Run(router=dead_router, kind="selection", trigger="t", requester="test")
+        session.add(dead_run)
+        session.flush()
+        dead_run.started_at = utcnow() - timedelta(seconds=1)
+        dead_run_id = dead_run.id
+    # the dead holder's lease ended; the live one renews
+    assert locks.try_acquire(f"router:{dead_router}", "dead", 0.01, db_url) is not None
+    assert locks.try_acquire(f"router:{live_router}", "live", 30, db_url) is not None
+    deadline = time.monotonic() + 5
+    while f"router:{dead_router}" in locks.live_locks(db_url, "router:"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    recovered = recover_abandoned(db_url)
+    assert dead_router in recovered and live_router not in recovered
+    with session_scope(db_url) as session:
+        assert session.get(Order, dead_order).status == OrderStatus.UNKNOWN.value  # type: ignore[union-attr]
+        assert session.get(Order, live_order).status == OrderStatus.RUNNING.value  # type: ignore[union-attr]
+        run = session.get(Run, dead_run_id)
+        assert run is not None and run.status == RunStatus.FAILED.value
+        assert run.finished_at is not None and "stopped" in (run.error or "")
+    stuck = {s.name for s in locks.read_locks(db_url, "router:") if s.stuck(utcnow())}
+    assert f"router:{dead_router}" in stuck
+    assert f"router:{dead_router}" in locks.clear_expired(db_url)
+    assert f"router:{live_router}" in locks.live_locks(db_url, "router:")
+
+
+def test_the_engine_fence_fails_for_a_router_lock_whose_lease_ended(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpop.selection.engine import fence_router
+
+    monkeypatch.setenv("VPOP_LOCK_TTL_SECONDS", "1")
+    router = f"rf{uuid.uuid4().hex[:4]}"
+    with pytest.raises(locks.LockLost):
+        fence_router(router)  # this thread does not hold it
+    with router_lock(router, url=sqlite_url):
+        fence_router(router)  # ours: extends the lease
+        lease = locks.current_lease(f"router:{router}")
+        assert lease is not None
+        lease.stop_heartbeat()  # a holder that stalls: its lease runs out
+        deadline = time.monotonic() + lease.ttl + 5
+        while locks.try_acquire(f"router:{router}", "rival", 30, sqlite_url) is None:
+            assert time.monotonic() < deadline, "the stalled lease never ended"
+            time.sleep(0.05)
+        with session_scope(sqlite_url) as session, pytest.raises(locks.LockLost):
+            fence_router(router, session)  # the late holder may not record anything
+        with pytest.raises(locks.LockLost):
+            fence_router(router)  # nor push
+    # leaving the block released nothing of the rival's
+    assert locks.live_locks(sqlite_url, f"router:{router}") == {f"router:{router}"}

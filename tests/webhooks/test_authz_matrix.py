@@ -1,0 +1,254 @@
+"""The authorisation matrix: every route of the API, ``/metrics`` and ``/healthz`` × every role.
+
+:data:`MATRIX` is the table the docs (docs/tenancy.md) describe: per route (and, for routes
+whose answer depends on whose object it is, per object), the status each role gets. The
+guard test walks ``app.url_map`` and fails when a route has no row, so a new route cannot be
+added without deciding who may call it. Every 2xx body an ISP token receives is then
+searched for the other ISP's data: subscriber ids, calling numbers, circuit and access
+ids, and the ids of its orders, leases and events.
+
+The world (:func:`world`): sub1 (rc1) uses isp-a, sub2 (rc2) uses isp-b, sub3 (rc1) uses
+the default; order "a" is isp-a's for sub1, finished by a run whose diff also names sub3;
+order "b" is isp-b's for sub2; order "p" the portal token's for sub3 to isp-b (so isp-b may
+read sub3); lease "a" is isp-a's
+on rc1, lease "b" isp-b's on rc2, each with an open event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.webhooks.helpers import bearer
+from vpop.catalogue.models import Line, Selection
+from vpop.core.db import session_scope
+from vpop.core.time import utcnow
+from vpop.leasing.models import Lease, UtilisationEvent
+from vpop.monitoring.models import QosSample
+from vpop.selection.models import Order, OrderStatus, Run
+
+ROLES = ("none", "portal", "isp-a", "isp-b", "noc", "admin")
+PREFIXES = ("/api/v1/", "/metrics", "/healthz")
+
+DIFF = """--- pbr (running)
++++ pbr (intended)
+@@ -1,10 +1,10 @@
+ pbr-map vpop-sub1 seq 10
+  match src-ip 192.0.2.6/32
+- set nexthop-group vpop-isp-b
++ set nexthop-group vpop-isp-a
+ exit
+ !
+ pbr-map vpop-sub3 seq 10
+  match src-ip 192.0.2.14/32
+  set nexthop-group vpop-isp-b
+ exit
+ !
+"""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the matrix: a request and the status per role (in :data:`ROLES` order)."""
+
+    method: str
+    rule: str
+    path: str  # with {order_a}-style placeholders for the world's ids
+    statuses: tuple[int, int, int, int, int, int]
+    body: str | None = None  # "selection" or "lease": built per role
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+API = "/api/v1"
+# fmt: off
+#                                                                 none portal isp-a isp-b noc admin
+MATRIX = (
+    Cell("GET", "/healthz", "/healthz",                             (200, 200, 200, 200, 200, 200)),
+    Cell("GET", "/metrics", "/metrics",                             (401, 403, 403, 403, 200, 200)),
+    Cell("GET", f"{API}/openapi.json", f"{API}/openapi.json",       (200, 200, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/isps", f"{API}/isps",                       (200, 200, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/isps/<isp_id>/qos", f"{API}/isps/isp-a/qos",
+         (401, 200, 200, 403, 200, 200)),
+    Cell("GET", f"{API}/isps/<isp_id>/qos", f"{API}/isps/isp-b/qos",
+         (401, 200, 403, 200, 200, 200)),
+    Cell("POST", f"{API}/selections", f"{API}/selections",          (401, 202, 202, 202, 202, 202),
+         body="selection", note="isp-b asks for isp-a's sub1: a pending order"),
+    Cell("GET", f"{API}/orders/<int:order_id>", f"{API}/orders/{{order_a}}",
+         (401, 404, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/orders/<int:order_id>", f"{API}/orders/{{order_b}}",
+         (401, 404, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/orders/<int:order_id>", f"{API}/orders/{{order_p}}",
+         (401, 200, 404, 404, 200, 200)),
+    Cell("GET", f"{API}/orders/<int:order_id>", f"{API}/orders/999999",
+         (401, 404, 404, 404, 404, 404)),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>", f"{API}/subscribers/sub1",
+         (401, 403, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>", f"{API}/subscribers/sub2",
+         (401, 403, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>", f"{API}/subscribers/sub3",
+         (401, 403, 404, 200, 200, 200), note="sub3 chose isp-b on the portal: order p"),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>", f"{API}/subscribers/nobody",
+         (401, 403, 404, 404, 404, 404)),
+    Cell("GET", f"{API}/runs", f"{API}/runs",                       (401, 403, 403, 403, 200, 200)),
+    Cell("GET", f"{API}/runs/<int:run_id>", f"{API}/runs/{{run}}",  (401, 403, 403, 403, 200, 200)),
+    Cell("GET", f"{API}/runs/<int:run_id>", f"{API}/runs/999999",   (401, 403, 403, 403, 404, 404)),
+    Cell("GET", f"{API}/leases", f"{API}/leases",                   (401, 403, 200, 200, 200, 200)),
+    Cell("POST", f"{API}/leases", f"{API}/leases",                  (401, 403, 403, 403, 201, 201),
+         body="lease"),
+    Cell("GET", f"{API}/leases/<int:lease_id>", f"{API}/leases/{{lease_a}}",
+         (401, 403, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>", f"{API}/leases/{{lease_b}}",
+         (401, 403, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>", f"{API}/leases/999999",
+         (401, 403, 404, 404, 404, 404)),
+    Cell("POST", f"{API}/leases/<int:lease_id>/end", f"{API}/leases/{{lease_a}}/end",
+         (401, 403, 403, 403, 202, 202)),
+    Cell("GET", f"{API}/leases/<int:lease_id>/utilisation", f"{API}/leases/{{lease_a}}/utilisation",
+         (401, 403, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>/utilisation", f"{API}/leases/{{lease_b}}/utilisation",
+         (401, 403, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/events", f"{API}/events",                   (401, 403, 200, 200, 200, 200)),
+)
+# fmt: on
+
+# what each ISP may never see: the other's customers (sub3 chose isp-b, order p)
+PRIVATE = {
+    "isp-a": ("sub2", "+31205550002", "rc2:sub2", "acc-sub2", "sub3", "+31205550003", "rc1:sub3"),
+    "isp-b": ("sub1", "+31205550001", "rc1:sub1", "acc-sub1"),
+}
+
+
+def test_every_route_has_a_row(app: Flask) -> None:
+    routes = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(PREFIXES)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    assert routes, "found no route: is the prefix list right?"
+    covered = {(cell.method, cell.rule) for cell in MATRIX}
+    assert routes - covered == set(), "routes without a row in MATRIX"
+    assert covered - routes == set(), "rows for routes that do not exist"
+
+
+@pytest.fixture
+def world(database_url: str, tokens: dict[str, str]) -> Iterator[dict[str, int]]:
+    """The objects the matrix reads (see the module docstring)."""
+    now = utcnow()
+    with session_scope(database_url) as session:
+        lines = {line.subscriber_id: line for line in session.scalars(select(Line))}
+        session.add(Selection(line_id=lines["sub1"].id, isp_id="isp-a"))
+        session.add(Selection(line_id=lines["sub2"].id, isp_id="isp-b"))
+        run = Run(router="rc1", kind="selection", trigger="orders 1", requester="token:4",
+                  status="SUCCESS", diff=DIFF)  # fmt: skip
+        session.add(run)
+        session.flush()
+        orders = {
+            "order_a": Order(line_id=lines["sub1"].id, isp_id="isp-a", router="rc1",
+                             requester="token:4", status=OrderStatus.DONE_SUCCESS.value,
+                             run_id=run.id, diff=DIFF),
+            "order_b": Order(line_id=lines["sub2"].id, isp_id="isp-b", router="rc2",
+                             requester="token:5", status=OrderStatus.RECEIVED.value),
+            "order_p": Order(line_id=lines["sub3"].id, isp_id="isp-b", router="rc1",
+                             requester="token:3", status=OrderStatus.RECEIVED.value),
+        }  # fmt: skip
+        session.add_all(orders.values())
+        leases = {
+            "lease_a": Lease(isp_id="isp-a", router="rc1", uplink="isp-a", committed_mbps=100,
+                             price_minor=1, status="active", starts_at=now - timedelta(days=1)),
+            "lease_b": Lease(isp_id="isp-b", router="rc2", uplink="isp-b", committed_mbps=200,
+                             price_minor=1, status="active", starts_at=now - timedelta(days=1)),
+        }  # fmt: skip
+        session.add_all(leases.values())
+        session.flush()
+        events = {
+            f"event_{k}": UtilisationEvent(lease_id=leases[f"lease_{k}"].id, isp_id=f"isp-{k}",
+                                           kind="under", opened_at=now, extreme_pct=1.0)
+            for k in "ab"
+        }  # fmt: skip
+        session.add_all(events.values())
+        for isp in ("isp-a", "isp-b"):
+            session.add(QosSample(isp_id=isp, router="rc1", at=now, latency_ms=1.0,
+                                  jitter_ms=0.1, loss_pct=0.0, sent=10, received=10))  # fmt: skip
+        session.flush()
+        ids = {name: row.id for name, row in {**orders, **leases, **events}.items()}
+        ids["run"] = run.id
+    yield ids
+
+
+def _body(kind: str | None, role: str) -> dict[str, Any] | None:
+    if kind == "selection":
+        return {"subscriber": "sub1", "isp": role if role.startswith("isp-") else "isp-b"}
+    if kind == "lease":
+        return {"isp": "isp-b", "router": "rc1", "committed_mbps": 100, "price_minor": 1}
+    return None
+
+
+def _ids(value: Any, key: str) -> set[Any]:
+    """Every value of ``key`` anywhere in a JSON document."""
+    found: set[Any] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key and isinstance(v, int | str):
+                found.add(v)
+            found |= _ids(v, key)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _ids(item, key)
+    return found
+
+
+CASES = [(cell, role) for cell in MATRIX for role in ROLES]
+
+
+@pytest.mark.parametrize(
+    ("cell", "role"), CASES, ids=[f"{cell.id} as {role}" for cell, role in CASES]
+)
+def test_the_matrix(
+    client: FlaskClient,
+    tokens: dict[str, str],
+    world: dict[str, int],
+    inventory: object,
+    cell: Cell,
+    role: str,
+) -> None:
+    expected = cell.statuses[ROLES.index(role)]
+    headers = bearer(tokens[role]) if role != "none" else {}
+    path = cell.path.format(**world)
+    body = _body(cell.body, role)
+    if cell.method == "GET":
+        response = client.get(path, headers=headers)
+    else:
+        response = (
+            client.post(path, json=body, headers=headers)
+            if body
+            else client.post(path, headers=headers)
+        )
+    assert response.status_code == expected, response.get_data(as_text=True)
+    if not 200 <= expected < 300 or role not in PRIVATE or cell.rule == f"{API}/openapi.json":
+        return
+    text = response.get_data(as_text=True)
+    for secret in PRIVATE[role]:
+        assert f'"{secret}"' not in text and f"vpop-{secret}" not in text, (secret, text)
+    other = "b" if role == "isp-a" else "a"
+    if response.mimetype != "application/json":
+        return
+    doc = response.get_json()
+    assert world[f"lease_{other}"] not in _ids(doc, "lease")
+    assert world[f"event_{other}"] not in _ids(doc, "event")
+    assert world[f"order_{other}"] not in _ids(doc, "order")
+    if role == "isp-a":
+        assert world["order_p"] not in _ids(doc, "order")
+    if cell.rule != f"{API}/isps":  # the public catalogue lists every ISP
+        assert f"isp-{other}" not in _ids(doc, "isp"), text
