@@ -203,3 +203,40 @@ def test_cli_selects_next_to_api_orders_keep_routers_true(cli_stage: Stage, tria
         if found is not None:
             others.add(int(found.group(1)))
     _finish(cli_stage, outcome, requests, answers, others)
+
+
+def test_a_graceful_stop_releases_its_locks_and_loses_nothing(
+    serve_stage: Stage, tmp_path: Path
+) -> None:
+    """SIGTERM while a run holds a router lock: the server exits, its locks are released (no
+    holder left, not merely expired), and after a restart every accepted order is final."""
+    import signal
+    import threading
+    import time
+
+    from vpop.core.locks import read_locks
+    from vpop.core.time import utcnow
+
+    rng = random.Random(4242)
+    requests = drills.burst(rng, BURST, 0)
+    answers: dict[str, set[int]] = {}
+    server = serve_stage.server
+    sender = threading.Thread(target=drills.send_all, args=(server, requests, answers))
+    sender.start()
+    marker = f":{server.proc.pid}:"
+    deadline = time.monotonic() + 30
+    while not any(
+        lock.live(utcnow()) and marker in (lock.holder or "")
+        for lock in read_locks(server.db_url, "router:")
+    ):
+        assert time.monotonic() < deadline, "the server never took a router lock"
+        time.sleep(0.005)
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=30)
+    sender.join(60)
+    held = [lock for lock in read_locks(server.db_url, "router:") if lock.holder]
+    assert held == [], f"locks left held after a graceful stop: {held}"
+    serve_stage.server = drills.restart_server(server)
+    order_ids = {oid for ids in answers.values() for oid in ids}
+    _, stuck = drills.wait_final(serve_stage.server, order_ids, drills.FINAL_BOUND)
+    assert order_ids and stuck == []
