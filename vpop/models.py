@@ -6,6 +6,7 @@ cross domains by name). Nothing but migrations, tools and tests needs it.
 
 from __future__ import annotations
 
+from vpop.aaa import models as aaa
 from vpop.catalogue import models as catalogue
 from vpop.core import audit, locks
 from vpop.core.db import Base
@@ -17,6 +18,7 @@ from vpop.selection import models as selection
 metadata = Base.metadata
 
 __all__ = [
+    "aaa",
     "audit",
     "catalogue",
     "identity",

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Integer,
     String,
@@ -62,6 +63,9 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(100))
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # RADIUS: a suspended subscriber is rejected; an optional PAP password, stored hashed
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     lines: Mapped[list[Line]] = relationship(back_populates="subscriber", order_by="Line.id")
 
 
@@ -80,6 +84,14 @@ class Line(Base):
     calling_number: Mapped[str | None] = mapped_column(String(20), unique=True, default=None)
     circuit_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
     access_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    # RADIUS identifiers beside calling number and circuit id: DHCP option-82 remote id,
+    # the PPP/802.1X user name with its realm (user@realm), the NAS port; an inactive line
+    # is rejected; ``nas`` binds the line to one RADIUS client (None: any)
+    remote_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    user_name: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    nas_port_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    nas: Mapped[str | None] = mapped_column(String(32), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     subscriber: Mapped[Subscriber] = relationship(back_populates="lines")
     selection: Mapped[Selection | None] = relationship(back_populates="line")
 

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     server_url: str | None = None
     api_token_file: Path | None = None
 
+    # RADIUS (vpop/aaa): FreeRADIUS's ports on 127.0.0.1, the secret of a 127.0.0.1 client
+    # for the lab, the ISP a line gets when no rule, selection or profile chooses one, the
+    # interval the NAS sends interim updates at, and where CoA requests go on a NAS
+    radius_auth_port: Annotated[int, Field(gt=0, lt=65536)] = 1812
+    radius_acct_port: Annotated[int, Field(gt=0, lt=65536)] = 1813
+    radius_secret: SecretStr | None = None
+    radius_default_isp: str | None = None
+    radius_interim_seconds: Annotated[int, Field(ge=60, le=86400)] = 300
+    radius_coa_port: Annotated[int, Field(gt=0, lt=65536)] = 3799
+
     # locks (vpop/core/locks.py): a holder that stops renewing loses its lock after this
     lock_ttl_seconds: Annotated[float, Field(gt=0, le=30)] = 15
 

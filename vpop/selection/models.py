@@ -106,6 +106,8 @@ class Order(Base):
     losing_isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
     consent_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     consented_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    # RADIUS CoA/Disconnect sent for this order's line: ACK, or NAK with its Error-Cause
+    coa_result: Mapped[str | None] = mapped_column(String(200), default=None)
     line: Mapped[Line] = relationship()
     run: Mapped[Run | None] = relationship()
 
