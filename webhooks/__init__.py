@@ -20,6 +20,7 @@ from webhooks.pages import helpers as pages
 from webhooks.pages import noc, noc_admin, noc_login
 from webhooks.pages.noc_common import bp as noc_bp
 from webhooks.pages.portal import bp as portal_bp
+from webhooks.radius import bp as radius_bp
 
 # hooks that used to be callables in the config; a caller still passing one is told why
 REMOVED_HOOKS = ("ENQUEUE", "LEASE_CHANGED", "RECONCILE")
@@ -100,6 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(radius_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(noc_bp)
     return app

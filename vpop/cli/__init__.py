@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import click
 
+from vpop.cli.aaa import aaa
 from vpop.cli.common import OneLineGroup
 from vpop.cli.db import db
 from vpop.cli.identity import portal_link, token, user
 from vpop.cli.lab import lab
 from vpop.cli.leasing import lease
+from vpop.cli.radius import radius
 from vpop.cli.reports import report
 from vpop.cli.selection import reconcile, runs, select_cmd
 from vpop.cli.serve import serve, worker
@@ -36,5 +38,7 @@ for _command in (
     token,
     lease,
     report,
+    radius,
+    aaa,
 ):
     main.add_command(_command)
