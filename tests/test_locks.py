@@ -357,7 +357,7 @@ def test_recovery_closes_what_a_dead_holder_left_and_spares_a_live_one(db_url: s
 def test_the_engine_fence_fails_for_a_router_lock_whose_lease_ended(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vpop.selection.engine import fence_router
+    from vpop.selection.locking import fence_router
 
     monkeypatch.setenv("VPOP_LOCK_TTL_SECONDS", "1")
     router = f"rf{uuid.uuid4().hex[:4]}"

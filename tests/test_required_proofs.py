@@ -19,6 +19,9 @@ def test_browser_proof():
 def test_iperf3_proof():
     pytest.skip("iperf3 is not installed")
 
+def test_radius_proof():
+    pytest.skip("freeradius is not installed: install Debian's freeradius packages")
+
 @pytest.mark.lab
 def test_marked_lab_proof():
     pytest.skip("no reason that names a prerequisite")
@@ -41,7 +44,7 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 
 def test_without_the_flag_proofs_skip(inner: pytest.Pytester) -> None:
     result = inner.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=4)
+    result.assert_outcomes(skipped=5)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +55,7 @@ def test_with_the_flag_skipped_proofs_fail(
 ) -> None:
     monkeypatch.setenv(name, value)
     result = inner.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=3, skipped=1)
+    result.assert_outcomes(failed=4, skipped=1)
     result.stdout.fnmatch_lines(["*test_browser_proof*a required proof was skipped*chromium*"])
 
 

@@ -42,6 +42,12 @@ SUCCESSES = {
     ("post", "/api/v1/leases/{lease_id}/end", 202),
     ("get", "/api/v1/leases/{lease_id}/utilisation", 200),
     ("get", "/api/v1/events", 200),
+    ("get", "/api/v1/radius/sessions", 200),
+    ("get", "/api/v1/aaa/decisions", 200),
+    ("get", "/api/v1/aaa/rules", 200),
+    ("post", "/api/v1/aaa/rules", 201),
+    ("delete", "/api/v1/aaa/rules/{rule_id}", 200),
+    ("get", "/api/v1/radius/clients", 200),
 }
 
 
@@ -129,6 +135,17 @@ def test_every_operation_answers_its_success_as_documented(
     assert utilisation["samples"] and utilisation["open_events"]
     call("get", "/api/v1/events", headers=admin)
     call("post", f"/api/v1/leases/{lease}/end", headers=admin)
+    call("get", "/api/v1/radius/sessions", headers=admin)
+    call("get", "/api/v1/aaa/decisions", headers=admin)
+    rule = call(
+        "post",
+        "/api/v1/aaa/rules",
+        headers=admin,
+        json={"kind": "calling_prefix", "match": "+3120555", "isp": "isp-c"},
+    )["id"]
+    call("get", "/api/v1/aaa/rules", headers=admin)
+    call("delete", f"/api/v1/aaa/rules/{rule}", headers=admin)
+    call("get", "/api/v1/radius/clients", headers=admin)
     assert conformance.violations == []
     assert {seen for seen in conformance.seen if seen[2] < 400} == SUCCESSES
 

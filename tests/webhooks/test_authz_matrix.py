@@ -1,4 +1,4 @@
-"""The authorisation matrix: every route of the API, ``/metrics`` and ``/healthz`` × every role.
+"""The authorisation matrix: every route of the API, /metrics, /healthz, /radius/v1 × every role.
 
 :data:`MATRIX` is the table the docs (docs/tenancy.md) describe: per route (and, for routes
 whose answer depends on whose object it is, per object), the status each role gets. The
@@ -11,7 +11,9 @@ The world (:func:`world`): sub1 (rc1) uses isp-a, sub2 (rc2) uses isp-b, sub3 (r
 the default; order "a" is isp-a's for sub1, finished by a run whose diff also names sub3;
 order "b" is isp-b's for sub2; order "p" the portal token's for sub3 to isp-b (so isp-b may
 read sub3); lease "a" is isp-a's
-on rc1, lease "b" isp-b's on rc2, each with an open event.
+on rc1, lease "b" isp-b's on rc2, each with an open event; sub1 has a RADIUS session and an
+accepted decision for isp-a, sub2 for isp-b (and a rejected one), and one rule sends
++3120555 to isp-c.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.webhooks.helpers import bearer
+from vpop.aaa.models import AaaDecision, AaaRule, RadiusClient, RadiusSession
 from vpop.catalogue.models import Line, Selection
 from vpop.core.db import session_scope
 from vpop.core.time import utcnow
@@ -35,7 +38,7 @@ from vpop.monitoring.models import QosSample
 from vpop.selection.models import Order, OrderStatus, Run
 
 ROLES = ("none", "portal", "isp-a", "isp-b", "noc", "admin")
-PREFIXES = ("/api/v1/", "/metrics", "/healthz")
+PREFIXES = ("/api/v1/", "/metrics", "/healthz", "/radius/v1/")
 
 DIFF = """--- pbr (running)
 +++ pbr (intended)
@@ -71,6 +74,7 @@ class Cell:
 
 
 API = "/api/v1"
+RADIUS = "/radius/v1"
 # fmt: off
 #                                                                 none portal isp-a isp-b noc admin
 MATRIX = (
@@ -119,6 +123,22 @@ MATRIX = (
     Cell("GET", f"{API}/leases/<int:lease_id>/utilisation", f"{API}/leases/{{lease_b}}/utilisation",
          (401, 403, 404, 200, 200, 200)),
     Cell("GET", f"{API}/events", f"{API}/events",                   (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/radius/sessions", f"{API}/radius/sessions", (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/radius/sessions", f"{API}/radius/sessions?isp=isp-b",
+         (401, 403, 403, 200, 200, 200)),
+    Cell("GET", f"{API}/aaa/decisions", f"{API}/aaa/decisions",     (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/aaa/rules", f"{API}/aaa/rules",             (401, 403, 403, 403, 200, 200)),
+    Cell("POST", f"{API}/aaa/rules", f"{API}/aaa/rules",            (401, 403, 403, 403, 201, 201),
+         body="rule"),
+    Cell("DELETE", f"{API}/aaa/rules/<int:rule_id>", f"{API}/aaa/rules/{{rule}}",
+         (401, 403, 403, 403, 200, 200)),
+    Cell("DELETE", f"{API}/aaa/rules/<int:rule_id>", f"{API}/aaa/rules/999999",
+         (401, 403, 403, 403, 404, 404)),
+    Cell("GET", f"{API}/radius/clients", f"{API}/radius/clients",   (401, 403, 403, 403, 200, 200)),
+    # FreeRADIUS's policy endpoints: no role opens them, only the shared token (radius.md)
+    Cell("POST", f"{RADIUS}/authorize", f"{RADIUS}/authorize",      (401, 401, 401, 401, 401, 401)),
+    Cell("POST", f"{RADIUS}/post-auth", f"{RADIUS}/post-auth",      (401, 401, 401, 401, 401, 401)),
+    Cell("POST", f"{RADIUS}/accounting", f"{RADIUS}/accounting",    (401, 401, 401, 401, 401, 401)),
 )
 # fmt: on
 
@@ -182,8 +202,41 @@ def world(database_url: str, tokens: dict[str, str]) -> Iterator[dict[str, int]]
             session.add(QosSample(isp_id=isp, router="rc1", at=now, latency_ms=1.0,
                                   jitter_ms=0.1, loss_pct=0.0, sent=10, received=10))  # fmt: skip
         session.flush()
+        session.add(RadiusClient(name="nas1", address="192.0.2.250", family="accel-ppp"))
+        rule = AaaRule(kind="calling_prefix", match="+3120555", isp_id="isp-c", priority=100)
+        session.add(rule)
+        for sub, isp in (("sub1", "isp-a"), ("sub2", "isp-b")):
+            session.add(
+                RadiusSession(
+                    nas="nas1",
+                    acct_session_id=f"s-{sub}",
+                    line_id=lines[sub].id,
+                    subscriber_id=sub,
+                    isp_id=isp,
+                    user_name=f"{sub}@example.net",
+                    started_at=now,
+                    updated_at=now,
+                )
+            )
+            session.add(
+                AaaDecision(
+                    decision_id=f"vpop-d-{sub}",
+                    nas="nas1",
+                    line_id=lines[sub].id,
+                    subscriber_id=sub,
+                    isp_id=isp,
+                    outcome="accept",
+                    reason="rule",
+                    identifiers={"calling_number": lines[sub].calling_number},
+                )
+            )
+        session.add(AaaDecision(decision_id="vpop-d-reject", nas="nas1", outcome="reject",
+                                reason="unknown line", subscriber_id="sub2",
+                                identifiers={"calling_number": "+31205550002"}))  # fmt: skip
+        session.flush()
         ids = {name: row.id for name, row in {**orders, **leases, **events}.items()}
         ids["run"] = run.id
+        ids["rule"] = rule.id
     yield ids
 
 
@@ -192,6 +245,8 @@ def _body(kind: str | None, role: str) -> dict[str, Any] | None:
         return {"subscriber": "sub1", "isp": role if role.startswith("isp-") else "isp-b"}
     if kind == "lease":
         return {"isp": "isp-b", "router": "rc1", "committed_mbps": 100, "price_minor": 1}
+    if kind == "rule":
+        return {"kind": "calling_prefix", "match": "+3120555", "isp": "isp-c", "priority": 50}
     return None
 
 
@@ -231,9 +286,9 @@ def test_the_matrix(
         response = client.get(path, headers=headers)
     else:
         response = (
-            client.post(path, json=body, headers=headers)
+            client.open(path, method=cell.method, json=body, headers=headers)
             if body
-            else client.post(path, headers=headers)
+            else client.open(path, method=cell.method, headers=headers)
         )
     assert response.status_code == expected, response.get_data(as_text=True)
     if not 200 <= expected < 300 or role not in PRIVATE or cell.rule == f"{API}/openapi.json":

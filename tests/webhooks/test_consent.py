@@ -303,17 +303,18 @@ def test_the_losing_isp_gets_a_signed_callback_when_the_switch_is_done(
 def test_the_wiring_queues_both_callbacks_of_a_finished_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from vpop.jobs import consent_tasks, queue, wiring
+    from vpop.jobs import aaa_tasks, consent_tasks, queue, wiring
 
     queued: list[tuple[str, int]] = []
     monkeypatch.setattr(queue, "enqueue_callback", lambda o: queued.append(("order", o)))
     monkeypatch.setattr(
         consent_tasks, "enqueue_losing_isp_callback", lambda o: queued.append(("losing", o))
     )
+    monkeypatch.setattr(aaa_tasks, "enqueue_coa", lambda o: queued.append(("coa", o)))
     assert (order_finished, wiring.order_done) in wiring.RECEIVERS
     wiring.connect()
     try:
         order_finished.send(7)
     finally:
         wiring.disconnect()
-    assert queued == [("order", 7), ("losing", 7)]
+    assert queued == [("order", 7), ("losing", 7), ("coa", 7)]

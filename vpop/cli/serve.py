@@ -29,12 +29,19 @@ from vpop.core.errors import VpopError
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
 @click.option(
+    "--with-radius",
+    is_flag=True,
+    help="Also run FreeRADIUS (`vpop radius up`) against this server; stopped on exit.",
+)
+@click.option(
     "--portal/--no-portal",
     default=True,
     show_default=True,
     help="While a lab is up, also answer on the routers' portal address (port 80).",
 )
-def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> None:
+def serve(
+    host: str, port: int, workers: int, with_lab: bool, with_radius: bool, portal: bool
+) -> None:
     """Run the API server, the worker and the scheduler in one process."""
     from werkzeug.serving import make_server
 
@@ -63,6 +70,9 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
         _cannot_start(err)
     for server in servers:
         threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
+    radius_stopping = threading.Event()
+    if with_radius:  # after the app answers: FreeRADIUS's first request finds vpop up
+        _start_radius(host, port, radius_stopping)
     consumer = make_consumer(workers)
     recovered = recover()  # what a process that died left RUNNING, before new work
     if recovered["recovered"] or recovered["expired"]:
@@ -80,7 +90,36 @@ def serve(host: str, port: int, workers: int, with_lab: bool, portal: bool) -> N
         monitor.stop_event.set()
         for server in servers:
             server.shutdown()
+        if with_radius:
+            from vpop.aaa.service import stop_radius
+
+            radius_stopping.set()
+            stop_radius()
         close_pool()
+
+
+def _start_radius(host: str, port: int, stopping: threading.Event) -> None:
+    """Start FreeRADIUS against this server on loopback; say so if it dies before
+    ``stopping`` is set. One left running by a server that was killed is stopped first."""
+    from vpop.aaa.service import prepare, radius_status, start_radius, stop_radius
+    from vpop.core.db import session_scope
+
+    loopback = "[::1]" if ":" in host else "127.0.0.1"
+    if host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+        _cannot_start(VpopError(f"--with-radius needs --host on loopback or any, not {host}"))
+
+    def died(code: int) -> None:
+        if not stopping.is_set():
+            click.echo(f"error: VPOP-RADIUS: FreeRADIUS exited (status {code})", err=True)
+
+    try:
+        stop_radius()  # only a freeradius running with this state directory's config
+        with session_scope() as session:
+            config_dir = prepare(session, vpop_url=f"http://{loopback}:{port}")
+        start_radius(config_dir, on_exit=died)
+    except VpopError as err:
+        _cannot_start(err)
+    click.echo(f"FreeRADIUS {radius_status().describe()}")
 
 
 def _portal_servers(app: Any) -> list[Any]:

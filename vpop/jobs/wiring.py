@@ -13,7 +13,7 @@ from typing import Any
 
 from blinker import NamedSignal
 
-from vpop.jobs import consent_tasks, queue
+from vpop.jobs import aaa_tasks, consent_tasks, queue
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
@@ -30,10 +30,13 @@ def reconcile_now(router: str) -> None:
 
 
 def order_done(order_id: int) -> None:
-    """Queue a finished order's callbacks: the requester's (when it gave a URL) and the losing
-    ISP's (the task sends it only for a done switch away from an ISP with a callback URL)."""
+    """Queue what follows a finished order: the requester's callback (when it gave a URL),
+    the losing ISP's (the task sends it only for a done switch away from an ISP with a
+    callback URL), and the CoA that moves the line's live RADIUS sessions to the new ISP
+    (only for a done order with an open session, never one requested by ``radius``)."""
     queue.enqueue_callback(order_id)
     consent_tasks.enqueue_losing_isp_callback(order_id)
+    aaa_tasks.enqueue_coa(order_id)
 
 
 RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
@@ -49,7 +52,8 @@ RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
 def connect() -> None:
     """Connect every receiver: a new order or a changed lease is queued for its router,
     finished orders and utilisation events send their callbacks (a done switch also tells
-    the ISP the line left, :mod:`vpop.jobs.consent_tasks`), and a router whose state
+    the ISP the line left, :mod:`vpop.jobs.consent_tasks`, and moves the line's live RADIUS
+    sessions, :mod:`vpop.jobs.aaa_tasks`), and a router whose state
     became uncertain (or that NOC staff name) is reconciled."""
     for signal, receiver in RECEIVERS:
         signal.connect(receiver, weak=False)

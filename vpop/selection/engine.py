@@ -1,11 +1,10 @@
 """The engine: per-router lock, coalescing, one Nornir run per batch, verify, reconcile.
 
-``process_router`` takes the router's lock (a leased lock in the database,
-:mod:`vpop.core.locks`, shared by every process and host that changes routers), claims every
-RECEIVED order for that router (the oldest per line: a later order for the same line waits for
-the next round, so each order is verified on its own), renders the router's intended state
-with those orders applied, and runs ``tasks.deploy.deploy_config`` in a fresh Nornir. It
-repeats until no RECEIVED order is left.
+``process_router`` takes the router's lock (:mod:`vpop.selection.locking`: leased, shared by
+every process and host), claims every RECEIVED order for that router (the oldest per line: a
+later order for the same line waits for the next round, so each order is verified on its
+own), renders the router's intended state with those orders applied, and runs
+``tasks.deploy.deploy_config`` in a fresh Nornir. It repeats until no RECEIVED order is left.
 
 Outcomes, per order (docs/orders.md):
 
@@ -19,16 +18,13 @@ Outcomes, per order (docs/orders.md):
   is requested: the engine fences right before each push and in the transaction that records
   the outcome, so a late holder neither pushes nor reports success (docs/locks.md).
 
-:func:`recover_abandoned` turns orders and runs left RUNNING by a holder that died into
-UNKNOWN orders and FAILED runs, once that holder's lock is no longer live.
+What a holder that died left RUNNING is recovered by :mod:`vpop.selection.recovery`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,18 +43,12 @@ from vpop.catalogue.service import Selection
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError, VpopError
-from vpop.core.locks import (
-    ROUTER_PREFIX,
-    LockLost,
-    current_lease,
-    hold,
-    live_locks,
-    router_lock_name,
-)
+from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
+from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
 from vpop.selection.signals import order_finished, reconcile_needed
 
@@ -74,39 +64,6 @@ class UnknownRouter(VpopError):
 
     code = "VPOP-404-ROUTER"
     status = 404
-
-
-@contextmanager
-def router_lock(router: str, *, wait: float = 0.0, url: str | None = None) -> Iterator[None]:
-    """Hold the router's lock across processes and hosts (re-entrant within a thread).
-
-    Args:
-        router: The router's name.
-        wait: Seconds to wait while another holder has it.
-        url: The database the lock lives in (the orders' database).
-
-    Raises:
-        LockBusy: another holder kept it for the whole wait.
-    """
-    with hold(router_lock_name(router), wait=wait, url=url):
-        yield
-
-
-def fence_router(router: str, session: Session | None = None) -> None:
-    """Prove this thread still holds the router's lock (and extend its lease) before acting.
-
-    Args:
-        router: The router's name.
-        session: Check inside this transaction, so that what it records is recorded only
-            while the lock is ours.
-
-    Raises:
-        LockLost: the lease ended, another holder took it, or this thread never held it.
-    """
-    lease = current_lease(router_lock_name(router))
-    if lease is None:
-        raise LockLost(f"the lock of router {router} is not held by this thread")
-    lease.fence(session)
 
 
 @dataclass
@@ -522,51 +479,6 @@ def reconcile(
         raise unknown_router
     _notify_final(reconciled)
     return run
-
-
-def recover_abandoned(url: str | None = None) -> list[str]:
-    """Close what holders that died left RUNNING; return the routers to reconcile.
-
-    An order or run is RUNNING only while a holder has its router's lock (it is claimed and
-    created under it). One still RUNNING while that lock is not live (released, or its lease
-    ended) was left by a holder that died: the order becomes UNKNOWN (the router may carry
-    part of its change) and the run FAILED with the reason. Only rows started before the
-    locks were read are judged, so a holder that took the lock just after that read is
-    never mistaken for a dead one.
-
-    Args:
-        url: The database (default: the configured one).
-
-    Returns:
-        The routers with orders turned UNKNOWN, sorted: reconcile them.
-    """
-    read_at = utcnow()
-    live = live_locks(url, ROUTER_PREFIX)
-    routers: set[str] = set()
-    note = "the worker running this stopped (its router lock ended); the router is reconciled"
-    with session_scope(url) as session:
-        for order in session.scalars(
-            select(Order).where(
-                Order.status == OrderStatus.RUNNING.value, Order.started_at < read_at
-            )
-        ):
-            if router_lock_name(order.router) in live:
-                continue
-            order.status = OrderStatus.UNKNOWN.value
-            order.error = note
-            routers.add(order.router)
-        for run in session.scalars(
-            select(Run).where(Run.status == RunStatus.RUNNING.value, Run.started_at < read_at)
-        ):
-            if router_lock_name(run.router) in live:
-                continue
-            run.status = RunStatus.FAILED.value
-            run.finished_at = utcnow()
-            run.error = note.replace("; the router is reconciled", "")
-            routers.add(run.router)
-    if routers:
-        log.warning("recovered abandoned orders and runs on %s", ", ".join(sorted(routers)))
-    return sorted(routers)
 
 
 def _explain(err: BaseException | None, router: str) -> str:

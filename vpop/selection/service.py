@@ -20,12 +20,8 @@ from vpop.selection.consent import (
     read_consent_token,
 )
 from vpop.selection.diffs import line_diff, line_names
-from vpop.selection.engine import (
-    process_router,
-    reconcile,
-    recover_abandoned,
-    router_lock,
-)
+from vpop.selection.engine import process_router, reconcile
+from vpop.selection.locking import router_lock
 from vpop.selection.models import FINAL_STATUSES, IdempotencyRecord, Order, OrderStatus, Run
 from vpop.selection.orders import (
     Caller,
@@ -40,6 +36,7 @@ from vpop.selection.orders import (
 )
 from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, make_token, read_token
 from vpop.selection.recommend import Candidate, Recommendation, format_figure, recommend
+from vpop.selection.recovery import recover_abandoned
 from vpop.selection.schemas import LINE_IDENTIFIERS, SelectionBody
 from vpop.selection.signals import (
     order_accepted,

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, json_schema
 from pydantic_core import core_schema
 
+from vpop.aaa.service import schemas as aaa
 from vpop.catalogue.service import schemas as catalogue
 from vpop.core.schemas import NAME_PATTERN, Health, Problem, json_pattern
 from vpop.leasing.service import KINDS, LEASE_STATUSES, LeaseRequest
@@ -26,6 +27,7 @@ from vpop.leasing.service import schemas as leasing
 from vpop.monitoring.service import schemas as monitoring
 from vpop.selection.service import SelectionBody
 from vpop.selection.service import schemas as selection
+from webhooks.api import aaa as aaa_api
 from webhooks.api import catalogue as catalogue_api
 from webhooks.api import leasing as leasing_api
 from webhooks.api import selection as selection_api
@@ -212,6 +214,41 @@ OPERATIONS = (
                   limit_arg(leasing_api.EVENTS_DEFAULT_LIMIT, leasing_api.EVENTS_MAX_LIMIT)),
               description="admin and noc tokens see every ISP's events, an ISP token its own; "
               "portal tokens are refused."),
+    Operation("get", f"{API}/radius/sessions", "listRadiusSessions",
+              "RADIUS sessions (live and past), the latest started first",
+              aaa.RadiusSessionList, problems=(401, 403, 422), parameters=(
+                  _param("query", "subscriber", NAME), _param("query", "line", ID),
+                  _param("query", "isp", NAME), _param("query", "nas", NAME),
+                  _param("query", "open", {"type": "boolean"},
+                         "true: live sessions only (no Stop yet); false: ended ones only"),
+                  limit_arg(aaa_api.SESSIONS_DEFAULT_LIMIT, aaa_api.SESSIONS_MAX_LIMIT)),
+              description="admin and noc tokens see every ISP's sessions, an ISP token its "
+              "own ISP's (naming another ISP is 403); portal tokens are refused."),
+    Operation("get", f"{API}/aaa/decisions", "listAaaDecisions",
+              "The decision log: Access-Requests answered, newest first", aaa.DecisionList,
+              problems=(401, 403, 422), parameters=(
+                  _param("query", "subscriber", NAME), _param("query", "line", ID),
+                  _param("query", "isp", NAME), _param("query", "nas", NAME),
+                  _param("query", "outcome", {"type": "string", "enum": list(aaa_api.OUTCOMES)}),
+                  limit_arg(aaa_api.DECISIONS_DEFAULT_LIMIT, aaa_api.DECISIONS_MAX_LIMIT)),
+              description="admin and noc tokens see every decision, an ISP token the ones "
+              "that chose its ISP; portal tokens are refused."),
+    Operation("get", f"{API}/aaa/rules", "listAaaRules",
+              "The rules that choose an ISP, in the order they are tried", aaa.RuleList,
+              problems=(401, 403, 422), description="admin and noc tokens only."),
+    Operation("post", f"{API}/aaa/rules", "createAaaRule", "Add a rule that chooses an ISP",
+              aaa.Rule, status=201, ok="The rule is stored and applies to the next request.",
+              problems=(400, 401, 403, 404, 413, 415, 422), request=aaa.RuleRequest,
+              description="admin and noc tokens only; audited. An unknown ISP is 404."),
+    Operation("delete", f"{API}/aaa/rules/{{rule_id}}", "deleteAaaRule", "Remove a rule",
+              aaa.Rule, ok="The rule is removed; the body is what it was.",
+              problems=(401, 403, 404), parameters=(_param("path", "rule_id", ID),),
+              description="admin and noc tokens only; audited."),
+    Operation("get", f"{API}/radius/clients", "listRadiusClients",
+              "The NAS clients (never their secrets)", aaa.RadiusClientList,
+              problems=(401, 403, 422),
+              description="admin and noc tokens only. Clients and their secrets are added and "
+              "removed with `vpop radius client add|remove`, never over the API."),
 )
 # fmt: on
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from flask import (
     Response,
@@ -16,15 +17,20 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from vpop.catalogue.service import Line
+from vpop.catalogue.service import Isp, Line
+from vpop.core.db import session_scope
 from vpop.core.errors import BadInput
 from vpop.core.time import as_utc
 from vpop.selection.service import (
+    Order,
     SelectionRequest,
+    pending_orders,
 )
+from webhooks.api.common import MAX_ID
 from webhooks.auth import MESSAGE_ID
 from webhooks.pages import csrf
 from webhooks.problems import Problem
@@ -201,3 +207,29 @@ def utc_filter(value: datetime | str | None) -> str:
 def csrf_token() -> str:
     """The session's CSRF token, for the hidden field of every form."""
     return csrf.token()
+
+
+def requests_for(ids: Sequence[int], *, by_order: bool = False) -> list[dict[str, Any]]:
+    """The pending requests of these lines (or these orders), in words for the pages."""
+    url = current_app.config["DATABASE_URL"]
+    if by_order:
+        with session_scope(url) as db:
+            found = db.get(Order, ids[0]) if ids[0] <= MAX_ID else None
+            line_ids = [found.line_id] if found is not None else []
+        orders = [o for o in pending_orders(line_ids, url) if o.id in ids] if line_ids else []
+    else:
+        orders = pending_orders(list(ids), url)
+    if not orders:
+        return []
+    with session_scope(url) as db:
+        names = {isp: name for isp, name in db.execute(select(Isp.id, Isp.name))}
+    return [
+        {
+            "order": order.id,
+            "isp": order.isp_id,
+            "isp_name": names.get(order.isp_id, order.isp_id),
+            "expires_at": order.consent_expires_at,
+            "dry_run": order.dry_run,
+        }
+        for order in orders
+    ]

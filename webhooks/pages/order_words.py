@@ -81,3 +81,32 @@ def plain_words(
 
 def _words(headline: str, detail: str, advice: str, tone: str) -> dict[str, str]:
     return {"headline": headline, "detail": detail, "advice": advice, "tone": tone}
+
+
+def consent_words(view: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str] | None:
+    """What an ISP's request means to the subscriber while pending, declined or expired
+    (None for the other statuses, which :func:`plain_words` explains)."""
+    wanted = names.get(view["isp"], view["isp"])
+    status = view["status"]
+    if status == OrderStatus.PENDING_CONSENT:
+        return {
+            "headline": "Waiting for your answer",
+            "detail": f"{wanted} asked to take over your line. Nothing changes unless you confirm.",
+            "advice": "Answer from the ISP list or the link you were sent.",
+            "tone": "progress",
+        }
+    if status == OrderStatus.DECLINED:
+        return {
+            "headline": "Declined",
+            "detail": f"You declined {wanted}'s request; nothing changed.",
+            "advice": "",
+            "tone": "success",
+        }
+    if status == OrderStatus.EXPIRED:
+        return {
+            "headline": "Expired",
+            "detail": f"{wanted}'s request was not answered in time; nothing changed.",
+            "advice": "",
+            "tone": "failure",
+        }
+    return None

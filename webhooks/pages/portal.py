@@ -63,16 +63,11 @@ from vpop.selection.service import (
     DEFAULT_TTL,
     Caller,
     Candidate,
-    ConsentClosed,
     LinkRefused,
     Order,
-    OrderStatus,
     Recommendation,
-    answer_consent,
     format_figure,
     order_view,
-    pending_orders,
-    read_consent_token,
     read_token,
     recommend,
     submit_selection,
@@ -87,12 +82,13 @@ from webhooks.pages.helpers import (
     form_key,
     money_filter,
     new_form_key,
+    requests_for,
     security_headers,
     selection_for_line,
     single_form_value,
     utc_filter,
 )
-from webhooks.pages.order_words import plain_words
+from webhooks.pages.order_words import consent_words, plain_words
 from webhooks.problems import Problem
 
 bp = Blueprint("portal", __name__)
@@ -170,7 +166,7 @@ bp.after_request(security_headers)
 def index() -> Response:
     """The ISP list with live QoS, the recommendation, and choose buttons when allowed."""
     link = request.args.get("link")
-    visitor = _visitor(link)
+    visitor = visitor_for(link)
     return _render_index(visitor)
 
 
@@ -185,8 +181,8 @@ def choose() -> BaseResponse:
         raw_isp = single_form_value("isp")
     except BadInput as err:
         # the form is damaged: show the list again (to a visitor recognised by the line only)
-        return _render_index(_visitor(None), error=err.message, status=err.status)
-    visitor = _visitor(link or None)
+        return _render_index(visitor_for(None), error=err.message, status=err.status)
+    visitor = visitor_for(link or None)
     if visitor is None:
         raise Problem(
             403,
@@ -207,7 +203,7 @@ def choose() -> BaseResponse:
         if isinstance(err, BadInput | NotFound):
             return _render_index(visitor, error=err.message, status=err.status)
         raise
-    _remember_order(order.id)
+    remember_order(order.id)
     return redirect(url_for("portal.order_page", order_id=order.id), code=303)
 
 
@@ -230,94 +226,6 @@ def order_json(order_id: int) -> dict[str, Any]:
     }
 
 
-@bp.get("/consent")
-def consent_page() -> Response:
-    """The page a consent link opens: one ISP's request, with Confirm and Decline."""
-    token = request.args.get("c") or ""
-    if len(token) > MAX_LINK_LENGTH:
-        raise LinkRefused("this consent link is not valid")
-    order_id = read_consent_token(token, key=current_app.config["SECRET_KEY"])
-    requests = _requests_for([order_id], by_order=True)
-    if not requests:
-        raise NotFound("this request no longer exists", code="VPOP-404-ORDER")
-    return make_response(render_template("portal/consent.html", pending=requests[0], link=token))
-
-
-@bp.post("/consent")
-def consent() -> BaseResponse:
-    """Confirm or decline an ISP's request, by consent link or as the recognised subscriber;
-    then show the order's page."""
-    csrf.protect()
-    check_form_fields(CONSENT_FIELDS)
-    answer = single_form_value("answer")
-    if answer not in ANSWERS:
-        raise BadInput("answer confirm or decline", code="VPOP-400-MISSING")
-    raw_order = single_form_value("order") or ""
-    token = single_form_value("c")
-    if token:
-        if len(token) > MAX_LINK_LENGTH:
-            raise LinkRefused("this consent link is not valid")
-        order_id = read_consent_token(token, key=current_app.config["SECRET_KEY"])
-        if raw_order and raw_order != str(order_id):
-            raise BadInput("the form is damaged (its order does not match the link)")
-        who = f"consent-link:{order_id}"
-        line_ids: list[int] | None = None
-    else:
-        visitor = _visitor(single_form_value("link") or None)
-        if visitor is None:
-            raise Problem(
-                403,
-                "VPOP-403",
-                "to answer a request, open this page from your own line, or use the link "
-                "your ISP or support sent you",
-            )
-        if not raw_order.isascii() or not raw_order.isdigit() or len(raw_order) > 18:
-            raise BadInput("the form is damaged (its order is not a number); reload the page")
-        order_id = int(raw_order)
-        who = f"portal:{visitor.subscriber}"
-        line_ids = [visitor.line]
-    try:
-        order = answer_consent(
-            order_id,
-            confirm=answer == "confirm",
-            actor=who,
-            line_ids=line_ids,
-            url=current_app.config["DATABASE_URL"],
-        )
-    except ConsentClosed:
-        pass  # a second click, or too late: the order's page says how it ended
-    else:
-        order_id = order.id
-    _remember_order(order_id)
-    return redirect(url_for("portal.order_page", order_id=order_id), code=303)
-
-
-def _requests_for(ids: Sequence[int], *, by_order: bool = False) -> list[dict[str, Any]]:
-    """The pending requests of these lines (or these orders), in words for the pages."""
-    url = current_app.config["DATABASE_URL"]
-    if by_order:
-        with session_scope(url) as db:
-            found = db.get(Order, ids[0]) if ids[0] <= MAX_ID else None
-            line_ids = [found.line_id] if found is not None else []
-        orders = [o for o in pending_orders(line_ids, url) if o.id in ids] if line_ids else []
-    else:
-        orders = pending_orders(list(ids), url)
-    if not orders:
-        return []
-    with session_scope(url) as db:
-        names = {isp: name for isp, name in db.execute(select(Isp.id, Isp.name))}
-    return [
-        {
-            "order": order.id,
-            "isp": order.isp_id,
-            "isp_name": names.get(order.isp_id, order.isp_id),
-            "expires_at": order.consent_expires_at,
-            "dry_run": order.dry_run,
-        }
-        for order in orders
-    ]
-
-
 def _render_index(
     visitor: Visitor | None, *, error: str | None = None, status: int = 200
 ) -> Response:
@@ -338,7 +246,7 @@ def _render_index(
         recommended_name=names.get(pick.isp, pick.isp) if pick else None,
         error=error,
         form_key=new_form_key(),
-        requests=_requests_for([visitor.line]) if visitor else [],
+        requests=requests_for([visitor.line]) if visitor else [],
     )
     return make_response(body, status)
 
@@ -433,7 +341,7 @@ def _qos_history(
     }
 
 
-def _visitor(link: str | None) -> Visitor | None:
+def visitor_for(link: str | None) -> Visitor | None:
     """Who is visiting: the link's subscriber, else the line of the source address.
 
     Raises:
@@ -455,12 +363,12 @@ def _visitor(link: str | None) -> Visitor | None:
             ).first()
             if subscriber is None or not subscriber.lines:
                 raise LinkRefused("this portal link names no line any more; ask for a new one")
-            return _as_visitor(subscriber.lines[0], "link", link)
+            return _asvisitor_for(subscriber.lines[0], "link", link)
         line = line_by_source(db, request.remote_addr)
-        return None if line is None else _as_visitor(line, "line", None)
+        return None if line is None else _asvisitor_for(line, "line", None)
 
 
-def _as_visitor(line: Line, how: str, link: str | None) -> Visitor:
+def _asvisitor_for(line: Line, how: str, link: str | None) -> Visitor:
     return Visitor(
         subscriber=line.subscriber.id,
         name=line.subscriber.name,
@@ -513,7 +421,7 @@ def _load_line(db: Session, line_id: int) -> Line:
     return line
 
 
-def _remember_order(order_id: int) -> None:
+def remember_order(order_id: int) -> None:
     kept = [o for o in session.get(SESSION_ORDERS, []) if isinstance(o, int) and o != order_id]
     session[SESSION_ORDERS] = [*kept, order_id][-SESSION_ORDERS_KEPT:]
 
@@ -541,35 +449,6 @@ def _order_words(order_id: int) -> tuple[dict[str, Any], dict[str, str]]:
         line = db.get(Line, order.line_id)
         current = line.selection.isp_id if line is not None and line.selection else None
     return view, consent_words(view, names) or plain_words(view, names, current)
-
-
-def consent_words(view: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str] | None:
-    """What an ISP's request means to the subscriber while pending, declined or expired
-    (None for the other statuses, which :func:`plain_words` explains)."""
-    wanted = names.get(view["isp"], view["isp"])
-    status = view["status"]
-    if status == OrderStatus.PENDING_CONSENT:
-        return {
-            "headline": "Waiting for your answer",
-            "detail": f"{wanted} asked to take over your line. Nothing changes unless you confirm.",
-            "advice": "Answer from the ISP list or the link you were sent.",
-            "tone": "progress",
-        }
-    if status == OrderStatus.DECLINED:
-        return {
-            "headline": "Declined",
-            "detail": f"You declined {wanted}'s request; nothing changed.",
-            "advice": "",
-            "tone": "success",
-        }
-    if status == OrderStatus.EXPIRED:
-        return {
-            "headline": "Expired",
-            "detail": f"{wanted}'s request was not answered in time; nothing changed.",
-            "advice": "",
-            "tone": "failure",
-        }
-    return None
 
 
 bp.add_app_template_filter(age_filter, "age")
