@@ -25,7 +25,8 @@ os.environ.setdefault("VPOP_STATE_DIR", tempfile.mkdtemp(prefix="vpop-test-state
 
 # skip reasons that mean "this host lacks what a real-router proof needs"
 MISSING_PREREQUISITE = re.compile(
-    r"needs root|chromium|iperf3|freeradius|radclient|\bFRR\b[^.]*(missing|not installed)",
+    r"needs root|chromium|iperf3|freeradius|radclient|postgresql"
+    r"|\bFRR\b[^.]*(missing|not installed)",
     re.IGNORECASE,
 )
 

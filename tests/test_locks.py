@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,52 +23,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import postgres_cluster
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core import locks
-from vpop.core.db import dispose_engines, session_scope
+from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
 from vpop.selection.service import recover_abandoned, router_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*args: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a unix socket (the pattern of tests/test_postgres.py)."""
-    if not PG_BIN.exists():
-        pytest.skip("PostgreSQL 15 is not installed")
-    base = Path("/tmp") / f"vpop-pg-locks-{uuid.uuid4().hex[:8]}"
-    data, sock = base / "data", base / "sock"
-    sock.mkdir(parents=True)
-    shutil.chown(base, "postgres")
-    shutil.chown(sock, "postgres")
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"),
-        "-D",
-        str(data),
-        "-w",
-        "-l",
-        str(base / "log"),
-        "-o",
-        f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off",
-        "start",
-    )
-    try:
-        url = f"postgresql+psycopg://postgres@/postgres?host={sock}"
+    """A throwaway PostgreSQL cluster, migrated (tests/pg.py)."""
+    with postgres_cluster("pg-locks") as url:
         upgrade(url)
         yield url
-    finally:
-        dispose_engines()
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

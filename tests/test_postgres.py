@@ -3,56 +3,27 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.pg import PG_BIN, postgres_cluster
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
-from vpop.core.db import dispose_engines, session_scope
+from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
 from vpop.selection.models import Order
 from vpop.selection.service import Caller, IdempotencyConflict, SelectionRequest, submit_selection
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = pytest.mark.skipif(not PG_BIN.exists(), reason="PostgreSQL 15 is not installed")
-
-
-def _as_postgres(*args: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL cluster in a temporary directory, on a unix socket only."""
-    base = Path("/tmp") / f"vpop-pg-{uuid.uuid4().hex[:8]}"
-    data, sock = base / "data", base / "sock"
-    sock.mkdir(parents=True)
-    shutil.chown(base, "postgres")
-    shutil.chown(sock, "postgres")
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"),
-        "-D",
-        str(data),
-        "-w",
-        "-l",
-        str(base / "log"),
-        "-o",
-        f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off",
-        "start",
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
-    finally:
-        dispose_engines()
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres_cluster() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,9 @@ def test_iperf3_proof():
 def test_radius_proof():
     pytest.skip("freeradius is not installed: install Debian's freeradius packages")
 
+def test_postgresql_proof():
+    pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql)")
+
 @pytest.mark.lab
 def test_marked_lab_proof():
     pytest.skip("no reason that names a prerequisite")
@@ -44,7 +47,7 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 
 def test_without_the_flag_proofs_skip(inner: pytest.Pytester) -> None:
     result = inner.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=5)
+    result.assert_outcomes(skipped=6)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +58,7 @@ def test_with_the_flag_skipped_proofs_fail(
 ) -> None:
     monkeypatch.setenv(name, value)
     result = inner.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=4, skipped=1)
+    result.assert_outcomes(failed=5, skipped=1)
     result.stdout.fnmatch_lines(["*test_browser_proof*a required proof was skipped*chromium*"])
 
 

@@ -15,10 +15,11 @@ errors leave as ``application/problem+json``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from vpop.aaa import service as aaa
 from vpop.aaa.service import AaaDecision, RadiusClient, RadiusSession
@@ -62,16 +63,7 @@ def list_radius_sessions() -> dict[str, Any]:
         .order_by(RadiusSession.started_at.desc(), RadiusSession.id.desc())
         .limit(limit_arg(args.get("limit"), SESSIONS_DEFAULT_LIMIT, SESSIONS_MAX_LIMIT))
     )
-    if isp is not None:
-        stmt = stmt.where(RadiusSession.isp_id == isp)
-    if "subscriber" in args:
-        stmt = stmt.where(
-            RadiusSession.subscriber_id == validate.name(args["subscriber"], "subscriber")
-        )
-    if "line" in args:
-        stmt = stmt.where(RadiusSession.line_id == _id_arg(args["line"], "line"))
-    if "nas" in args:
-        stmt = stmt.where(RadiusSession.nas == validate.name(args["nas"], "nas"))
+    stmt = _who_filters(stmt, RadiusSession, args, isp)
     if "open" in args:
         live = RadiusSession.stopped_at.is_(None)
         stmt = stmt.where(live if boolean_arg(args["open"], "open") else ~live)
@@ -91,16 +83,7 @@ def list_aaa_decisions() -> dict[str, Any]:
         .order_by(AaaDecision.at.desc(), AaaDecision.id.desc())
         .limit(limit_arg(args.get("limit"), DECISIONS_DEFAULT_LIMIT, DECISIONS_MAX_LIMIT))
     )
-    if isp is not None:
-        stmt = stmt.where(AaaDecision.isp_id == isp)
-    if "subscriber" in args:
-        stmt = stmt.where(
-            AaaDecision.subscriber_id == validate.name(args["subscriber"], "subscriber")
-        )
-    if "line" in args:
-        stmt = stmt.where(AaaDecision.line_id == _id_arg(args["line"], "line"))
-    if "nas" in args:
-        stmt = stmt.where(AaaDecision.nas == validate.name(args["nas"], "nas"))
+    stmt = _who_filters(stmt, AaaDecision, args, isp)
     if "outcome" in args:
         stmt = stmt.where(
             AaaDecision.outcome == validate.one_of(args["outcome"], "outcome", OUTCOMES)
@@ -193,3 +176,21 @@ def _id_arg(raw: str, name: str) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise BadInput(f"{name} must be a positive whole number", code="VPOP-400-TYPE")
     return int(raw)
+
+
+def _who_filters(
+    stmt: Select[Any],
+    model: type[RadiusSession] | type[AaaDecision],
+    args: Mapping[str, str],
+    isp: str | None,
+) -> Select[Any]:
+    """The filters sessions and decisions share: the ISP, subscriber, line and NAS."""
+    if isp is not None:
+        stmt = stmt.where(model.isp_id == isp)
+    if "subscriber" in args:
+        stmt = stmt.where(model.subscriber_id == validate.name(args["subscriber"], "subscriber"))
+    if "line" in args:
+        stmt = stmt.where(model.line_id == _id_arg(args["line"], "line"))
+    if "nas" in args:
+        stmt = stmt.where(model.nas == validate.name(args["nas"], "nas"))
+    return stmt
