@@ -291,6 +291,10 @@ def test_a_nak_and_its_error_cause_are_recorded_on_the_order(
     order_id = _choose("isp-b")
     assert nas.next_request().code == packet.CoARequest
     assert _order(world.url, order_id).coa_result == "NAK 503 session context not found"
+    # the operator reads it where orders are read: the API's order view and the NOC page
+    from vpop.selection.service import order_view
+
+    assert order_view(_order(world.url, order_id))["coa"] == "NAK 503 session context not found"
 
 
 def test_a_silent_nas_gets_the_same_request_three_times_then_it_is_recorded(

@@ -235,6 +235,7 @@ def order_view(order: Order, *, whole_diff: bool = False) -> dict[str, Any]:
         "diff": diff,
         "error": order.error,
         "callback": order.callback_status,
+        "coa": order.coa_result,
         "created_at": order.created_at.isoformat() if order.created_at else None,
         "started_at": order.started_at.isoformat() if order.started_at else None,
         "finished_at": order.finished_at.isoformat() if order.finished_at else None,

@@ -134,6 +134,13 @@ class Order(Strict):
     diff: str
     error: str | None
     callback: Annotated[str | None, Field(description="how the callback went, if any")]
+    coa: Annotated[
+        str | None,
+        Field(
+            description="the RADIUS CoA/Disconnect sent for the line's live session: ACK, "
+            "NAK with its Error-Cause, or no answer (None: none was needed)"
+        ),
+    ]
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
