@@ -7,11 +7,9 @@ input (a malformed match, an unknown ISP or rule) exits 2.
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from vpop.cli.common import OneLineGroup, bad_input, cli_actor, reported_errors
+from vpop.cli.common import OneLineGroup, bad_input, cli_actor, echo_views, reported_errors
 
 
 @click.group(cls=OneLineGroup)
@@ -75,17 +73,15 @@ def rules_list(as_json: bool) -> None:
 
     with reported_errors(), session_scope() as session:
         views = [aaa_rule_view(rule) for rule in stored_rules(session)]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no rules; add one with `vpop aaa rules add --calling-prefix +31 --isp ISP`")
-        return
-    for view in views:
-        click.echo(
+    echo_views(
+        views,
+        as_json=as_json,
+        empty="no rules; add one with `vpop aaa rules add --calling-prefix +31 --isp ISP`",
+        line=lambda view: (
             f"{view['id']:>5} {view['priority']:>7} {view['kind']:14} {view['match'][:40]:40} "
             f"{view['isp']}"
-        )
+        ),
+    )
 
 
 @rules.command("remove")
@@ -120,14 +116,12 @@ def decisions(subscriber: str | None, limit: int, as_json: bool) -> None:
                 decision_view(found)
                 for found in stored_decisions(session, subscriber=name, limit=limit)
             ]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no decisions")
-        return
-    for view in views:
-        click.echo(
+    echo_views(
+        views,
+        as_json=as_json,
+        empty="no decisions",
+        line=lambda view: (
             f"{view['at']} {view['decision_id']} {view['outcome']:6} "
             f"{view['subscriber'] or '-':10} {view['isp'] or '-':10} {view['reason']}"
-        )
+        ),
+    )

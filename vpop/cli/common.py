@@ -8,8 +8,9 @@ functions that need them, never here at the top (a test holds this).
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any, TypeVar
@@ -155,3 +156,21 @@ def reported_errors() -> Iterator[None]:
             f"the database is not reachable or not migrated ({reason}); "
             "check VPOP_DATABASE_URL and run `vpop db upgrade`",
         ) from err
+
+
+def echo_views(
+    views: Sequence[Mapping[str, Any]],
+    *,
+    as_json: bool,
+    empty: str,
+    line: Callable[[Mapping[str, Any]], str],
+) -> None:
+    """Print a list command's rows: as JSON (``--json``), one line each, or ``empty`` when
+    there are none (saying how to add one)."""
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+    elif not views:
+        click.echo(empty)
+    else:
+        for view in views:
+            click.echo(line(view))

@@ -8,12 +8,18 @@ input (an unknown user, token or subscriber, a short password) exits 2.
 
 from __future__ import annotations
 
-import json
 from typing import IO, Any
 
 import click
 
-from vpop.cli.common import OneLineCommand, OneLineGroup, bad_input, cli_actor, reported_errors
+from vpop.cli.common import (
+    OneLineCommand,
+    OneLineGroup,
+    bad_input,
+    cli_actor,
+    echo_views,
+    reported_errors,
+)
 
 
 def _read_password(password_file: IO[str] | None) -> str:
@@ -64,15 +70,15 @@ def user_list(as_json: bool) -> None:
 
     with reported_errors(), session_scope() as session:
         views = [user_view(found) for found in list_users(session)]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no users; create one with `vpop user create NAME --role admin`")
-        return
-    for view in views:
-        state = f"disabled {view['disabled']}" if view["disabled"] else "enabled"
-        click.echo(f"{view['username']:20} {view['role']:6} created {view['created']}  {state}")
+    echo_views(
+        views,
+        as_json=as_json,
+        empty="no users; create one with `vpop user create NAME --role admin`",
+        line=lambda view: (
+            f"{view['username']:20} {view['role']:6} created {view['created']}  "
+            + (f"disabled {view['disabled']}" if view["disabled"] else "enabled")
+        ),
+    )
 
 
 @user.command("disable")
@@ -178,18 +184,16 @@ def token_list(as_json: bool) -> None:
 
     with reported_errors(), session_scope() as session:
         views = [token_view(found) for found in list_tokens(session)]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no tokens; create one with `vpop token create --role admin`")
-        return
-    for view in views:
-        state = f"revoked {view['revoked']}" if view["revoked"] else "live"
-        click.echo(
+    echo_views(
+        views,
+        as_json=as_json,
+        empty="no tokens; create one with `vpop token create --role admin`",
+        line=lambda view: (
             f"{view['id']:>5} {view['name'][:20]:20} {view['role']:6} {view['isp'] or '-':10} "
-            f"created {view['created']}  {state}"
-        )
+            f"created {view['created']}  "
+            + (f"revoked {view['revoked']}" if view["revoked"] else "live")
+        ),
+    )
 
 
 @token.command("revoke")

@@ -8,14 +8,20 @@ not when ``vpop`` attaches its groups (that must import no database code).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 
-from vpop.cli.common import ISO_TIME, CommandError, OneLineGroup, cli_actor, reported_errors
+from vpop.cli.common import (
+    ISO_TIME,
+    CommandError,
+    OneLineGroup,
+    cli_actor,
+    echo_views,
+    reported_errors,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +95,7 @@ def lease_enqueuer() -> Callable[[int], None]:
     return enqueue_lease
 
 
-def _lease_line(view: dict[str, Any]) -> str:
+def _lease_line(view: Mapping[str, Any]) -> str:
     ends = view["ends_at"] or "-"
     return (
         f"lease {view['lease']}: {view['isp']} on {view['router']} uplink {view['uplink']}, "
@@ -180,13 +186,9 @@ def lease_list(isp: str | None, as_json: bool) -> None:
             stmt = stmt.where(Lease.isp_id == validate.name(isp, "--isp"))
         with session_scope() as session:
             views = [lease_view(row) for row in session.scalars(stmt)]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-    elif not views:
-        click.echo("no leases" + (f" for {isp}" if isp else ""))
-    else:
-        for view in views:
-            click.echo(_lease_line(view))
+    echo_views(
+        views, as_json=as_json, empty="no leases" + (f" for {isp}" if isp else ""), line=_lease_line
+    )
 
 
 @lease.command("end")

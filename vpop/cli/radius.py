@@ -18,7 +18,7 @@ from typing import IO
 
 import click
 
-from vpop.cli.common import CommandError, OneLineGroup, cli_actor, reported_errors
+from vpop.cli.common import CommandError, OneLineGroup, cli_actor, echo_views, reported_errors
 
 DEFAULT_VPOP_URL = "http://127.0.0.1:8080"
 
@@ -144,15 +144,15 @@ def client_list(as_json: bool) -> None:
             }
             for found in list_radius_clients(session)
         ]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no RADIUS clients; add one with `vpop radius client add NAME --address IP "
-                   "--secret-file F`")  # fmt: skip
-        return
-    for view in views:
-        click.echo(f"{view['name']:20} {view['address']:39} {view['family']:9} {view['created']}")
+    echo_views(
+        views,
+        as_json=as_json,
+        empty="no RADIUS clients; add one with `vpop radius client add NAME --address IP "
+        "--secret-file F`",
+        line=lambda view: (
+            f"{view['name']:20} {view['address']:39} {view['family']:9} {view['created']}"
+        ),
+    )
 
 
 @client.command("remove")
