@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from tests.seeds import migrated_with_sub1
 from vpop.core.db import session_scope
-from vpop.core.migrate import upgrade
 from vpop.identity.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,22 +43,7 @@ def _closed_port() -> int:
 def env(tmp_path: Path) -> dict[str, str]:
     """A migrated database with sub1 on rc1 (unreachable), and the variables to use it."""
     url = f"sqlite:///{tmp_path / 'vpop.sqlite'}"
-    upgrade(url)
-    with session_scope(url) as session:
-        session.add(Isp(id="isp-a", name="ISP A", outbound_deny=[]))
-        session.add(Subscriber(id="sub1", name="sub1", profile={}))
-        session.flush()
-        session.add(Plan(isp_id="isp-a", name="F", speed_mbps=5, monthly_price_minor=1))
-        session.add(
-            Line(
-                subscriber_id="sub1",
-                router="rc1",
-                interface="sub1",
-                prefix="192.0.2.2/32",
-                gateway="192.0.2.1/30",
-                calling_number="+31205550001",
-            )
-        )
+    migrated_with_sub1(url)
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text(HOSTS_YAML.format(port=_closed_port()))
     return {

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from vpop.catalogue.models import Isp, Line, Plan, Subscriber
+from tests.seeds import migrated_with_sub1
+from vpop.catalogue.models import Line
 from vpop.core.db import session_scope
 from vpop.core.locks import Lock
-from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 from vpop.monitoring.service import PollLog
 from vpop.selection.service import Order, OrderStatus
@@ -28,22 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("VPOP_QUEUE_URL", f"sqlite:///{tmp_path / 'queue.sqlite'}")
     url = f"sqlite:///{tmp_path / 'vpop.sqlite'}"
-    upgrade(url)
-    with session_scope(url) as session:
-        session.add(Isp(id="isp-a", name="ISP A", outbound_deny=[]))
-        session.add(Subscriber(id="sub1", name="sub1", profile={}))
-        session.flush()
-        session.add(Plan(isp_id="isp-a", name="F", speed_mbps=5, monthly_price_minor=1))
-        session.add(
-            Line(
-                subscriber_id="sub1",
-                router="rc1",
-                interface="sub1",
-                prefix="192.0.2.2/32",
-                gateway="192.0.2.1/30",
-                calling_number="+31205550001",
-            )
-        )
+    migrated_with_sub1(url)
     return url
 
 
