@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -222,7 +223,14 @@ def test_requester_gets_a_signed_callback_when_the_order_ends(server: Server) ->
     assert event["data"]["order"] == body["order"]
     assert event["data"]["status"] == "DONE_SUCCESS"
     assert len(received) == 2  # one failure, one retry that succeeded
-    _, view = server.get(f"/api/v1/orders/{body['order']}")
+    # the receiver answered before the worker records the outcome: wait (bounded) until the
+    # order no longer shows the first, failed try
+    deadline = time.monotonic() + 30
+    while True:
+        _, view = server.get(f"/api/v1/orders/{body['order']}")
+        if not (view["callback"] or "").startswith("failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert view["callback"].startswith("delivered")
 
 
