@@ -7,6 +7,7 @@ cross domains by name). Nothing but migrations, tools and tests needs it.
 from __future__ import annotations
 
 from vpop.aaa import models as aaa
+from vpop.accounting import models as accounting
 from vpop.catalogue import models as catalogue
 from vpop.core import audit, locks
 from vpop.core.db import Base
@@ -19,6 +20,7 @@ metadata = Base.metadata
 
 __all__ = [
     "aaa",
+    "accounting",
     "audit",
     "catalogue",
     "identity",

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     probe_throughput_seconds: NonNegativeFloat = 0.3
     probe_target: str | None = None  # None: vpop.lab's SERVICE_ADDRESS
 
+    # leases (docs/leases.md): how often scheduled starts and planned ends are enforced
+    lease_check_seconds: PositiveFloat = 10
+
     @property
     def lab_hosts_file(self) -> Path:
         """The Nornir hosts file that ``vpop lab up`` writes."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import (
     Mapped,
@@ -77,3 +78,28 @@ class UtilisationEvent(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     extreme_pct: Mapped[float] = mapped_column(Float)  # peak (over) or lowest (under)
     callback_status: Mapped[str | None] = mapped_column(String(100), default=None)
+
+
+class LeaseVersion(Base):
+    """The terms of a lease in force from ``valid_from`` until ``valid_to`` (None: still).
+
+    Version 1 is written with the lease; a renewal (a new planned end) or a change of the
+    committed rate, peak or price writes the next version and closes the previous one at the
+    same instant, so a past period's report or bill reads the terms in force then.
+    """
+
+    __tablename__ = "lease_versions"
+    __table_args__ = (UniqueConstraint("lease_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    committed_mbps: Mapped[int] = mapped_column(Integer)
+    peak_pct: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reason: Mapped[str] = mapped_column(String(16))  # create | renew | change
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -21,9 +21,10 @@ from vpop.core.schemas import NAME_PATTERN, Bounds, Canonical, Currency, Request
 from vpop.core.time import parse_time
 from vpop.leasing.utilisation import Kind
 
-#: A lease's life: written ``provisioning``, ``active`` once shaped, ``ending`` until its
-#: shaping is removed, then ``ended``.
-LeaseStatus = Literal["provisioning", "active", "ending", "ended"]
+#: A lease's life: ``scheduled`` until its start (a lease may start in the future), then
+#: ``provisioning``, ``active`` once shaped, ``ending`` until its shaping is removed, then
+#: ``ended``.
+LeaseStatus = Literal["scheduled", "provisioning", "active", "ending", "ended"]
 
 LEASE_STATUSES: tuple[str, ...] = get_args(LeaseStatus)
 

@@ -56,6 +56,8 @@ class CounterSample(Base):
     new_errors: Mapped[int | None] = mapped_column(BigInteger, default=None)
     new_drops: Mapped[int | None] = mapped_column(BigInteger, default=None)
     note: Mapped[str | None] = mapped_column(String(16), default=None)  # wrap|reset|gap|...
+    # a line's sample: the service session its traffic was counted to (None: no session)
+    session_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class QosSample(Base):

@@ -1,0 +1,1 @@
+"""Accounting: service sessions per subscriber, line and ISP, and usage rollups."""

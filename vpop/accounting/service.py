@@ -1,0 +1,21 @@
+"""The accounting domain's entry: what other packages, the API, CLI, pages and jobs use."""
+
+from __future__ import annotations
+
+from vpop.accounting.models import (
+    END_REASONS,
+    LEVELS,
+    PERIODS,
+    SOURCES,
+    ServiceSession,
+    UsageRollup,
+)
+
+__all__ = [
+    "END_REASONS",
+    "LEVELS",
+    "PERIODS",
+    "SOURCES",
+    "ServiceSession",
+    "UsageRollup",
+]
