@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vpop.accounting.buckets import WIDTH, bucket_of, buckets
 from vpop.accounting.models import (
     END_REASONS,
     LEVELS,
@@ -18,4 +19,7 @@ __all__ = [
     "SOURCES",
     "ServiceSession",
     "UsageRollup",
+    "WIDTH",
+    "bucket_of",
+    "buckets",
 ]

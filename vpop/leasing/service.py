@@ -9,7 +9,7 @@ from __future__ import annotations
 from vpop.leasing import schemas
 from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.leases import LeaseConflict, create_lease, end_lease, lease_view, provision
-from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
+from vpop.leasing.models import Lease, LeaseVersion, UtilisationEvent, UtilisationSample
 from vpop.leasing.schemas import (
     LEASE_DEFAULTS,
     LEASE_RANGES,
@@ -30,6 +30,7 @@ __all__ = [
     "Lease",
     "LeaseConflict",
     "LeaseRequest",
+    "LeaseVersion",
     "Rules",
     "UtilisationEvent",
     "UtilisationSample",
