@@ -25,6 +25,7 @@ from vpop.core.db import dispose_engines, session_scope
 from vpop.core.migrate import upgrade
 from vpop.leasing.models import Lease, UtilisationSample
 from vpop.monitoring.models import QosSample
+from vpop.monitoring.rollups import add_to_rollup
 
 HOSTS_YAML = """\
 rc1:
@@ -250,14 +251,10 @@ def samples(url: str) -> None:
     """isp-b (named like a script) on rc1: 20 QoS samples; a lease of isp-b with 11 rates."""
     with session_scope(url) as session:
         for k in range(20):
-            session.add(
-                QosSample(
-                    isp_id="isp-b",
-                    router="rc1",
-                    at=START + timedelta(minutes=k),
-                    latency_ms=float(k + 1),
-                )
-            )
+            at = START + timedelta(minutes=k)
+            session.add(QosSample(isp_id="isp-b", router="rc1", at=at, latency_ms=float(k + 1)))
+            # the rollup the poller writes beside each sample
+            add_to_rollup(session, "qos:isp-b:rc1:latency_ms", at, float(k + 1))
         leased = Lease(
             isp_id="isp-b",
             router="rc1",
@@ -269,14 +266,14 @@ def samples(url: str) -> None:
         session.add(leased)
         session.flush()
         for k, rate in enumerate([30, 110, 10, 90, 50, 20, 100, 70, 40, 60, 80]):
+            at = START + timedelta(minutes=k)
             session.add(
                 UtilisationSample(
-                    lease_id=leased.id,
-                    at=START + timedelta(minutes=k),
-                    rate_mbps=rate,
-                    utilisation_pct=rate / 2,
+                    lease_id=leased.id, at=at, rate_mbps=rate, utilisation_pct=rate / 2
                 )
             )
+            add_to_rollup(session, f"util:lease:{leased.id}", at, rate / 2)
+            add_to_rollup(session, f"util_mbps:lease:{leased.id}", at, rate)
 
 
 def test_report_qos_as_csv_on_stdout(samples: None) -> None:

@@ -75,8 +75,8 @@ def test_concurrent_replays_make_one_order_on_postgresql(seeded: str) -> None:
 
 def test_poll_bulk_insert_works_on_postgresql(seeded: str) -> None:
     from vpop.core.time import utcnow
+    from vpop.monitoring.bulk import Table_, _insert_many
     from vpop.monitoring.models import CounterSample
-    from vpop.monitoring.poller import Table_, _insert_many
 
     now = utcnow()
     rows = [

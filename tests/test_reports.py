@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.test_postgres import PG_BIN, pg_url  # noqa: F401 (pg_url is a fixture)
 from vpop.catalogue.models import Isp
@@ -20,7 +21,8 @@ from vpop.core.migrate import upgrade
 from vpop.core.time import as_utc, parse_time
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
 from vpop.monitoring.models import QosSample
-from vpop.monitoring.qos import current_qos
+from vpop.monitoring.qos import QOS_FIGURES, current_qos
+from vpop.monitoring.rollups import add_to_rollup, series_name
 from vpop.reports import service as reports
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -31,6 +33,22 @@ SCRIPT_NAME = "<script>alert('x')</script> & Co"
 def at(hours: float) -> datetime:
     """``hours`` after the report period's start."""
     return START + timedelta(hours=hours)
+
+
+def stored(session: Session, sample: QosSample | UtilisationSample) -> None:
+    """Store a sample and add it to its 5-minute rollups, as the pollers do."""
+    session.add(sample)
+    session.flush()
+    if isinstance(sample, QosSample):
+        for figure in QOS_FIGURES:
+            value = getattr(sample, figure)
+            if value is not None:
+                series = series_name("qos", sample.isp_id, sample.router, figure)
+                add_to_rollup(session, series, sample.at, float(value))
+        return
+    lease = str(sample.lease_id)
+    add_to_rollup(session, series_name("util", "lease", lease), sample.at, sample.utilisation_pct)
+    add_to_rollup(session, series_name("util_mbps", "lease", lease), sample.at, sample.rate_mbps)
 
 
 @pytest.fixture
@@ -57,7 +75,8 @@ def qos(url: str) -> None:
     """isp-a on rc1: latency 1..20 ms hourly; on rc2: one sample; samples outside the period."""
     with session_scope(url) as session:
         for k in range(20):
-            session.add(
+            stored(
+                session,
                 QosSample(
                     isp_id="isp-a",
                     router="rc1",
@@ -66,12 +85,14 @@ def qos(url: str) -> None:
                     jitter_ms=2.0 if k % 2 else 4.0,
                     loss_pct=0.0 if k else 10.0,
                     throughput_mbps=None if k else 80.0,
-                )
+                ),
             )
-        session.add(QosSample(isp_id="isp-a", router="rc2", at=at(1), latency_ms=None))
-        session.add(QosSample(isp_id="isp-b", router="rc1", at=at(23.99), latency_ms=9.0))
-        session.add(QosSample(isp_id="isp-b", router="rc1", at=END, latency_ms=500.0))
-        session.add(QosSample(isp_id="isp-b", router="rc1", at=at(-0.01), latency_ms=500.0))
+        # a probe nothing answered: no latency, all lost
+        lost = QosSample(isp_id="isp-a", router="rc2", at=at(1), latency_ms=None, loss_pct=100.0)
+        stored(session, lost)
+        stored(session, QosSample(isp_id="isp-b", router="rc1", at=at(23.99), latency_ms=9.0))
+        stored(session, QosSample(isp_id="isp-b", router="rc1", at=END, latency_ms=500.0))
+        stored(session, QosSample(isp_id="isp-b", router="rc1", at=at(-0.01), latency_ms=500.0))
 
 
 def test_the_qos_report_aggregates_per_isp_and_router(url: str, qos: None) -> None:
@@ -141,12 +162,13 @@ def leases(url: str) -> dict[str, int]:
         session.flush()
         busy = rows["busy"].id
         for k, rate in enumerate([30, 110, 10, 90, 50, 20, 100, 70, 40, 60, 80]):
-            session.add(
+            stored(
+                session,
                 UtilisationSample(
                     lease_id=busy, at=at(k + 1), rate_mbps=rate, utilisation_pct=rate / 2
-                )
+                ),
             )
-        session.add(UtilisationSample(lease_id=busy, at=END, rate_mbps=999, utilisation_pct=1))
+        stored(session, UtilisationSample(lease_id=busy, at=END, rate_mbps=999, utilisation_pct=1))
         for kind, opened, closed in (
             ("under", at(-1), at(1)),  # 3600 s inside the period
             ("under", at(2), at(2.5)),  # 1800 s
@@ -356,19 +378,16 @@ def test_the_read_side_runs_on_postgresql(pg_url: str) -> None:  # noqa: F811 (t
     with session_scope(pg_url) as session:
         session.add(Isp(id="isp-a", name=SCRIPT_NAME))
         session.flush()
-        session.add_all(
-            [
+        for router, ago, latency in (("rc1", 30, 10), ("rc2", 60, 20), ("rc1", 90, 99)):
+            stored(
+                session,
                 QosSample(
-                    isp_id="isp-a", router="rc1", at=now - timedelta(seconds=30), latency_ms=10
+                    isp_id="isp-a",
+                    router=router,
+                    at=now - timedelta(seconds=ago),
+                    latency_ms=latency,
                 ),
-                QosSample(
-                    isp_id="isp-a", router="rc2", at=now - timedelta(seconds=60), latency_ms=20
-                ),
-                QosSample(
-                    isp_id="isp-a", router="rc1", at=now - timedelta(seconds=90), latency_ms=99
-                ),
-            ]
-        )
+            )
         leased = Lease(
             isp_id="isp-a",
             router="rc1",
@@ -379,8 +398,9 @@ def test_the_read_side_runs_on_postgresql(pg_url: str) -> None:  # noqa: F811 (t
         )
         session.add(leased)
         session.flush()
-        session.add(
-            UtilisationSample(lease_id=leased.id, at=now, rate_mbps=50.0, utilisation_pct=50.0)
+        stored(
+            session,
+            UtilisationSample(lease_id=leased.id, at=now, rate_mbps=50.0, utilisation_pct=50.0),
         )
     with session_scope(pg_url) as session:
         current = current_qos(session, now=now)

@@ -189,6 +189,7 @@ def test_prune_keeps_recent_deletes_old_and_keeps_rollups_longer(db_url: str) ->
         "utilisation_samples": 2,
         "poll_log": 2,
         "rollups": 1,
+        "usage_rollups": 0,  # none seeded here (tests/test_accounting_usage.py prunes them)
     }
     with session_scope(db_url) as session:
         for model in (CounterSample, QosSample, UtilisationSample, PollLog):

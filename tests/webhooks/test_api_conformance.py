@@ -41,6 +41,8 @@ SUCCESSES = {
     ("get", "/api/v1/leases/{lease_id}", 200),
     ("post", "/api/v1/leases/{lease_id}/end", 202),
     ("get", "/api/v1/leases/{lease_id}/utilisation", 200),
+    ("get", "/api/v1/leases/{lease_id}/versions", 200),
+    ("post", "/api/v1/leases/{lease_id}/versions", 201),
     ("get", "/api/v1/events", 200),
     ("get", "/api/v1/radius/sessions", 200),
     ("get", "/api/v1/aaa/decisions", 200),
@@ -48,6 +50,8 @@ SUCCESSES = {
     ("post", "/api/v1/aaa/rules", 201),
     ("delete", "/api/v1/aaa/rules/{rule_id}", 200),
     ("get", "/api/v1/radius/clients", 200),
+    ("get", "/api/v1/reports/usage", 200),
+    ("get", "/api/v1/sessions", 200),
 }
 
 
@@ -134,6 +138,8 @@ def test_every_operation_answers_its_success_as_documented(
     utilisation = call("get", f"/api/v1/leases/{lease}/utilisation", headers=admin)
     assert utilisation["samples"] and utilisation["open_events"]
     call("get", "/api/v1/events", headers=admin)
+    call("post", f"/api/v1/leases/{lease}/versions", headers=admin, json={"committed_mbps": 200})
+    assert len(call("get", f"/api/v1/leases/{lease}/versions", headers=admin)["versions"]) == 2
     call("post", f"/api/v1/leases/{lease}/end", headers=admin)
     call("get", "/api/v1/radius/sessions", headers=admin)
     call("get", "/api/v1/aaa/decisions", headers=admin)
@@ -146,6 +152,8 @@ def test_every_operation_answers_its_success_as_documented(
     call("get", "/api/v1/aaa/rules", headers=admin)
     call("delete", f"/api/v1/aaa/rules/{rule}", headers=admin)
     call("get", "/api/v1/radius/clients", headers=admin)
+    call("get", "/api/v1/reports/usage?by=isp&from=2026-01-01&to=2026-01-02", headers=admin)
+    call("get", "/api/v1/sessions", headers=admin)
     assert conformance.violations == []
     assert {seen for seen in conformance.seen if seen[2] < 400} == SUCCESSES
 

@@ -122,6 +122,16 @@ MATRIX = (
          (401, 403, 200, 404, 200, 200)),
     Cell("GET", f"{API}/leases/<int:lease_id>/utilisation", f"{API}/leases/{{lease_b}}/utilisation",
          (401, 403, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>/versions", f"{API}/leases/{{lease_a}}/versions",
+         (401, 403, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>/versions", f"{API}/leases/{{lease_b}}/versions",
+         (401, 403, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/leases/<int:lease_id>/versions", f"{API}/leases/999999/versions",
+         (401, 403, 404, 404, 404, 404)),
+    Cell("POST", f"{API}/leases/<int:lease_id>/versions", f"{API}/leases/{{lease_a}}/versions",
+         (401, 403, 403, 403, 201, 201), body="lease-change"),
+    Cell("POST", f"{API}/leases/<int:lease_id>/versions", f"{API}/leases/999999/versions",
+         (401, 403, 403, 403, 404, 404), body="lease-change"),
     Cell("GET", f"{API}/events", f"{API}/events",                   (401, 403, 200, 200, 200, 200)),
     Cell("GET", f"{API}/radius/sessions", f"{API}/radius/sessions", (401, 403, 200, 200, 200, 200)),
     Cell("GET", f"{API}/radius/sessions", f"{API}/radius/sessions?isp=isp-b",
@@ -135,6 +145,14 @@ MATRIX = (
     Cell("DELETE", f"{API}/aaa/rules/<int:rule_id>", f"{API}/aaa/rules/999999",
          (401, 403, 403, 403, 404, 404)),
     Cell("GET", f"{API}/radius/clients", f"{API}/radius/clients",   (401, 403, 403, 403, 200, 200)),
+    Cell("GET", f"{API}/reports/usage",
+         f"{API}/reports/usage?by=subscriber&from=2026-01-01&to=2026-01-02",
+         (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/reports/usage",
+         f"{API}/reports/usage?by=isp&from=2026-01-01&to=2026-01-02&isp=isp-b",
+         (401, 403, 403, 200, 200, 200)),
+    Cell("GET", f"{API}/sessions", f"{API}/sessions",               (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/sessions", f"{API}/sessions?isp=isp-b",     (401, 403, 403, 200, 200, 200)),
     # FreeRADIUS's policy endpoints: no role opens them, only the shared token (radius.md)
     Cell("POST", f"{RADIUS}/authorize", f"{RADIUS}/authorize",      (401, 401, 401, 401, 401, 401)),
     Cell("POST", f"{RADIUS}/post-auth", f"{RADIUS}/post-auth",      (401, 401, 401, 401, 401, 401)),
@@ -245,6 +263,8 @@ def _body(kind: str | None, role: str) -> dict[str, Any] | None:
         return {"subscriber": "sub1", "isp": role if role.startswith("isp-") else "isp-b"}
     if kind == "lease":
         return {"isp": "isp-b", "router": "rc1", "committed_mbps": 100, "price_minor": 1}
+    if kind == "lease-change":
+        return {"price_minor": 2}
     if kind == "rule":
         return {"kind": "calling_prefix", "match": "+3120555", "isp": "isp-c", "priority": 50}
     return None

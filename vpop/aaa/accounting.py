@@ -16,6 +16,9 @@ schema (``radacct``) does it:
 - ``Accounting-On`` / ``Accounting-Off`` close every open session of the NAS
   (``closed_by = nas-off``): the NAS rebooted, its sessions are gone.
 
+After each write, in the same transaction, the session is mirrored into the accounting
+domain's service sessions and usage rollups (``vpop.accounting.service.mirror_radius``).
+
 Octets are ``Gigawords * 2**32 + Octets``. The event time is Event-Timestamp, else now minus
 Acct-Delay-Time. Updates are single SQL statements (``CASE`` for the largest value), so two
 retransmissions handled at once cannot lose a counter; two concurrent first inserts meet the
@@ -38,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from vpop.aaa.models import AaaDecision, RadiusSession
 from vpop.aaa.replies import decision_id_of
 from vpop.aaa.resolver import decode_octets
+from vpop.accounting.service import mirror_radius
 from vpop.core import validate
 from vpop.core.db import UTCDateTime, session_scope
 from vpop.core.errors import BadInput
@@ -283,12 +287,32 @@ def _insert(session: Session, record: AccountingRecord) -> None:
     session.flush()
 
 
-def _close_nas(session: Session, record: AccountingRecord) -> int:
-    """Accounting-On/Off: close the NAS's open sessions; how many."""
+def _session_id(session: Session, record: AccountingRecord) -> int | None:
+    """The id of the session ``record`` belongs to (None before its first record)."""
+    return session.scalars(
+        select(RadiusSession.id).where(
+            RadiusSession.nas == record.nas,
+            RadiusSession.acct_session_id == record.acct_session_id,
+            RadiusSession.decision_id == record.decision_id,
+        )
+    ).first()
+
+
+def _close_nas(session: Session, record: AccountingRecord) -> list[int]:
+    """Accounting-On/Off: close the NAS's open sessions; their ids."""
     when = _when(record)
+    ids = list(
+        session.scalars(
+            select(RadiusSession.id).where(
+                RadiusSession.nas == record.nas, RadiusSession.stopped_at.is_(None)
+            )
+        )
+    )
+    if not ids:
+        return ids
     statement = (
         update(RadiusSession)
-        .where(RadiusSession.nas == record.nas, RadiusSession.stopped_at.is_(None))
+        .where(RadiusSession.id.in_(ids), RadiusSession.stopped_at.is_(None))
         .values(
             stopped_at=when,
             updated_at=_larger(RadiusSession.updated_at, when),
@@ -297,7 +321,8 @@ def _close_nas(session: Session, record: AccountingRecord) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return cast(CursorResult[Any], session.execute(statement)).rowcount
+    session.execute(statement)
+    return ids
 
 
 def account(attributes: dict[str, list[str]], *, nas: str | None, url: str | None = None) -> None:
@@ -324,9 +349,17 @@ def account(attributes: dict[str, list[str]], *, nas: str | None, url: str | Non
             with session_scope(url) as session:
                 if record.status in (ON, OFF):
                     closed = _close_nas(session, record)
-                    log.info("%s from %s closed %d sessions", record.status, record.nas, closed)
-                elif _update(session, record) == 0:
-                    _insert(session, record)
+                    for closed_id in closed:
+                        mirror_radius(session, closed_id)
+                    log.info(
+                        "%s from %s closed %d sessions", record.status, record.nas, len(closed)
+                    )
+                else:
+                    if _update(session, record) == 0:
+                        _insert(session, record)
+                    written = _session_id(session, record)
+                    if written is not None:
+                        mirror_radius(session, written)
             return
         except IntegrityError:
             # a concurrent first record of the same session won the insert: update it

@@ -84,6 +84,13 @@ class ServiceSession(Base):
     # seconds of this session measured by regular polls (not gaps, resets or first polls)
     covered_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     last_counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # the line's raw counters read right after the push that opened this session (a cut):
+    # a poll interval holding the move is split there, not in proportion to time
+    baseline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    baseline_bytes_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    baseline_bytes_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    baseline_packets_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    baseline_packets_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class UsageRollup(Base):

@@ -11,15 +11,34 @@ from vpop.accounting.models import (
     ServiceSession,
     UsageRollup,
 )
+from vpop.accounting.radius import mirror_radius
+from vpop.accounting.sessions import (
+    VIEW_KEYS,
+    end_line,
+    list_sessions,
+    session_view,
+    switch_line,
+)
+from vpop.accounting.usage import Measured, measured, record_poll, split
 
 __all__ = [
     "END_REASONS",
     "LEVELS",
     "PERIODS",
     "SOURCES",
+    "VIEW_KEYS",
+    "Measured",
     "ServiceSession",
     "UsageRollup",
     "WIDTH",
     "bucket_of",
     "buckets",
+    "end_line",
+    "list_sessions",
+    "measured",
+    "mirror_radius",
+    "record_poll",
+    "session_view",
+    "split",
+    "switch_line",
 ]

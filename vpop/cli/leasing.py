@@ -1,7 +1,8 @@
-"""Leases from the command line: ``vpop lease create|list|end``.
+"""Leases from the command line: ``vpop lease create|list|change|versions|end``.
 
-``create`` takes what the API's ``POST /api/v1/leases`` takes, with the same ranges and
-defaults: each integer option is a :class:`LeaseRange` over the leasing domain's table
+``create`` takes what the API's ``POST /api/v1/leases`` takes, and ``change`` what
+``POST /api/v1/leases/{id}/versions`` takes, with the same ranges and defaults: each integer
+option is a :class:`LeaseRange` over the leasing domain's table
 (:data:`vpop.leasing.service.LEASE_RANGES`), read when the command runs or shows its help,
 not when ``vpop`` attaches its groups (that must import no database code).
 """
@@ -131,6 +132,12 @@ def lease() -> None:
 @lease_option("over_pct", "Over above, %.")
 @lease_option("hysteresis_pct", "Event hysteresis, %.")
 @lease_option("event_seconds", "Seconds before an event opens or closes.")
+@click.option(
+    "--starts-at",
+    type=ISO_TIME,
+    default=None,
+    help="Start (ISO 8601; default now). Later than now: scheduled, shaped when it starts.",
+)
 @click.option("--ends-at", type=ISO_TIME, default=None, help="Planned end (ISO 8601).")
 def lease_create(
     isp: str,
@@ -142,11 +149,12 @@ def lease_create(
     over_pct: int,
     hysteresis_pct: int,
     event_seconds: int,
+    starts_at: datetime | None,
     ends_at: datetime | None,
 ) -> None:
-    """Lease ISP's uplink on ROUTER and queue its provisioning; prints the lease."""
+    """Lease ISP's uplink on ROUTER and queue its provisioning (or, for a later start,
+    leave it scheduled: `vpop serve` starts it on time); prints the lease."""
     from vpop.core import validate
-    from vpop.core.time import utcnow
     from vpop.leasing.service import create_lease, lease_view
 
     enqueue = lease_enqueuer()  # before writing: a lease nobody provisions helps no one
@@ -161,12 +169,13 @@ def lease_create(
             over_pct=over_pct,
             hysteresis_pct=hysteresis_pct,
             event_seconds=event_seconds,
-            starts_at=utcnow(),  # so that an ends_at in the past is refused
+            starts_at=starts_at,
             ends_at=ends_at,
             actor=cli_actor(),
         )
     click.echo(_lease_line(lease_view(created)))
-    _queue(created.id, enqueue, "provisioning")
+    if created.status != "scheduled":
+        _queue(created.id, enqueue, "provisioning")
 
 
 @lease.command("list")
@@ -191,6 +200,73 @@ def lease_list(isp: str | None, as_json: bool) -> None:
     )
 
 
+def change_option(field: str, text: str) -> Callable[[F], F]:
+    """The optional ``--committed-mbps``-style option of ``change``: absent keeps the value."""
+    return click.option(
+        "--" + field.replace("_", "-"), field, type=LeaseRange(field), default=None, help=text
+    )
+
+
+def _version_line(view: Mapping[str, Any]) -> str:
+    until = view["valid_to"] or "now"
+    ends = view["ends_at"] or "-"
+    return (
+        f"lease {view['lease']} v{view['version']} ({view['reason']} by {view['actor']}): "
+        f"{view['committed_mbps']} Mbit/s (peak {view['peak_pct']}%), "
+        f"{view['price_minor']} {view['currency']} minor units, planned end {ends}; "
+        f"in force {view['valid_from']} .. {until}"
+    )
+
+
+@lease.command("change")
+@click.argument("lease_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
+@change_option("committed_mbps", "New committed rate, Mbit/s.")
+@change_option("peak_pct", "New shaped peak, %.")
+@change_option("price_minor", "New price in minor units (cents).")
+@click.option("--ends-at", type=ISO_TIME, default=None, help="New planned end (ISO 8601).")
+def lease_change(
+    lease_id: int,
+    committed_mbps: int | None,
+    peak_pct: int | None,
+    price_minor: int | None,
+    ends_at: datetime | None,
+) -> None:
+    """Renew lease ID (--ends-at) or change its terms from now; prints its new version.
+
+    A new committed rate or peak reshapes a shaped lease (queued for the worker).
+    """
+    from vpop.leasing.service import change_lease, list_versions
+
+    enqueue = lease_enqueuer()
+    with reported_errors():
+        changed = change_lease(
+            lease_id,
+            actor=cli_actor(),
+            committed_mbps=committed_mbps,
+            peak_pct=peak_pct,
+            price_minor=price_minor,
+            ends_at=ends_at,
+        )
+        versions = list_versions(lease_id)
+    click.echo(_version_line(versions[-1]))
+    if changed.status == "provisioning" and (committed_mbps, peak_pct) != (None, None):
+        _queue(changed.id, enqueue, "reshaping")
+
+
+@lease.command("versions")
+@click.argument("lease_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lease_versions(lease_id: int, as_json: bool) -> None:
+    """List lease ID's versions (its terms over time), oldest first."""
+    from vpop.leasing.service import list_versions
+
+    with reported_errors():
+        views = list_versions(lease_id)
+    echo_views(
+        views, as_json=as_json, empty=f"lease {lease_id} has no versions", line=_version_line
+    )
+
+
 @lease.command("end")
 @click.argument("lease_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 def lease_end(lease_id: int) -> None:
@@ -201,4 +277,5 @@ def lease_end(lease_id: int) -> None:
     with reported_errors():
         ended = end_lease(lease_id, cli_actor())
     click.echo(_lease_line(lease_view(ended)))
-    _queue(ended.id, enqueue, "removal")
+    if ended.status == "ending":  # a scheduled lease was never shaped: it ended at once
+        _queue(ended.id, enqueue, "removal")

@@ -1,5 +1,5 @@
-"""``vpop report``: QoS and utilisation reports over a period, as CSV, JSON or HTML, built by
-:mod:`vpop.reports.service` (the same figures the API and the NOC pages show).
+"""``vpop report``: usage, QoS and utilisation reports over a period, as CSV, JSON or HTML,
+built by :mod:`vpop.reports.service` (the same figures the API and the NOC pages show).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from vpop.cli.common import FORMATS, ISO_TIME, OneLineGroup, bad_input, reported
 
 @click.group(cls=OneLineGroup)
 def report() -> None:
-    """Reports over a period: ISP QoS, lease utilisation (CSV, JSON or HTML)."""
+    """Reports over a period: usage, ISP QoS, lease utilisation (CSV, JSON or HTML)."""
 
 
 def _period_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -46,7 +46,11 @@ def _emit(
 ) -> None:
     from vpop.reports.service import render
 
-    text = render(rows, fmt, columns=columns, title=title)
+    _write(render(rows, fmt, columns=columns, title=title), len(rows), output)
+
+
+def _write(text: str, rows: int, output: Path | None) -> None:
+    """Print ``text``, or write it to ``output`` and say how many rows went there."""
     if output is None:
         click.echo(text, nl=False)
         return
@@ -54,7 +58,7 @@ def _emit(
         output.write_text(text, encoding="utf-8")
     except OSError as err:
         raise bad_input(f"--output: cannot write {output}: {err.strerror or err}") from err
-    click.echo(f"wrote {len(rows)} rows to {output}")
+    click.echo(f"wrote {rows} rows to {output}")
 
 
 @report.command("qos")
@@ -80,3 +84,30 @@ def report_utilisation(start: datetime, end: datetime, fmt: str, output: Path | 
         rows = utilisation_report(None, start, end)
     title = f"vpop utilisation report, {iso(start)} to {iso(end)}"
     _emit(rows, UTILISATION_COLUMNS, title, fmt, output)
+
+
+@report.command("usage")
+@click.option(
+    "--by",
+    required=True,
+    help="subscriber, isp or lease: one row per (subscriber, ISP), per ISP or per lease term.",
+)
+@click.option("--isp", default=None, help="Only this ISP's subscribers and leases.")
+@click.option("--subscriber", default=None, help="Only this subscriber (by subscriber or isp).")
+@_period_options
+def report_usage(
+    by: str,
+    isp: str | None,
+    subscriber: str | None,
+    start: datetime,
+    end: datetime,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Usage per subscriber, ISP or lease: bytes, packets, time in service and coverage."""
+    from vpop.reports.service import render_usage, usage_report
+
+    with reported_errors():
+        result = usage_report(None, start, end, by=by, isp=isp, subscriber=subscriber)
+        text = render_usage(result, fmt)
+    _write(text, len(result["rows"]), output)

@@ -322,11 +322,15 @@ def sweep() -> dict[str, Any]:
 
 @huey.task()  # type: ignore[untyped-decorator]
 def monitor_task(job: str, router: str | None) -> Any:
-    """One monitoring job (counters, probes, prune) for one router; overlapping polls of the
-    same job and router are skipped, not queued up."""
+    """One monitoring job (counters, probes, prune; ``leases``, the lease schedule) for one
+    router (None for prune and leases); overlapping runs of the same job and router are
+    skipped, not queued up."""
+    from vpop.leasing.service import enforce_schedule
     from vpop.monitoring import service as monitoring
 
-    if job not in ("counters", "probes", "prune") or (job != "prune" and not router):
+    if job not in ("counters", "probes", "prune", "leases") or (
+        job in ("counters", "probes") and not router
+    ):
         raise ValueError(f"unknown monitoring job {job!r}")
     try:
         with hold(f"monitor:{job}:{router}"):
@@ -334,6 +338,8 @@ def monitor_task(job: str, router: str | None) -> Any:
                 return monitoring.poll_counters(router)
             if job == "probes" and router:
                 return monitoring.probe_router(router)
+            if job == "leases":
+                return enforce_schedule()
             return monitoring.prune()
     except LockBusy:
         return None  # the same poll is running elsewhere: skip this one

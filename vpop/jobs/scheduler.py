@@ -1,5 +1,6 @@
 """The schedulers that run beside the queue's workers in ``vpop serve``: the monitor (counter
-polls, QoS probes and pruning per router, each at its own interval) and the sweeper (the safety
+polls, QoS probes and pruning per router, each at its own interval, and the lease schedule:
+leases start and end on time) and the sweeper (the safety
 net that recovers what dead holders left RUNNING, re-queues waiting orders and reconciles
 uncertain routers). Both are threads that stop
 on their ``stop_event``; what they start runs on the queue.
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from vpop.core.locks import lock_ttl
+from vpop.core.settings import load_settings
 from vpop.jobs.queue import SWEEP_SECONDS, sweep
 from vpop.monitoring.service import MonitorSettings, routers
 
@@ -20,14 +22,24 @@ log = logging.getLogger(__name__)
 
 
 class Monitor(threading.Thread):
-    """Enqueues the monitoring jobs at their intervals (bounded, stoppable)."""
+    """Enqueues the monitoring jobs at their intervals (bounded, stoppable), and the
+    ``leases`` job (:func:`vpop.leasing.service.enforce_schedule`) every
+    ``VPOP_LEASE_CHECK_SECONDS``."""
 
     def __init__(
-        self, enqueue: Callable[[str, str | None], None], settings: MonitorSettings | None = None
+        self,
+        enqueue: Callable[[str, str | None], None],
+        settings: MonitorSettings | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
+        """Enqueue through ``enqueue(job, router)``; the intervals are ``settings`` (default
+        the configured ones) and ``lease_seconds`` (default ``lease_check_seconds``)."""
         super().__init__(name="vpop-monitor", daemon=True)
         self.enqueue = enqueue
         self.settings = settings or MonitorSettings()
+        self.lease_seconds = (
+            load_settings().lease_check_seconds if lease_seconds is None else lease_seconds
+        )
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -35,6 +47,7 @@ class Monitor(threading.Thread):
             "counters": self.settings.counters_seconds,
             "probes": self.settings.probes_seconds,
             "prune": self.settings.prune_seconds,
+            "leases": self.lease_seconds,
         }
         due = {job: time.monotonic() for job in intervals}
         while not self.stop_event.wait(0.25):
@@ -44,7 +57,7 @@ class Monitor(threading.Thread):
                     continue
                 due[job] = now + interval
                 try:
-                    if job == "prune":
+                    if job in ("prune", "leases"):
                         self.enqueue(job, None)
                     else:
                         for router in routers():

@@ -1,7 +1,8 @@
 """Register the lab's ISPs, subscribers and lines in the database.
 
 A fresh lab has fresh routers with no selections, so the lab's lines lose theirs: the
-database then says what the routers say (every subscriber on the default ISP).
+database then says what the routers say (every subscriber on the default ISP), and their open
+service sessions end (``line-removed``): the service they recorded stopped with the old lab.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from vpop.accounting.service import end_line
 from vpop.catalogue.service import Isp, Line, Plan, Selection, Subscriber
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
+from vpop.core.time import utcnow
 
 LAB_ISPS = {
     "isp-a": ("ISP A", [("Basic 100", 100, 2900)]),
@@ -39,6 +42,9 @@ def register_lab(state: dict[str, Any], url: str | None = None) -> None:
         routers = {line["router"] for line in state["lines"]}
         lab_lines = session.scalars(select(Line.id).where(Line.router.in_(routers))).all()
         session.execute(delete(Selection).where(Selection.line_id.in_(lab_lines)))
+        now = utcnow()
+        for line_id in lab_lines:
+            end_line(session, line_id=line_id, at=now, reason="line-removed")
         for entry in state["lines"]:
             sub = session.get(Subscriber, entry["subscriber"])
             if sub is None:

@@ -1,15 +1,19 @@
 """Leases: infrastructure (an uplink port) leased to an ISP, provisioned by shaping.
 
-Creating a lease writes it (status ``provisioning``) and queues its provisioning, which
-shapes the ISP's uplink on the router to the lease's peak rate (``committed_mbps *
-peak_pct / 100``; tc on frr, a policer on ios/junos) and then marks it ``active``. Ending a
-lease removes the shaping and marks it ``ended``. Utilisation is measured against the
-committed rate by the monitoring jobs (:mod:`vpop.monitoring`).
+Creating a lease writes it with its first version (:mod:`vpop.leasing.versions`). A lease that
+starts now (or started less than :data:`PAST_START_LIMIT` ago) is written ``provisioning`` and
+its provisioning is queued, which shapes the ISP's uplink on the router to the lease's peak rate
+(``committed_mbps * peak_pct / 100``; tc on frr, a policer on ios/junos) and then marks it
+``active``. A lease that starts later (more than :data:`START_LEEWAY` from now) is written
+``scheduled``: it holds its uplink against other leases but is not shaped until
+:func:`~vpop.leasing.lifecycle.enforce_schedule` starts it. Ending a lease removes the shaping
+and marks it ``ended``. Utilisation is measured against the committed rate by the monitoring
+jobs (:mod:`vpop.monitoring`), for ``active`` leases only.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -25,9 +29,49 @@ from vpop.core.time import as_utc, utcnow
 from vpop.leasing.models import Lease, UtilisationEvent
 from vpop.leasing.schemas import LEASE_DEFAULTS, LEASE_RANGES, LEASE_STATUSES
 from vpop.leasing.signals import lease_changed
+from vpop.leasing.versions import first_version
 
-# the statuses of a lease that still holds its uplink
+# the statuses of a lease that still holds its uplink (a scheduled one too: it will need it)
 _HOLDING = tuple(status for status in LEASE_STATUSES if status != "ended")
+
+# the statuses in which a lease's uplink is shaped, or being shaped or unshaped
+_ON_ROUTER = ("provisioning", "active", "ending")
+
+#: A start later than this from now makes a lease ``scheduled`` (a start "now" sent by a
+#: client whose clock runs a little ahead is still now).
+START_LEEWAY = timedelta(seconds=1)
+
+#: How far in the past a lease may start (a lease recorded late, the same day); further back
+#: would make versions and bills for periods nobody was shaped.
+PAST_START_LIMIT = timedelta(days=1)
+
+
+def check_period(
+    starts_at: datetime | None, ends_at: datetime | None, now: datetime
+) -> tuple[datetime, datetime | None, bool]:
+    """A new lease's start and end, checked: ``(starts_at, ends_at, scheduled)``.
+
+    Args:
+        starts_at: The requested start (None: now).
+        ends_at: The planned end (None: open-ended).
+        now: The time of the request.
+
+    Returns:
+        The start and end in UTC, and whether the start is far enough ahead to schedule.
+
+    Raises:
+        BadInput: the start is more than :data:`PAST_START_LIMIT` ago, or the end is not
+        after now and after the start.
+    """
+    start = now if starts_at is None else as_utc(starts_at)
+    end = None if ends_at is None else as_utc(ends_at)
+    if start < now - PAST_START_LIMIT:
+        raise BadInput(f"starts_at may be at most {PAST_START_LIMIT.days} day in the past")
+    if end is not None and end <= now:
+        raise BadInput("ends_at must be in the future")
+    if end is not None and end <= start:
+        raise BadInput("ends_at must be after starts_at")
+    return start, end, start > now + START_LEEWAY
 
 
 class LeaseConflict(VpopError):
@@ -64,14 +108,19 @@ def create_lease(
     event_seconds: int = LEASE_DEFAULTS["event_seconds"],
     url: str | None = None,
 ) -> Lease:
-    """Write a lease for ``isp``'s uplink on ``router`` and queue its provisioning.
+    """Write a lease for ``isp``'s uplink on ``router`` (with its version 1) and queue its
+    provisioning, or, when it starts later, write it ``scheduled`` and queue nothing.
 
     The ranges and defaults are :data:`~vpop.leasing.schemas.LEASE_RANGES` and
     :data:`~vpop.leasing.schemas.LEASE_DEFAULTS`, the API's and the command line's too.
+    ``starts_at`` (default now) may be at most :data:`PAST_START_LIMIT` in the past; more
+    than :data:`START_LEEWAY` ahead schedules the lease. ``ends_at`` must be after both now
+    and the start.
 
     Raises:
-        BadInput: a value out of range. NotFound: unknown ISP or router, or the ISP has no
-        uplink there. LeaseConflict: the uplink already has a lease that has not ended.
+        BadInput: a value out of range or a bad start or end. NotFound: unknown ISP or
+        router, or the ISP has no uplink there. LeaseConflict: the uplink already has a
+        lease that has not ended (a scheduled one included).
     """
     isp = validate.name(isp, "isp")
     router = validate.name(router, "router")
@@ -88,8 +137,7 @@ def create_lease(
         bounds.check(values[field], field)
     if under_pct + hysteresis_pct >= over_pct - hysteresis_pct:
         raise BadInput("under_pct and over_pct (with hysteresis) must leave a band between them")
-    if starts_at and ends_at and ends_at <= starts_at:
-        raise BadInput("ends_at must be after starts_at")
+    starts_at, ends_at, scheduled = check_period(starts_at, ends_at, utcnow())
     uplink = _uplinks(router).get(isp)
     if uplink is None:
         raise NotFound(f"{isp!r} has no uplink on {router!r}", code="VPOP-404-UPLINK")
@@ -112,18 +160,20 @@ def create_lease(
             committed_mbps=committed_mbps,
             peak_pct=peak_pct,
             price_minor=price_minor,
-            starts_at=starts_at or utcnow(),
+            starts_at=starts_at,
             ends_at=ends_at,
             under_pct=under_pct,
             over_pct=over_pct,
             hysteresis_pct=hysteresis_pct,
             event_seconds=event_seconds,
-            status="provisioning",
+            status="scheduled" if scheduled else "provisioning",
         )
         session.add(lease)
         session.flush()
+        session.add(first_version(lease, actor))
         audit(session, actor, "lease.create", f"lease:{lease.id}", **lease_view(lease))
-    emit(lease_changed, lease.id)
+    if not scheduled:
+        emit(lease_changed, lease.id)
     return lease
 
 
@@ -164,7 +214,8 @@ def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
         url: The database URL (default: ``VPOP_DATABASE_URL``).
 
     Returns:
-        The lease, ``ending``. Ending an ``ending`` lease again queues its removal again.
+        The lease, ``ending``. Ending an ``ending`` lease again queues its removal again. A
+        ``scheduled`` lease (never shaped) is ``ended`` at once and nothing is queued.
 
     Raises:
         NotFound: no such lease.
@@ -178,11 +229,15 @@ def end_lease(lease_id: int, actor: str, url: str | None = None) -> Lease:
             raise BadInput(f"lease {lease_id} has already ended")
         now = utcnow()
         ends_at = now if lease.ends_at is None else min(as_utc(lease.ends_at), now)
-        lease.status = "ending"
+        shaped = lease.status != "scheduled"
+        lease.status = "ending" if shaped else "ended"
         lease.ends_at = ends_at
+        if not shaped:
+            lease.ended_at = now
         closed = close_open_events(session, lease_id, ends_at)
         audit(session, actor, "lease.end", f"lease:{lease_id}", events_closed=closed)
-    emit(lease_changed, lease_id)
+    if shaped:
+        emit(lease_changed, lease_id)
     return lease
 
 
@@ -208,10 +263,14 @@ def lease_view(lease: Lease) -> dict[str, Any]:
 
 
 def provision(lease_id: int, url: str | None = None) -> str:
-    """Apply a lease on its router: shape the uplink (provisioning) or unshape it (ending).
+    """Apply a lease on its router: shape the uplink (provisioning, or active again after a
+    change of rate) or unshape it (ending).
 
-    Returns the lease's new status (``active`` or ``ended``). On failure the lease keeps its
-    status and the error is audited; the caller (a queued task) retries.
+    Returns the lease's new status (``active`` or ``ended``); a ``scheduled`` or ``ended``
+    lease is left alone and its status returned. When the lease's status changed while the
+    router was being shaped (it was set to end meanwhile), the status is left for the job
+    queued by that change. On failure the lease keeps its status and the error is audited;
+    the caller (a queued task) retries.
     """
     from tasks.shape import shape_uplink
     from vpop.core.locks import hold, lock_ttl, router_lock_name
@@ -221,12 +280,19 @@ def provision(lease_id: int, url: str | None = None) -> str:
         lease = session.get(Lease, lease_id)
         if lease is None:
             raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
-        router, uplink, status = lease.router, lease.uplink, lease.status
-        rate = lease.committed_mbps * lease.peak_pct / 100
-    if status not in _HOLDING:
+        router, status = lease.router, lease.status
+    if status not in _ON_ROUTER:
         return status
     # the router lock: a lease's shaper is a change to the router like any selection
     with hold(router_lock_name(router), wait=lock_ttl(), url=url) as lock:
+        # read again under the lock: a job queued after this one may have run meanwhile
+        with session_scope(url) as session:
+            lease = session.get(Lease, lease_id)
+            assert lease is not None
+            uplink, status = lease.uplink, lease.status
+            rate = lease.committed_mbps * lease.peak_pct / 100
+        if status not in _ON_ROUTER:
+            return status
         with open_nornir() as nr:
             target = one_router(nr, router)
             host = target.inventory.hosts.get(router)
@@ -258,6 +324,8 @@ def provision(lease_id: int, url: str | None = None) -> str:
                     error=str(result[0].exception),
                 )
                 raise VpopError(f"lease {lease_id}: {result[0].exception}", code="VPOP-502-LEASE")
+            if lease.status != status:
+                return lease.status  # changed meanwhile: the job that change queued follows
             lease.status = "ended" if status == "ending" else "active"
             if lease.status == "ended":
                 lease.ended_at = utcnow()

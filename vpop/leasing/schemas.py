@@ -4,7 +4,8 @@
 required, each integer's range (a :class:`~vpop.core.schemas.Bounds`) and default.
 :data:`LEASE_RANGES` and :data:`LEASE_DEFAULTS` are read off it, and
 :func:`~vpop.leasing.leases.create_lease`, the API and ``vpop lease create`` all use them, so
-the three cannot disagree. The response models describe what
+the three cannot disagree; :class:`LeaseChangeRequest` holds a change of terms to the same
+ranges. The response models describe what
 :func:`~vpop.leasing.leases.lease_view` and the API's ``event_view`` return; the views build
 plain dicts, and the API's tests hold every response against these models' JSON schemas.
 """
@@ -27,6 +28,10 @@ from vpop.leasing.utilisation import Kind
 LeaseStatus = Literal["scheduled", "provisioning", "active", "ending", "ended"]
 
 LEASE_STATUSES: tuple[str, ...] = get_args(LeaseStatus)
+
+#: Why a lease version was written: the lease was created, renewed (a new planned end) or its
+#: terms changed.
+VersionReason = Literal["create", "renew", "change"]
 
 
 class LeaseRequest(Request):
@@ -53,12 +58,22 @@ class LeaseRequest(Request):
     event_seconds: Annotated[
         int, Bounds(1, 86_400, "how long a condition lasts before an event opens or closes")
     ] = 60
+    starts_at: Annotated[
+        datetime | None,
+        Canonical(
+            parse_time,
+            format="date-time",
+            description="start, ISO 8601 with a UTC offset (default now); a start more than a"
+            " second ahead schedules the lease, which is shaped when it starts; at most a day"
+            " in the past",
+        ),
+    ] = None
     ends_at: Annotated[
         datetime | None,
         Canonical(
             parse_time,
             format="date-time",
-            description="planned end, ISO 8601 with a UTC offset; after now",
+            description="planned end, ISO 8601 with a UTC offset; after now and after starts_at",
         ),
     ] = None
 
@@ -82,6 +97,49 @@ LEASE_DEFAULTS: dict[str, int] = {
 LEASE_REQUIRED: tuple[str, ...] = tuple(
     name for name, field in LeaseRequest.model_fields.items() if field.is_required()
 )
+
+
+class LeaseChangeRequest(Request):
+    """Renew a lease (a new planned end) or change its terms, effective now.
+
+    Each field left out keeps its value; at least one must change. The ranges are a new
+    lease's. A new committed rate or peak reshapes the uplink of a shaped lease.
+    """
+
+    committed_mbps: Annotated[int, LEASE_RANGES["committed_mbps"]] | None = None
+    peak_pct: Annotated[int, LEASE_RANGES["peak_pct"]] | None = None
+    price_minor: Annotated[int, LEASE_RANGES["price_minor"]] | None = None
+    ends_at: Annotated[
+        datetime | None,
+        Canonical(
+            parse_time,
+            format="date-time",
+            description="new planned end (a renewal), ISO 8601 with a UTC offset; after now",
+        ),
+    ] = None
+
+
+class LeaseVersion(Strict):
+    """The terms of a lease in force from valid_from until valid_to (null: still in force)."""
+
+    lease: int
+    version: Annotated[int, Field(description="1 for the terms the lease was created with")]
+    valid_from: datetime
+    valid_to: datetime | None
+    committed_mbps: int
+    peak_pct: int
+    price_minor: int
+    currency: Currency
+    ends_at: Annotated[datetime | None, Field(description="the planned end under these terms")]
+    reason: VersionReason
+    actor: Annotated[str, Field(description="who wrote this version")]
+    created_at: datetime
+
+
+class LeaseVersionList(Strict):
+    """A lease's versions, oldest first."""
+
+    versions: list[LeaseVersion]
 
 
 class Lease(Strict):

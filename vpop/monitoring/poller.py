@@ -6,7 +6,9 @@ intervals of seconds (huey's own periodic tasks tick once a minute, too coarse h
 
 * counters (``VPOP_POLL_COUNTERS_SECONDS``, lab default 5): interface and per-line counters
   -> raw samples, rates (wraps, resets, duplicates and gaps handled by
-  :mod:`vpop.counters`), lease utilisation and under/over-utilisation events;
+  :mod:`vpop.counters`), lease utilisation and under/over-utilisation events, and in the
+  same transaction the service sessions' traffic and the usage rollups
+  (``vpop.accounting.service.record_poll``);
 * probes (``VPOP_POLL_PROBES_SECONDS``, default 10): latency, jitter, loss, throughput of
   every ISP through its routing instance on every router -> QoS samples;
 * prune (``VPOP_PRUNE_SECONDS``, default 3600): raw samples older than
@@ -20,22 +22,22 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import Any
 
 from nornir.core.inventory import Host
 from nornir.core.task import Result
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
 from tasks.probe import probe_isps
+from vpop.accounting.service import Measured, measured, record_poll
 from vpop.catalogue.service import Isp, Line
-from vpop.core.db import Base, session_scope
+from vpop.core.db import session_scope
 from vpop.core.settings import load_settings
 from vpop.core.signals import emit
-from vpop.core.time import utcnow
+from vpop.core.time import as_utc, utcnow
 from vpop.lab.service import SERVICE_ADDRESS
 from vpop.leasing.service import (
     EventState,
@@ -47,6 +49,7 @@ from vpop.leasing.service import (
     utilisation_pct,
 )
 from vpop.monitoring import rollups
+from vpop.monitoring.bulk import Table_, _insert_many
 from vpop.monitoring.counters import Reading, delta
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
 from vpop.monitoring.signals import utilisation_event
@@ -111,7 +114,10 @@ class MonitorSettings(BaseModel):
 _last: dict[tuple[str, str, str], Reading] = {}
 
 
-_loaded: set[str] = set()  # routers whose newest stored readings are in _last
+# per router, the time of the last poll this process stored: when the poll log names a later
+# one, another process (another `vpop worker`) polled the router since, and the cached
+# readings are stale (deltas from them would count that process's interval twice)
+_polled: dict[str, datetime] = {}
 
 
 _states: dict[int, EventState] = {}
@@ -133,46 +139,25 @@ def _log_poll(job: str, router: str, started: float, error: str | None, url: str
         )
 
 
-def Table_(model: type[Base]) -> Table:  # noqa: N802 (reads like the class it unwraps)
-    """The Core table of a model (typed for mypy)."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows with one driver-level executemany.
-
-    The ORM's and even Core's per-row parameter processing was most of a poll's CPU (a poll
-    stores ~800 rows). Every row of one poll shares its timestamp, so the only value that
-    needs type processing (UTCDateTime) is processed once; the rest are plain numbers and
-    strings. The placeholder style follows the driver (qmark for SQLite, format for
-    psycopg), so the statement stays portable.
-    """
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    columns = list(rows[0])
-    values = list(map(itemgetter(*columns), rows))  # tuples, built in C
-    if "at" in columns:
-        at = rows[0]["at"]
-        if any(row["at"] is not at for row in rows):
-            raise ValueError("_insert_many: rows of one call must share their timestamp")
-        process = table.c["at"].type._cached_bind_processor(dialect)  # noqa: SLF001
-        if process is not None:
-            index, stored = columns.index("at"), process(at)
-            values = [(*v[:index], stored, *v[index + 1 :]) for v in values]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    params = values
-    connection.exec_driver_sql(sql, params)
-
-
 COUNTER_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+
+
+def _refresh_previous(session: Session, router: str) -> None:
+    """Make the reading cache of ``router`` hold its newest stored readings.
+
+    Kept as it is when this process stored the router's latest successful counter poll (the
+    common case: one indexed read of the poll log); reloaded from the samples otherwise.
+    """
+    mine = _polled.get(router)
+    if mine is not None:
+        newest = session.scalar(
+            select(func.max(PollLog.at)).where(
+                PollLog.job == "counters", PollLog.router == router, PollLog.ok.is_(True)
+            )
+        )
+        if newest is None or as_utc(newest) <= mine:
+            return
+    _load_previous(session, router)
 
 
 def _load_previous(session: Session, router: str) -> None:
@@ -186,8 +171,8 @@ def _load_previous(session: Session, router: str) -> None:
     for row in session.scalars(select(CounterSample).where(CounterSample.id.in_(newest))):
         values = {k: getattr(row, k) for k in COUNTER_KEYS}
         # the boot id is not stored: a restart since is caught by the decrease rules
-        _last.setdefault(
-            (router, row.kind, row.name), Reading(at=row.at, values=values, width=64, boot_id=None)
+        _last[(router, row.kind, row.name)] = Reading(
+            at=row.at, values=values, width=64, boot_id=None
         )
 
 
@@ -222,7 +207,7 @@ def _poll_router(
 def poll_counters(
     router: str, url: str | None = None, settings: MonitorSettings | None = None
 ) -> dict[str, Any]:
-    """Poll one router's counters; store samples, rates, utilisation and events.
+    """Poll one router's counters; store samples, rates, utilisation, events and usage.
 
     Returns a summary: samples stored, notes (wrap/reset/gap), events opened/closed.
     """
@@ -237,9 +222,14 @@ def poll_counters(
     summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
     event_ids: list[int] = []
     with session_scope(url) as session:  # one transaction per poll
-        if router not in _loaded:
-            _load_previous(session, router)
-            _loaded.add(router)
+        _refresh_previous(session, router)
+        # until this transaction commits, the cache holds readings that may never be stored
+        _polled.pop(router, None)
+        leases = list(
+            session.scalars(select(Lease).where(Lease.router == router, Lease.status == "active"))
+        )
+        uplinks = {lease.uplink for lease in leases}
+        used: dict[str, dict[str, Measured]] = {"line": {}, "interface": {}}
         rates: dict[tuple[str, str], dict[str, Any]] = {}
         rows: list[dict[str, Any]] = []
         for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
@@ -271,6 +261,7 @@ def poll_counters(
                     "new_errors": None,
                     "new_drops": None,
                     "note": result.note,
+                    "session_id": None,
                 }
                 if result.note:
                     summary["notes"][f"{kind}:{name}"] = result.note
@@ -286,12 +277,22 @@ def poll_counters(
                         new_drops=result.values["drops"],
                     )
                     rates[(kind, name)] = row
+                    if kind == "line" or name in uplinks:
+                        m = measured(
+                            result.seconds, result.values, result.note, result.usable, values
+                        )
+                        if m is not None:
+                            used[kind][name] = m
                 rows.append(row)
+        sessions = record_poll(
+            session, router=router, at=now, lines=used["line"], uplinks=used["interface"]
+        )
+        for row in rows:
+            if row["kind"] == "line":
+                row["session_id"] = sessions.get(row["name"])
         _insert_many(session, Table_(CounterSample), rows)
         summary["samples"] = len(rows)
-        for lease in session.scalars(
-            select(Lease).where(Lease.router == router, Lease.status == "active")
-        ):
+        for lease in leases:
             uplink_rate = rates.get(("interface", lease.uplink))
             if uplink_rate is None:
                 continue
@@ -306,6 +307,9 @@ def poll_counters(
             rollups.add_to_rollup(
                 session, rollups.series_name("util", "lease", str(lease.id)), now, pct
             )
+            rollups.add_to_rollup(
+                session, rollups.series_name("util_mbps", "lease", str(lease.id)), now, rate_mbps
+            )
             event_ids += _step_events(session, lease, now, pct, summary)
         session.add(
             PollLog(
@@ -316,6 +320,7 @@ def poll_counters(
                 seconds=time.perf_counter() - started,
             )
         )
+    _polled[router] = now
     for event_id in event_ids:
         emit(utilisation_event, event_id)
     return summary

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, case, delete, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from vpop.accounting.service import UsageRollup
 from vpop.leasing.service import UtilisationSample
 from vpop.monitoring.models import CounterSample, PollLog, QosSample, Rollup
 
@@ -99,8 +100,9 @@ def prune(
     """Delete raw samples older than ``raw_days`` and rollups older than ``rollup_days``.
 
     Raw tables: counter, rate, QoS and utilisation samples and the poll log, dated by ``at``;
-    rollups are dated by their bucket's start. "Older than" is strict: a row exactly at the
-    cutoff stays. Rows already loaded in ``session`` are not expunged.
+    rollups (the 5-minute series and the usage rollups) are dated by their bucket's start.
+    Service sessions are accounting records and are never deleted. "Older than" is strict:
+    a row exactly at the cutoff stays. Rows already loaded in ``session`` are not expunged.
 
     Args:
         session: The caller's session (its transaction is not committed here).
@@ -125,6 +127,9 @@ def prune(
     rollup_cutoff = now - timedelta(days=rollup_days)
     deleted[Rollup.__tablename__] = _delete(
         session, delete(Rollup).where(Rollup.bucket < rollup_cutoff)
+    )
+    deleted[UsageRollup.__tablename__] = _delete(
+        session, delete(UsageRollup).where(UsageRollup.bucket < rollup_cutoff)
     )
     return deleted
 

@@ -7,7 +7,7 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.monitoring import schemas
-from vpop.monitoring.models import PollLog, QosSample, Rollup
+from vpop.monitoring.models import CounterSample, PollLog, QosSample, Rollup
 from vpop.monitoring.poller import MonitorSettings, poll_counters, probe_router, prune, routers
 from vpop.monitoring.qos import QOS_FIGURES, current_qos, empty_qos
 from vpop.monitoring.signals import utilisation_event
@@ -17,6 +17,7 @@ __all__ = [
     "poll_counters",
     "probe_router",
     "prune",
+    "CounterSample",
     "MonitorSettings",
     "PollLog",
     "QOS_FIGURES",

@@ -39,7 +39,6 @@ from tasks.deploy import (
     VerifyFailed,
     deploy_config,
 )
-from vpop.catalogue.service import Selection
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError, VpopError
@@ -47,6 +46,7 @@ from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
+from vpop.selection.confirm import Cut, confirm_selection, read_cut
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
@@ -75,6 +75,9 @@ class Outcome:
     diff: str = ""
     changed: bool = False
     result: dict[str, Any] = field(default_factory=dict)
+    # the lines' raw counters read right after a successful push (accounting's cut): when,
+    # and per interface (bytes in, bytes out, packets in, packets out)
+    cut: Cut | None = None
 
 
 def _device_run(
@@ -100,7 +103,12 @@ def _device_run(
         device_started = time.perf_counter()
         results = target.run(task=deploy_config, intended=rendered, dry_run=dry_run, on_failed=True)
         timings["device"] = time.perf_counter() - device_started
-    multi: MultiResult = results[router]
+        multi: MultiResult = results[router]
+        cut = None
+        if not dry_run and not multi.failed and host.platform == "frr":
+            cut_started = time.perf_counter()
+            cut = read_cut(target, router, session)
+            timings["cut"] = time.perf_counter() - cut_started
     first = multi[0]
     outcome = Outcome(
         failed=multi.failed,
@@ -108,6 +116,7 @@ def _device_run(
         diff=first.diff or "",
         changed=bool(first.changed),
         result=first.result if isinstance(first.result, dict) else {},
+        cut=cut,
     )
     return outcome, timings
 
@@ -298,7 +307,7 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
                         unverified.append(order.id)
                         continue
                     order.status = OrderStatus.DONE_SUCCESS.value
-                    _confirm_selection(session, order)
+                    confirm_selection(session, order, outcome.cut)
                 else:
                     order.status = status_for_orders.value
                     order.error = _explain(err, router) + rollback_note
@@ -372,16 +381,6 @@ def _record_lock_lost(
             order.error = note
             order.finished_at = utcnow()
     emit(reconcile_needed, router)
-
-
-def _confirm_selection(session: Session, order: Order) -> None:
-    selection = session.get(Selection, order.line_id)
-    if selection is None:
-        session.add(Selection(line_id=order.line_id, isp_id=order.isp_id, order_id=order.id))
-    else:
-        selection.isp_id = order.isp_id
-        selection.order_id = order.id
-        selection.updated_at = utcnow()
 
 
 def _rollback(router: str, url: str | None) -> bool:

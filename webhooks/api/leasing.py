@@ -10,7 +10,8 @@ midnight UTC) and windows are half-open, ``since <= at < until``. Errors leave a
 
 Who reads what: leases and events are for ``admin``/``noc`` tokens and, for their own ISP
 only, ``isp`` tokens (another ISP's lease is "not there": 404, as for an unknown id); only
-``admin``/``noc`` create and end leases.
+``admin``/``noc`` create, change and end leases. A lease's versions (its terms over time) are
+read like the lease.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from vpop.leasing.service import (
     KINDS,
     LEASE_STATUSES,
     Lease,
+    LeaseChangeRequest,
     LeaseRequest,
     UtilisationEvent,
     UtilisationSample,
@@ -86,10 +88,7 @@ def create_lease() -> tuple[dict[str, Any], int, dict[str, str]]:
     _lease_writer(caller)
     body = LeaseRequest.parse(json_object())
     lease = leasing.create_lease(
-        **body.model_dump(),
-        starts_at=utcnow(),  # so that an ends_at in the past is refused
-        actor=caller.name,
-        url=current_app.config["DATABASE_URL"],
+        **body.model_dump(), actor=caller.name, url=current_app.config["DATABASE_URL"]
     )
     headers = {"Location": url_for("api.get_lease", lease_id=lease.id)}
     return leasing.lease_view(lease), 201, headers
@@ -120,6 +119,30 @@ def end_lease(lease_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     lease = leasing.end_lease(lease_id, caller.name, url=current_app.config["DATABASE_URL"])
     headers = {"Location": url_for("api.get_lease", lease_id=lease.id)}
     return leasing.lease_view(lease), 202, headers
+
+
+@bp.get("/leases/<int:lease_id>/versions")
+def list_lease_versions(lease_id: int) -> dict[str, Any]:
+    """A lease's versions (its terms over time), oldest first."""
+    own = _lease_reader(authenticate(allow_webhook=False).caller)
+    url = current_app.config["DATABASE_URL"]
+    with session_scope(url) as session:
+        _readable_lease(session, lease_id, own)
+    return {"versions": leasing.list_versions(lease_id, url=url)}
+
+
+@bp.post("/leases/<int:lease_id>/versions")
+def change_lease(lease_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Renew a lease or change its terms (operators): writes its next version, effective now."""
+    caller = authenticate(allow_webhook=True).caller
+    _lease_writer(caller)
+    body = LeaseChangeRequest.parse(json_object())
+    if lease_id > MAX_ID:
+        raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
+    url = current_app.config["DATABASE_URL"]
+    leasing.change_lease(lease_id, actor=caller.name, url=url, **body.model_dump())
+    headers = {"Location": url_for("api.list_lease_versions", lease_id=lease_id)}
+    return leasing.list_versions(lease_id, url=url)[-1], 201, headers
 
 
 @bp.get("/leases/<int:lease_id>/utilisation")

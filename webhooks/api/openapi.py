@@ -22,14 +22,16 @@ from pydantic_core import core_schema
 from vpop.aaa.service import schemas as aaa
 from vpop.catalogue.service import schemas as catalogue
 from vpop.core.schemas import NAME_PATTERN, Health, Problem, json_pattern
-from vpop.leasing.service import KINDS, LEASE_STATUSES, LeaseRequest
+from vpop.leasing.service import KINDS, LEASE_STATUSES, LeaseChangeRequest, LeaseRequest
 from vpop.leasing.service import schemas as leasing
 from vpop.monitoring.service import schemas as monitoring
+from vpop.reports.service import schemas as reports
 from vpop.selection.service import SelectionBody
 from vpop.selection.service import schemas as selection
 from webhooks.api import aaa as aaa_api
 from webhooks.api import catalogue as catalogue_api
 from webhooks.api import leasing as leasing_api
+from webhooks.api import reports as reports_api
 from webhooks.api import selection as selection_api
 from webhooks.api.common import bp
 from webhooks.auth import MESSAGE_ID, TIMESTAMP
@@ -97,6 +99,7 @@ class Operation:
     description: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)  # success headers: what they say
     also: Mapping[int, str] = field(default_factory=dict)  # statuses answered with the model
+    media: tuple[str, ...] = ()  # other media types of the success body (text, not JSON)
 
 
 API = "/api/v1"
@@ -186,7 +189,9 @@ OPERATIONS = (
               leasing.Lease, status=201, ok="The lease is recorded and queued for provisioning.",
               problems=(400, 401, 403, 404, 409, 413, 415, 422), request=LeaseRequest,
               description="admin and noc tokens only. The lease is written as `provisioning` "
-              "and queued; the worker shapes the uplink and marks it `active`.",
+              "and queued; the worker shapes the uplink and marks it `active`. A `starts_at` "
+              "more than a second ahead writes it `scheduled`: it holds the uplink and is "
+              "queued when it starts.",
               headers={"Location": "the lease's URL"}),
     Operation("get", f"{API}/leases/{{lease_id}}", "getLease", "One lease", leasing.Lease,
               problems=(401, 403, 404), parameters=(LEASE_ID,),
@@ -205,6 +210,22 @@ OPERATIONS = (
                   _param("query", "until", TIME, "Window end (exclusive)." + ISO)),
               description="The window defaults to the day before `until` (default now) and "
               f"is at most {leasing_api.UTILISATION_MAX_WINDOW.days} days."),
+    Operation("get", f"{API}/leases/{{lease_id}}/versions", "listLeaseVersions",
+              "A lease's versions: its terms over time, oldest first", leasing.LeaseVersionList,
+              problems=(401, 403, 404), parameters=(LEASE_ID,),
+              description="Read like the lease: admin and noc tokens every lease's, an ISP token "
+              "its ISP's (another ISP's is 404, as an unknown id is); portal tokens are refused."),
+    Operation("post", f"{API}/leases/{{lease_id}}/versions", "changeLease",
+              "Renew a lease or change its terms", leasing.LeaseVersion, status=201,
+              ok="The new version, in force from now.",
+              problems=(400, 401, 403, 404, 413, 415, 422), parameters=(LEASE_ID,),
+              request=LeaseChangeRequest,
+              description="admin and noc tokens only. The version in force ends now and the next "
+              "starts now (at the lease's start if it has not started). A new `ends_at` alone is "
+              "a renewal; a new committed rate or peak reshapes a shaped lease (it is "
+              "`provisioning` until the worker has reshaped it). Ending or ended leases cannot "
+              "change (422).",
+              headers={"Location": "the lease's versions"}),
     Operation("get", f"{API}/events", "listEvents",
               "Under- and over-utilisation events, newest first", leasing.EventList,
               problems=(401, 403, 422), parameters=(
@@ -249,6 +270,42 @@ OPERATIONS = (
               problems=(401, 403, 422),
               description="admin and noc tokens only. Clients and their secrets are added and "
               "removed with `vpop radius client add|remove`, never over the API."),
+    Operation("get", f"{API}/reports/usage", "getUsageReport",
+              "Usage by subscriber, ISP or lease over a window", reports.UsageReport,
+              ok="The report as JSON; with `format=csv` or `format=html` the same report as "
+              "text/csv (an attachment) or a self-contained text/html page.",
+              problems=(401, 403, 422), parameters=(
+                  {**_param("query", "by", {"type": "string", "enum": list(reports_api.USAGE_BY)},
+                            "one row per subscriber (and ISP), per ISP, or per lease version"),
+                   "required": True},
+                  {**_param("query", "from", TIME, "Window start (inclusive)." + ISO),
+                   "required": True},
+                  {**_param("query", "to", TIME, "Window end (exclusive)." + ISO),
+                   "required": True},
+                  _param("query", "format", {"type": "string", "default": "json",
+                                             "enum": list(reports_api.USAGE_FORMATS)}),
+                  _param("query", "isp", NAME, "only this ISP's usage"),
+                  _param("query", "subscriber", NAME, "only this subscriber's usage")),
+              description="admin and noc tokens read every ISP's usage; an ISP token's report "
+              "is scoped to its own ISP (naming another ISP is 403); portal tokens are refused. "
+              f"The window is at most {reports_api.USAGE_MAX_WINDOW.days} days. Each row's "
+              "`coverage_pct` below 100 says some of its time was not measured by a regular "
+              "poll.",
+              media=("text/csv", "text/html"),
+              headers={"Content-Disposition": "with format=csv: "
+                       "`attachment; filename=\"usage-<by>-<from>-<to>.csv\"`"}),
+    Operation("get", f"{API}/sessions", "listServiceSessions",
+              "Service sessions (open and closed), the latest started first",
+              reports.ServiceSessionList, problems=(401, 403, 422), parameters=(
+                  _param("query", "subscriber", NAME), _param("query", "isp", NAME),
+                  _param("query", "line", ID),
+                  _param("query", "from", TIME, "Sessions not ended before this time." + ISO),
+                  _param("query", "to", TIME, "Sessions started before this time." + ISO),
+                  _param("query", "open", {"type": "boolean"},
+                         "true: open sessions only; false: ended ones only"),
+                  limit_arg(reports_api.SESSIONS_DEFAULT_LIMIT, reports_api.SESSIONS_MAX_LIMIT)),
+              description="admin and noc tokens see every ISP's sessions, an ISP token its "
+              "own ISP's (naming another ISP is 403); portal tokens are refused."),
 )
 # fmt: on
 
@@ -272,6 +329,7 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
     schema = refs[op.model, "serialization"] if op.model else {"type": "object"}
     text = op.ok or (op.model.__doc__ or "").split("\n")[0]
     ok: dict[str, Any] = {"description": text, "content": {JSON: {"schema": schema}}}
+    ok["content"] |= {media: {"schema": {"type": "string"}} for media in op.media}
     if op.headers:
         ok["headers"] = {
             name: {"description": what, "schema": {"type": "string"}}

@@ -45,6 +45,11 @@ def upgrade() -> None:
         sa.Column("packets_out", sa.BigInteger(), nullable=False),
         sa.Column("covered_seconds", sa.Float(), nullable=False),
         sa.Column("last_counted_at", TIME, nullable=True),
+        sa.Column("baseline_at", TIME, nullable=True),
+        sa.Column("baseline_bytes_in", sa.BigInteger(), nullable=True),
+        sa.Column("baseline_bytes_out", sa.BigInteger(), nullable=True),
+        sa.Column("baseline_packets_in", sa.BigInteger(), nullable=True),
+        sa.Column("baseline_packets_out", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(["line_id"], ["lines.id"]),
         sa.ForeignKeyConstraint(["isp_id"], ["isps.id"]),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"]),
@@ -80,9 +85,7 @@ def upgrade() -> None:
         sa.Column("samples", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("period", "level", "isp_id", "subject", "bucket"),
     )
-    op.create_index(
-        "ix_usage_period_level_bucket", "usage_rollups", ["period", "level", "bucket"]
-    )
+    op.create_index("ix_usage_period_level_bucket", "usage_rollups", ["period", "level", "bucket"])
     with op.batch_alter_table("counter_samples", schema=None) as batch_op:
         batch_op.add_column(sa.Column("session_id", sa.BigInteger(), nullable=True))
     op.create_table(

@@ -1,0 +1,70 @@
+"""A confirmed selection: the line's selection row and its service session, cut at the
+counters read right after the push (so accounting splits a moved line's traffic where the
+router moved it, not in proportion to time)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from nornir.core import Nornir
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tasks.collect import collect_counters
+from vpop.accounting.service import switch_line
+from vpop.catalogue.service import Line, Selection
+from vpop.core.time import utcnow
+from vpop.selection.models import Order
+
+log = logging.getLogger(__name__)
+
+#: When the lines' counters were read, and per interface their raw values (bytes in,
+#: bytes out, packets in, packets out).
+Cut = tuple[datetime, dict[str, tuple[int, int, int, int]]]
+
+
+def read_cut(target: Nornir, router: str, session: Session) -> Cut | None:
+    """The router's line counters read right after a push: where accounting cuts a moved
+    line's traffic between its old and its new session. None when they cannot be read (the
+    move is then shared out by time at the next poll); never fails the run."""
+    lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
+    if not lines:
+        return None
+    multi = target.run(task=collect_counters, lines=lines, on_failed=True)[router]
+    if multi.failed:
+        log.warning("%s: counters not read after the push: %s", router, multi[0].exception)
+        return None
+    at = utcnow()
+    counted: dict[str, dict[str, int]] = multi[0].result["lines"]
+    return at, {
+        interface: (c["rx_bytes"], c["tx_bytes"], c["rx_packets"], c["tx_packets"])
+        for interface, c in counted.items()
+    }
+
+
+def confirm_selection(
+    session: Session,
+    order: Order,
+    cut: Cut | None = None,
+) -> None:
+    """Record the line's selection as the router now has it, and its service session (cut
+    at the counters read after the push, when they were)."""
+    now = utcnow()
+    counters = cut[1].get(order.line.interface) if cut is not None else None
+    line_cut = (cut[0], counters) if cut is not None and counters is not None else None
+    selection = session.get(Selection, order.line_id)
+    if selection is None:
+        session.add(Selection(line_id=order.line_id, isp_id=order.isp_id, order_id=order.id))
+    else:
+        selection.isp_id = order.isp_id
+        selection.order_id = order.id
+        selection.updated_at = now
+    switch_line(
+        session,
+        line_id=order.line_id,
+        isp_id=order.isp_id,
+        at=now,
+        order_id=order.id,
+        cut=line_cut,
+    )
