@@ -41,7 +41,7 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _nice_ceiling(value: float) -> float:
+def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
     if value <= 0:
         return 1.0
@@ -86,7 +86,7 @@ def bar_chart(items: Sequence[tuple[str, int, int]], *, label: str, width: int =
     left, right, top, row_h = 170.0, 16.0, 24.0, 26.0
     height = int(top + max(1, len(items)) * row_h + 30)
     plot_w = width - left - right
-    high = _nice_ceiling(max([1.0, *(max(b_in, b_out) for _, b_in, b_out in items)]))
+    high = nice_ceiling(max([1.0, *(max(b_in, b_out) for _, b_in, b_out in items)]))
     parts = [_head(label, width, height), _legend(left, 14)]
     for tick in (0.0, high / 2, high):
         x = left + tick / high * plot_w
@@ -138,7 +138,7 @@ def series_chart(
     left, right, top, bottom = 70.0, 12.0, 24.0, 26.0
     plot_w = width - left - right
     plot_h = height - top - bottom
-    high = _nice_ceiling(max([1.0, *(max(b_in, b_out) for _, b_in, b_out in points)]))
+    high = nice_ceiling(max([1.0, *(max(b_in, b_out) for _, b_in, b_out in points)]))
     parts = [_head(label, width, height), _legend(left, 14)]
     for tick in (0.0, high / 2, high):
         y = top + plot_h - tick / high * plot_h

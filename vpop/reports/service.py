@@ -16,6 +16,7 @@ from typing import Any
 
 from vpop.core.errors import BadInput
 from vpop.reports import schemas
+from vpop.reports.charts import nice_ceiling
 from vpop.reports.formats import FORMATS, cell, csv_cell, html_page
 from vpop.reports.qos_utilisation import (
     QOS_COLUMNS,
@@ -43,6 +44,7 @@ __all__ = [
     "USAGE_COLUMNS",
     "UTILISATION_COLUMNS",
     "clipped_seconds",
+    "nice_ceiling",
     "coverage_pct",
     "qos_report",
     "render",

@@ -41,26 +41,7 @@ from webhooks.pages.noc_common import bp, database_url
 SESSIONS_PAGE_SIZE = 200
 
 #: The columns of a subscriber's sessions export: the API's view plus the coverage.
-SESSION_COLUMNS = (
-    "id",
-    "source",
-    "line",
-    "subscriber",
-    "isp",
-    "router",
-    "interface",
-    "order",
-    "radius_session",
-    "started_at",
-    "ended_at",
-    "end_reason",
-    "bytes_in",
-    "bytes_out",
-    "packets_in",
-    "packets_out",
-    "covered_seconds",
-    "coverage_pct",
-)
+SESSION_COLUMNS = (*accounting.VIEW_KEYS, "coverage_pct")
 
 #: The quick periods of the picker, in order.
 PRESETS = ("today", "last 7 days", "this month", "last month")

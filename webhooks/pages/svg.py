@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup
 
+from vpop.reports.service import nice_ceiling
+
 Point = tuple[float, float]
 
 LINE_COLOUR = "#1d4ed8"
@@ -65,17 +67,6 @@ def _path(
     return " ".join(
         f"{'M' if i == 0 else 'L'}{_num(px(x))} {_num(py(y))}" for i, (x, y) in enumerate(segment)
     )
-
-
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
-    if value <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if step * power >= value:
-            return step * power
-    return 10.0 * power
 
 
 def _short(value: float) -> str:
@@ -191,7 +182,7 @@ def chart(
     kept = _finite(points, start, end)
     values = [y for _, y in kept] + [value for value, _ in thresholds]
     high = max([*values, 1.0])
-    high = _nice_ceiling(high * 1.05)
+    high = nice_ceiling(high * 1.05)
     span_x = (end - start) or 1.0
     plot_w = width - left - right
     plot_h = height - top - bottom
