@@ -168,3 +168,27 @@ def test_after_a_failed_poll_the_next_counts_from_the_last_stored_reading(
             select(CounterSample.rx_bytes).where(CounterSample.name == "sub1")
         ).all()
     assert sorted(stored) == [1_000, 7_000]
+
+
+def test_a_report_read_from_raw_samples_cuts_a_move_as_the_writer_did(
+    url: str, monkeypatch: pytest.MonkeyPatch, fresh_poller: None
+) -> None:
+    from vpop.reports.service import usage_report
+
+    old = open_session(url, 1, "isp-a", datetime.now(UTC) - timedelta(hours=1))
+    answering(monkeypatch, fake_router({"sub1": 1_000}, 0), fake_router({"sub1": 5_000}, 0))
+    settings = poller.MonitorSettings(counters_seconds=60)
+    first = datetime.now(UTC)
+    poller.poll_counters("rc1", url, settings)
+    with session_scope(url) as session:  # the move, cut at 1,800 bytes in (3,600 out)
+        at = datetime.now(UTC)
+        new = switch_line(
+            session, line_id=1, isp_id="isp-b", at=at, cut=(at, (1_800, 3_600, 18, 36))
+        ).id
+    poller.poll_counters("rc1", url, settings)
+    assert (traffic(url, old)[0], traffic(url, new)[0]) == (800, 3_200)
+    # a window of a few seconds: no whole hour in it, every figure comes from raw samples
+    window = (first - timedelta(seconds=1), datetime.now(UTC) + timedelta(seconds=1))
+    report = usage_report(url, *window, by="subscriber")
+    by_isp = {row["isp"]: row["bytes_in"] for row in report["rows"]}
+    assert by_isp == {"isp-a": 800, "isp-b": 3_200}

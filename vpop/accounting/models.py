@@ -70,10 +70,10 @@ class ServiceSession(Base):
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
     router: Mapped[str | None] = mapped_column(String(64), default=None)
     interface: Mapped[str | None] = mapped_column(String(64), default=None)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), default=None)
-    radius_session_id: Mapped[int | None] = mapped_column(
-        ForeignKey("radius_sessions.id"), unique=True, default=None
-    )
+    # references by id, without foreign keys: the accounting tables must load (and flush) in
+    # a process that never imported the selection or aaa models (e.g. `vpop select`)
+    order_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    radius_session_id: Mapped[int | None] = mapped_column(Integer, unique=True, default=None)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     end_reason: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -19,10 +19,11 @@ from vpop.accounting.sessions import (
     session_view,
     switch_line,
 )
-from vpop.accounting.usage import Measured, measured, record_poll, split
+from vpop.accounting.usage import Cut, Measured, cut_of, measured, record_poll, split
 
 __all__ = [
     "END_REASONS",
+    "Cut",
     "LEVELS",
     "PERIODS",
     "SOURCES",
@@ -32,6 +33,7 @@ __all__ = [
     "UsageRollup",
     "WIDTH",
     "bucket_of",
+    "cut_of",
     "buckets",
     "end_line",
     "list_sessions",

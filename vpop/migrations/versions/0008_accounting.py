@@ -52,8 +52,6 @@ def upgrade() -> None:
         sa.Column("baseline_packets_out", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(["line_id"], ["lines.id"]),
         sa.ForeignKeyConstraint(["isp_id"], ["isps.id"]),
-        sa.ForeignKeyConstraint(["order_id"], ["orders.id"]),
-        sa.ForeignKeyConstraint(["radius_session_id"], ["radius_sessions.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("radius_session_id"),
     )
