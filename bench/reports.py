@@ -39,7 +39,6 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -406,32 +405,14 @@ def run_sqlite(args: argparse.Namespace) -> None:
                 leftover.unlink()
 
 
-def _as_postgres(*args: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
-
-
 @contextmanager
 def kept_cluster(base: Path, fresh: bool) -> Iterator[str]:
-    """A PostgreSQL cluster in ``base`` (as ``tests/pg.py`` starts one) that outlives the
-    run: created anew when ``fresh`` (or missing), else started from its data directory;
-    stopped cleanly (``-m fast``: a checkpoint) afterwards, its files left in place."""
-    from tests.pg import PG_BIN
+    """A PostgreSQL cluster in ``base`` that outlives the run (``tests/pg.py``'s, stopped
+    cleanly with a checkpoint, its files left in place)."""
+    from tests.pg import running_cluster
 
-    data, sock = base / "data", base / "sock"
-    if fresh or not (data / "PG_VERSION").exists():
-        shutil.rmtree(base, ignore_errors=True)
-        sock.mkdir(parents=True)
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-        _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    options = f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off"
-    pg_ctl = (str(PG_BIN / "pg_ctl"), "-D", str(data), "-w")
-    _as_postgres(*pg_ctl, "-l", str(base / "log"), "-o", options, "start")
-    try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
-    finally:
-        dispose_engines()
-        _as_postgres(*pg_ctl, "-m", "fast", "stop")
+    with running_cluster(base, fresh=fresh, stop="fast") as url:
+        yield url
 
 
 def run_postgres(args: argparse.Namespace) -> None:

@@ -118,3 +118,34 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
         "boot_ids": boot_ids,
     }
     return Result(host=task.host, result=result, changed=changed)
+
+
+def read_line_counters(task: Task, *, lines: list[str]) -> Result:
+    """Read the named counters of ``lines`` alone, changing nothing (no interfaces, no
+    update of the accounting table): what the engine reads right after a push, so that
+    accounting cuts a moved line's traffic where the router moved it.
+
+    Sets ``Result.result`` to ``{interface: {"rx_bytes", "tx_bytes", "rx_packets",
+    "tx_packets"}}`` for the lines the table counts (a line it does not count yet is left
+    out).
+    """
+    try:
+        answer = router_agent(task).call(
+            {"op": "counters", "table": ["inet", ACCT_TABLE], "links": False}
+        )
+    except ShellError as err:
+        raise CollectError(f"{task.host.name}: {err}") from err
+    if not answer["ok"]:
+        raise CollectError(f"cannot read counters: {answer.get('error')}")
+    named = answer["counters"]
+    counted: dict[str, dict[str, int]] = {}
+    for interface in lines:
+        up, down = (named.get(n) for n in counter_names(interface))
+        if up is not None and down is not None:
+            counted[interface] = {
+                "rx_bytes": up[1],
+                "tx_bytes": down[1],
+                "rx_packets": up[0],
+                "tx_packets": down[0],
+            }
+    return Result(host=task.host, result=counted)

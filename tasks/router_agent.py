@@ -200,20 +200,10 @@ def throughput(req: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "bytes": acked, "seconds": elapsed, "mbps": acked * 8 / elapsed / 1e6}
 
 
-def counters(req: dict[str, Any]) -> dict[str, Any]:
-    """Interface counters (``ip -s -j link``) and an nftables table's named counters and
-    counted interfaces (``nft -j list table``), both parsed here so that only the figures
-    cross the SSH session, not hundreds of kilobytes of JSON."""
-    link = subprocess.run(
-        ["ip", "-s", "-j", "link", "show"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=30,
-    )
-    if link.returncode != 0:
-        return {"ok": False, "error": link.stdout.decode(errors="replace")}
+def _interfaces(output: bytes) -> dict[str, list[Any]]:
+    """``ip -s -j link`` as ``{ifname: [ifindex, rx/tx bytes, rx/tx packets, errors, drops]}``."""
     interfaces = {}
-    for entry in json.loads(link.stdout or b"[]"):
+    for entry in json.loads(output or b"[]"):
         stats = entry.get("stats64", {})
         rx, tx = stats.get("rx", {}), stats.get("tx", {})
         interfaces[entry["ifname"]] = [
@@ -225,6 +215,25 @@ def counters(req: dict[str, Any]) -> dict[str, Any]:
             rx.get("errors", 0) + tx.get("errors", 0),
             rx.get("dropped", 0) + tx.get("dropped", 0),
         ]
+    return interfaces
+
+
+def counters(req: dict[str, Any]) -> dict[str, Any]:
+    """Interface counters (``ip -s -j link``) and an nftables table's named counters and
+    counted interfaces (``nft -j list table``), both parsed here so that only the figures
+    cross the SSH session, not hundreds of kilobytes of JSON. ``"links": false`` skips the
+    interfaces (the line counters alone, read right after a push)."""
+    interfaces: dict[str, list[Any]] = {}
+    if req.get("links", True):
+        link = subprocess.run(
+            ["ip", "-s", "-j", "link", "show"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=30,
+        )
+        if link.returncode != 0:
+            return {"ok": False, "error": link.stdout.decode(errors="replace")}
+        interfaces = _interfaces(link.stdout)
     table = subprocess.run(
         ["nft", "-j", "list", "table", *req["table"]],
         stdout=subprocess.PIPE,

@@ -22,6 +22,31 @@ def _as_postgres(*args: str) -> None:
 
 
 @contextmanager
+def running_cluster(base: Path, *, fresh: bool = True, stop: str = "immediate") -> Iterator[str]:
+    """Run a cluster whose files live in ``base``; yield its SQLAlchemy URL; stop it.
+
+    Created anew (``initdb``) when ``fresh`` or when ``base`` holds none, else started from
+    its data directory. A unix socket only, no TCP port. Stopped with ``pg_ctl -m stop``
+    (``immediate`` for a throwaway cluster, ``fast`` to keep the data); the files stay.
+    """
+    data, sock = base / "data", base / "sock"
+    if fresh or not (data / "PG_VERSION").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        sock.mkdir(parents=True)
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+        _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off"
+    pg_ctl = (str(PG_BIN / "pg_ctl"), "-D", str(data), "-w")
+    _as_postgres(*pg_ctl, "-l", str(base / "log"), "-o", options, "start")
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
+    finally:
+        dispose_engines()
+        _as_postgres(*pg_ctl, "-m", stop, "stop")
+
+
+@contextmanager
 def postgres_cluster(tag: str = "pg") -> Iterator[str]:
     """Start a cluster; yield its SQLAlchemy URL; stop it and remove its files.
 
@@ -30,25 +55,8 @@ def postgres_cluster(tag: str = "pg") -> Iterator[str]:
     if not PG_BIN.exists():
         pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql)")
     base = Path("/tmp") / f"vpop-{tag}-{uuid.uuid4().hex[:8]}"
-    data, sock = base / "data", base / "sock"
-    sock.mkdir(parents=True)
-    shutil.chown(base, "postgres")
-    shutil.chown(sock, "postgres")
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"),
-        "-D",
-        str(data),
-        "-w",
-        "-l",
-        str(base / "log"),
-        "-o",
-        f"-c listen_addresses='' -c unix_socket_directories={sock} -c fsync=off",
-        "start",
-    )
     try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
+        with running_cluster(base) as url:
+            yield url
     finally:
-        dispose_engines()
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(base, ignore_errors=True)

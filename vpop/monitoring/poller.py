@@ -27,7 +27,7 @@ from typing import Any
 from nornir.core.inventory import Host
 from nornir.core.task import Result
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
@@ -150,14 +150,16 @@ def _refresh_previous(session: Session, router: str) -> None:
     """
     mine = _polled.get(router)
     if mine is not None:
-        newest = session.scalar(
-            select(func.max(PollLog.at)).where(
-                PollLog.job == "counters", PollLog.router == router, PollLog.ok.is_(True)
-            )
-        )
+        newest = session.connection().execute(_NEWEST_POLL, {"router": router}).scalar()
         if newest is None or as_utc(newest) <= mine:
             return
     _load_previous(session, router)
+
+
+# the router's newest stored counter poll: a Core statement built once (read every poll)
+_NEWEST_POLL = select(func.max(PollLog.at)).where(
+    PollLog.job == "counters", PollLog.router == bindparam("router"), PollLog.ok.is_(True)
+)
 
 
 def _load_previous(session: Session, router: str) -> None:

@@ -11,7 +11,7 @@ from nornir.core import Nornir
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tasks.collect import collect_counters
+from tasks.collect import read_line_counters
 from vpop.accounting.service import switch_line
 from vpop.catalogue.service import Line, Selection
 from vpop.core.time import utcnow
@@ -31,12 +31,12 @@ def read_cut(target: Nornir, router: str, session: Session) -> Cut | None:
     lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
     if not lines:
         return None
-    multi = target.run(task=collect_counters, lines=lines, on_failed=True)[router]
+    multi = target.run(task=read_line_counters, lines=lines, on_failed=True)[router]
     if multi.failed:
         log.warning("%s: counters not read after the push: %s", router, multi[0].exception)
         return None
     at = utcnow()
-    counted: dict[str, dict[str, int]] = multi[0].result["lines"]
+    counted: dict[str, dict[str, int]] = multi[0].result
     return at, {
         interface: (c["rx_bytes"], c["tx_bytes"], c["rx_packets"], c["tx_packets"])
         for interface, c in counted.items()
