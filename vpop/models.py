@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vpop.aaa import models as aaa
 from vpop.accounting import models as accounting
+from vpop.billing import models as billing
 from vpop.catalogue import models as catalogue
 from vpop.core import audit, locks
 from vpop.core.db import Base
@@ -22,6 +23,7 @@ __all__ = [
     "aaa",
     "accounting",
     "audit",
+    "billing",
     "catalogue",
     "identity",
     "leasing",

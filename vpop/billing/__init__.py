@@ -1,0 +1,1 @@
+"""Billing: the double-entry ledger (accounts, entries, postings, two-phase holds)."""
