@@ -45,6 +45,7 @@ from vpop.accounting.service import mirror_radius
 from vpop.core import validate
 from vpop.core.db import UTCDateTime, session_scope
 from vpop.core.errors import BadInput
+from vpop.core.settings import load_settings
 from vpop.core.time import iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -365,6 +366,50 @@ def account(attributes: dict[str, list[str]], *, nas: str | None, url: str | Non
             # a concurrent first record of the same session won the insert: update it
             if attempt == _ATTEMPTS:
                 raise
+
+
+#: A session with no accounting record for this many interim intervals has lost its NAS.
+STALE_INTERIMS = 3
+
+
+def close_stale(url: str | None = None, now: datetime | None = None) -> list[int]:
+    """Close the RADIUS sessions that never got their Stop (RFC 2866 delivery is best effort).
+
+    A session open with no record for more than :data:`STALE_INTERIMS` interim intervals
+    (``VPOP_RADIUS_INTERIM_SECONDS``) is closed at its last record (``closed_by = stale``,
+    ``stop_cause`` ``Stale``): service is known until then, not after. It is kept, never
+    deleted, and its service session ends ``stale`` at the same time. A later Interim
+    raises its counters but does not reopen it; a late Stop records the NAS's own end.
+
+    Args:
+        url: The database URL (default: the settings').
+        now: The time to judge silence at (default: now).
+
+    Returns:
+        The ids of the sessions closed now, in order.
+    """
+    now = utcnow() if now is None else now
+    silence = timedelta(seconds=STALE_INTERIMS * load_settings().radius_interim_seconds)
+    closed: list[int] = []
+    with session_scope(url) as session:
+        candidates = session.scalars(
+            select(RadiusSession.id)
+            .where(RadiusSession.stopped_at.is_(None), RadiusSession.updated_at < now - silence)
+            .order_by(RadiusSession.id)
+        ).all()
+        for session_id in candidates:
+            done = session.execute(
+                update(RadiusSession)
+                .where(RadiusSession.id == session_id, RadiusSession.stopped_at.is_(None))
+                .values(stopped_at=RadiusSession.updated_at, closed_by="stale", stop_cause="Stale")
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], done).rowcount:
+                mirror_radius(session, session_id)
+                closed.append(session_id)
+    if closed:
+        log.warning("closed %d stale RADIUS sessions (no record for %s)", len(closed), silence)
+    return closed
 
 
 def session_view(row: RadiusSession) -> dict[str, Any]:

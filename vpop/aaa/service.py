@@ -7,7 +7,7 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.aaa import schemas
-from vpop.aaa.accounting import account, session_view
+from vpop.aaa.accounting import account, close_stale, session_view
 from vpop.aaa.clients import (
     add_radius_client,
     list_radius_clients,
@@ -68,6 +68,7 @@ __all__ = [
     "UnknownRule",
     "aaa_rule_view",
     "account",
+    "close_stale",
     "add_rule",
     "authorize",
     "calling_number",

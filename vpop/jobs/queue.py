@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -275,16 +276,34 @@ def recover() -> dict[str, Any]:
     return {"recovered": recovered, "expired": expired, "waiting": sorted(waiting)}
 
 
+#: Seconds between two searches for RADIUS sessions that never got their Stop.
+STALE_RADIUS_EVERY = 60.0
+_stale_radius_at: list[float] = []  # when this process last searched (monotonic)
+
+
+def _close_stale_radius() -> list[int]:
+    """Close silent RADIUS sessions (``vpop.aaa``), at most once a minute per process."""
+    from vpop.aaa.service import close_stale
+
+    now = time.monotonic()
+    if _stale_radius_at and now - _stale_radius_at[-1] < STALE_RADIUS_EVERY:
+        return []
+    _stale_radius_at[:] = [now]
+    return close_stale()
+
+
 def sweep() -> dict[str, Any]:
     """Safety net: recover dead holders' work, re-enqueue stale orders, reconcile UNKNOWN ones.
 
     Returns:
         What it found: ``recovered`` (routers whose abandoned orders became UNKNOWN),
         ``expired`` (locks whose holder died), ``stale`` (routers with RECEIVED orders older
-        than :data:`STALE_AFTER`), ``unknown`` (routers with UNKNOWN orders) and
-        ``consents_expired`` (pending orders nobody confirmed in time, now EXPIRED).
+        than :data:`STALE_AFTER`), ``unknown`` (routers with UNKNOWN orders),
+        ``consents_expired`` (pending orders nobody confirmed in time, now EXPIRED) and
+        ``radius_stale`` (RADIUS sessions closed for silence, searched once a minute).
     """
     consents_expired = engine.expire_consents()
+    radius_stale = _close_stale_radius()
     recovered = engine.recover_abandoned()
     expired = clear_expired()
     now = utcnow()
@@ -317,6 +336,7 @@ def sweep() -> dict[str, Any]:
         "stale": sorted(stale),
         "unknown": sorted(unknown),
         "consents_expired": consents_expired,
+        "radius_stale": radius_stale,
     }
 
 
