@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 FORMATS = ("csv", "json", "html")
@@ -26,6 +29,23 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
+
+
+def csv_text(
+    names: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    last: Sequence[Any] | None = None,
+) -> str:
+    """A header line, one formula-safe line per row (its ``names`` columns, in order), and
+    an optional ``last`` line (a totals line) as given."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(name)) for name in names])
+    if last is not None:
+        writer.writerow([csv_cell(value) for value in last])
+    return buffer.getvalue()
 
 
 def html_page(title: str, body: str, *, style: str = "") -> str:

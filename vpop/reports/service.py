@@ -7,9 +7,7 @@ from here.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 from vpop.core.errors import BadInput
 from vpop.reports import schemas
 from vpop.reports.charts import nice_ceiling
-from vpop.reports.formats import FORMATS, cell, csv_cell, html_page
+from vpop.reports.formats import FORMATS, cell, csv_text, html_page
 from vpop.reports.qos_utilisation import (
     QOS_COLUMNS,
     UTILISATION_COLUMNS,
@@ -80,12 +78,7 @@ def render(
     """
     names = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(names)
-        for row in rows:
-            writer.writerow([csv_cell(row.get(name)) for name in names])
-        return buffer.getvalue()
+        return csv_text(names, rows)
     if fmt == "json":
         picked = [{name: row.get(name) for name in names} for row in rows]
         return json.dumps(picked, indent=2, ensure_ascii=False) + "\n"

@@ -4,16 +4,14 @@ totals row; coverage under 100 % flagged on its row)."""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vpop.core.errors import BadInput
 from vpop.reports.charts import bar_chart, human_bytes, series_chart
-from vpop.reports.formats import FORMATS, cell, csv_cell, html_page
+from vpop.reports.formats import FORMATS, cell, csv_text, html_page
 
 #: How many rows the HTML bar chart shows (the busiest, in + out).
 TOP_ROWS = 15
@@ -47,13 +45,8 @@ def render_usage(report: Mapping[str, Any], fmt: str) -> str:
     rows: Sequence[Mapping[str, Any]] = report["rows"]
     totals: Mapping[str, Any] = report["totals"]
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([csv_cell(row.get(name)) for name in columns])
-        writer.writerow([csv_cell(_total_cell(totals, name, i)) for i, name in enumerate(columns)])
-        return buffer.getvalue()
+        last = [_total_cell(totals, name, i) for i, name in enumerate(columns)]
+        return csv_text(columns, rows, last)
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":
