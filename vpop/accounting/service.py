@@ -13,6 +13,7 @@ from vpop.accounting.models import (
 )
 from vpop.accounting.radius import mirror_radius
 from vpop.accounting.sessions import (
+    LIST_MAX,
     VIEW_KEYS,
     end_line,
     list_sessions,
@@ -25,6 +26,7 @@ __all__ = [
     "END_REASONS",
     "Cut",
     "LEVELS",
+    "LIST_MAX",
     "PERIODS",
     "SOURCES",
     "VIEW_KEYS",

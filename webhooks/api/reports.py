@@ -58,7 +58,7 @@ USAGE_MAX_WINDOW = timedelta(days=400)
 
 SESSIONS_DEFAULT_LIMIT = 100
 
-SESSIONS_MAX_LIMIT = 1000
+SESSIONS_MAX_LIMIT = accounting.LIST_MAX  # the service refuses more
 
 
 @bp.get("/reports/usage")
