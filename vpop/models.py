@@ -9,6 +9,7 @@ from __future__ import annotations
 from vpop.aaa import models as aaa
 from vpop.accounting import models as accounting
 from vpop.billing import models as billing
+from vpop.billing import payment_models as payments
 from vpop.catalogue import models as catalogue
 from vpop.core import audit, locks
 from vpop.core.db import Base
@@ -30,5 +31,6 @@ __all__ = [
     "locks",
     "metadata",
     "monitoring",
+    "payments",
     "selection",
 ]

@@ -101,14 +101,17 @@ def load_webhook_secrets(value: object) -> list[Webhook]:
     return verifiers
 
 
-def authenticate(*, allow_webhook: bool) -> Authenticated:
+def authenticate(*, allow_webhook: bool, merchant_ok: bool = False) -> Authenticated:
     """Identify the caller of the current request, reading the body only to verify it.
 
     Args:
         allow_webhook: Whether a Standard Webhooks signature is accepted (writes only).
+        merchant_ok: Whether a ``merchant`` token may call this route (the payments API
+            only); elsewhere it is refused with 403 whatever the route would do.
 
     Raises:
-        Problem: 401 when the caller cannot be identified (413 if the body is too large).
+        Problem: 401 when the caller cannot be identified (413 if the body is too large);
+            403 for a merchant token on a route that is not for merchants.
     """
     authorization = _single_header("Authorization")
     signed = any(name in request.headers for name in WEBHOOK_HEADERS)
@@ -118,7 +121,12 @@ def authenticate(*, allow_webhook: bool) -> Authenticated:
             "send either a bearer token or a webhook signature, not both",
         )
     if authorization is not None:
-        return Authenticated(_bearer(authorization))
+        caller = _bearer(authorization)
+        if caller.role == "merchant" and not merchant_ok:
+            raise Problem(
+                403, "VPOP-403-MERCHANT", "a merchant token may only call the payments API"
+            )
+        return Authenticated(caller)
     if signed:
         if not allow_webhook:
             raise _unauthorized("VPOP-401-BEARER-REQUIRED", "reads need a bearer token")
@@ -149,7 +157,10 @@ def _bearer(authorization: str) -> Caller:
         found = lookup_token(session, token)
         if found is None:
             raise _unauthorized("VPOP-401-TOKEN", "the bearer token is unknown or revoked")
-        return Caller(name=f"token:{found.id}", role=found.role, isp=found.isp_id)
+        return Caller(
+            name=f"token:{found.id}", role=found.role, isp=found.isp_id,
+            merchant=found.merchant_id,
+        )  # fmt: skip
 
 
 def _webhook() -> str:

@@ -56,3 +56,52 @@ class UnknownHold(BillingError, NotFound):
 
     code = "VPOP-404-HOLD"
     status = 404
+
+
+class UnknownPayment(BillingError, NotFound):
+    """No payment has that id, or not one the caller may see (the same answer)."""
+
+    code = "VPOP-404-PAYMENT"
+    status = 404
+
+
+class UnknownPayee(BillingError, NotFound):
+    """No payee (ISP or merchant) has that id."""
+
+    code = "VPOP-404-PAYEE"
+    status = 404
+
+
+class PaymentState(BillingError):
+    """The payment is not in a state that allows this (capturing a voided payment...)."""
+
+    code = "VPOP-409-PAYMENT-STATE"
+    status = 409
+
+
+class AmountTooLarge(BillingError, BadInput):
+    """A capture above the authorised amount, or refunds above what was captured."""
+
+    code = "VPOP-422-AMOUNT"
+    status = 422
+
+
+class IdempotencyConflict(BillingError):
+    """The caller used this idempotency key before for another request."""
+
+    code = "VPOP-409-IDEMPOTENCY"
+    status = 422
+
+
+class PeriodInvalid(BillingError, BadInput):
+    """A period that is not YYYY-MM, or one that has not started yet."""
+
+    code = "VPOP-400-PERIOD"
+    status = 422
+
+
+class BankDetailsInvalid(BillingError, BadInput):
+    """An IBAN or BIC that does not check out (schwifty), or a payee without one."""
+
+    code = "VPOP-422-BANK"
+    status = 422

@@ -52,7 +52,7 @@ from vpop.core.db import session_scope
 from vpop.core.time import as_utc, utcnow
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _RETRIED_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock: retried, not refused
 
 P = ParamSpec("P")

@@ -108,7 +108,7 @@ class LedgerAccount(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
-    owner: Mapped[str | None] = mapped_column(String(32), default=None)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)
     currency: Mapped[str] = mapped_column(String(3))
     floor: Mapped[str] = mapped_column(String(32), default="none")
     # cached sums of the postings (positive debits, negated credits), kept under the row lock

@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     # leases (docs/leases.md): how often scheduled starts and planned ends are enforced
     lease_check_seconds: PositiveFloat = 10
 
+    # payments and settlements (docs/payments.md)
+    billing_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    spending_limit_minor: Annotated[int, Field(ge=0, le=2**62)] = 5000  # per subscriber/month
+    hold_days: Annotated[int, Field(ge=1, le=30)] = 7  # an uncaptured authorisation expires
+    payment_check_seconds: PositiveFloat = 60  # how often expired holds are released
+    # the routing centre's own bank account: debtor of payouts (pain.001), creditor of
+    # direct debits (pain.008, with its SEPA creditor identifier)
+    sepa_name: str = "vPoP routing centre"
+    sepa_iban: str | None = None
+    sepa_bic: str | None = None
+    sepa_creditor_id: str | None = None
+
     @property
     def lab_hosts_file(self) -> Path:
         """The Nornir hosts file that ``vpop lab up`` writes."""

@@ -28,6 +28,7 @@ class Role(enum.StrEnum):
     NOC = "noc"
     PORTAL = "portal"
     ISP = "isp"
+    MERCHANT = "merchant"
 
 
 class ApiToken(Base):
@@ -39,6 +40,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     isp_id: Mapped[str | None] = mapped_column(ForeignKey("isps.id"), default=None)
+    # a merchant token's payee (registered under ``isp_id``)
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("payees.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 

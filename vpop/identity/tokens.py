@@ -39,15 +39,19 @@ def create_token(
     name: str = "api",
     *,
     actor: str = "cli",
+    merchant: str | None = None,
 ) -> str:
     """Create a token and return it in clear; only its hash is stored.
 
     Args:
         session: The transaction to add the token (and its audit entry) to.
-        role: One of ``admin``, ``noc``, ``portal``, ``isp``.
-        isp: The ISP an ``isp`` token is scoped to (required for that role, refused otherwise).
+        role: One of ``admin``, ``noc``, ``portal``, ``isp``, ``merchant``.
+        isp: The ISP an ``isp`` token is scoped to (required for that role, refused otherwise;
+            a ``merchant`` token gets its payee's ISP).
         name: A label for people (who holds the token, what for).
         actor: Who creates the token, for the audit log.
+        merchant: The payee (kind ``merchant``) a ``merchant`` token acts for: it may only
+            call the payments API, for that merchant.
 
     Returns:
         The clear token. It cannot be recovered later.
@@ -62,18 +66,44 @@ def create_token(
             f"unknown role {role!r}; choose one of {', '.join(sorted(roles))}",
             code="VPOP-400-ROLE",
         )
+    if role == Role.MERCHANT:
+        isp = _merchant_isp(session, merchant, isp)
+    elif merchant is not None:
+        raise BadInput(f"a {role} token does not act for a merchant", code="VPOP-400-ROLE")
     if role == Role.ISP and isp is None:
         raise BadInput("an isp token needs the ISP it acts for", code="VPOP-400-ROLE")
-    if role != Role.ISP and isp is not None:
+    if role not in (Role.ISP, Role.MERCHANT) and isp is not None:
         raise BadInput(f"a {role} token is not scoped to an ISP", code="VPOP-400-ROLE")
     if isp is not None and session.get(Isp, isp) is None:
         raise NotFound(f"unknown ISP {isp!r}", code="VPOP-404-ISP")
     clear = PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, token_hash=hash_token(clear), role=role, isp_id=isp)
+    token = ApiToken(
+        name=name, token_hash=hash_token(clear), role=role, isp_id=isp, merchant_id=merchant
+    )
     session.add(token)
     session.flush()
-    audit(session, actor, "token.create", f"token:{token.id}", role=role, isp=isp, name=name)
+    audit(
+        session, actor, "token.create", f"token:{token.id}",
+        role=role, isp=isp, name=name, merchant=merchant,
+    )  # fmt: skip
     return clear
+
+
+def _merchant_isp(session: Session, merchant: str | None, isp: str | None) -> str:
+    """The ISP a merchant token is scoped to: its payee's (a merchant registered under one)."""
+    from vpop.billing.service import Payee
+
+    if merchant is None:
+        raise BadInput("a merchant token needs the merchant it acts for", code="VPOP-400-ROLE")
+    payee = session.get(Payee, merchant)
+    if payee is None or payee.kind != "merchant":
+        raise NotFound(f"unknown merchant {merchant!r}", code="VPOP-404-PAYEE")
+    if isp is not None and isp != payee.isp_id:
+        raise BadInput(
+            f"merchant {merchant!r} is registered under {payee.isp_id!r}, not {isp!r}",
+            code="VPOP-400-ROLE",
+        )
+    return payee.isp_id
 
 
 def lookup_token(session: Session, clear: str) -> ApiToken | None:

@@ -77,8 +77,9 @@ class Caller:
     """Who is asking: used for idempotency scope, audit and ISP scoping."""
 
     name: str  # e.g. "token:3" or "webhook"
-    role: str  # admin | noc | portal | isp | webhook
+    role: str  # admin | noc | portal | isp | merchant | webhook
     isp: str | None = None
+    merchant: str | None = None  # a merchant token's payee id (its ISP is ``isp``)
 
 
 def resolve_line(session: Session, req: SelectionRequest) -> Line:
