@@ -17,7 +17,16 @@ from webhooks.api.common import bp as api_bp
 from webhooks.health import bp as health_bp
 from webhooks.metrics import bp as metrics_bp
 from webhooks.pages import helpers as pages
-from webhooks.pages import noc, noc_aaa, noc_admin, noc_login, noc_usage, portal_consent
+from webhooks.pages import (
+    noc,
+    noc_aaa,
+    noc_admin,
+    noc_billing,
+    noc_login,
+    noc_usage,
+    portal_billing,
+    portal_consent,
+)
 from webhooks.pages.noc_common import bp as noc_bp
 from webhooks.pages.portal import bp as portal_bp
 from webhooks.radius import bp as radius_bp
@@ -27,7 +36,16 @@ REMOVED_HOOKS = ("ENQUEUE", "LEASE_CHANGED", "RECONCILE")
 
 
 # importing them registers their routes on the NOC and portal blueprints
-ROUTE_MODULES = (noc, noc_login, noc_admin, noc_aaa, noc_usage, portal_consent)
+ROUTE_MODULES = (
+    noc,
+    noc_login,
+    noc_admin,
+    noc_aaa,
+    noc_usage,
+    noc_billing,
+    portal_consent,
+    portal_billing,
+)
 
 
 def render_error(err: Exception) -> Response:

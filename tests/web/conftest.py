@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.dbtemplate import migrated_sqlite
 from tests.web.helpers import NOC_PASSWORD, SECRET_KEY, form_token
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
-from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 from vpop.identity.users import create_user
 from vpop.monitoring.models import QosSample, Rollup
@@ -35,8 +35,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     """A fresh migrated SQLite file: three ISPs with plans, three subscribers with one line
     each (sub1 on 192.0.2.2/32 prefers throughput), fresh QoS samples and 24 h of rollups,
     and a NOC user ``alice``."""
-    url = f"sqlite:///{tmp_path}/vpop.sqlite"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "vpop.sqlite")
     now = utcnow()
     with session_scope(url) as session:
         session.add_all(

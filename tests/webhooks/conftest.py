@@ -14,11 +14,11 @@ import pytest
 from flask import Flask, request_finished
 from flask.testing import FlaskClient
 
+from tests.dbtemplate import migrated_sqlite
 from tests.webhooks.conformance import Conformance
 from tests.webhooks.helpers import SECRETS, bearer
 from vpop.catalogue.models import Isp, Line, Plan, Subscriber
 from vpop.core.db import dispose_engines, session_scope
-from vpop.core.migrate import upgrade
 from vpop.identity.tokens import create_token
 from vpop.selection.service import order_accepted
 from webhooks import create_app
@@ -74,8 +74,7 @@ def conformance() -> Iterator[Conformance]:
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """A fresh SQLite file, migrated, with isp-a/isp-b/isp-c and three subscribers."""
-    url = f"sqlite:///{tmp_path}/vpop.sqlite"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "vpop.sqlite")
     with session_scope(url) as session:
         session.add_all(
             [

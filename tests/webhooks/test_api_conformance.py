@@ -8,6 +8,7 @@ others prove the checker refuses a response the document does not describe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,22 @@ SUCCESSES = {
     ("get", "/api/v1/radius/clients", 200),
     ("get", "/api/v1/reports/usage", 200),
     ("get", "/api/v1/sessions", 200),
+    ("post", "/api/v1/payments", 201),
+    ("get", "/api/v1/payments", 200),
+    ("get", "/api/v1/payments/{payment_id}", 200),
+    ("post", "/api/v1/payments/{payment_id}/capture", 200),
+    ("post", "/api/v1/payments/{payment_id}/void", 200),
+    ("post", "/api/v1/payments/{payment_id}/refunds", 200),
+    ("get", "/api/v1/subscribers/{subscriber_id}/spending-limit", 200),
+    ("put", "/api/v1/subscribers/{subscriber_id}/spending-limit", 200),
+    ("get", "/api/v1/subscribers/{subscriber_id}/bill", 200),
+    ("get", "/api/v1/payees", 200),
+    ("post", "/api/v1/payees", 201),
+    ("patch", "/api/v1/payees/{payee_id}", 200),
+    ("get", "/api/v1/settlements", 200),
+    ("get", "/api/v1/settlements/{settlement_id}", 200),
+    ("get", "/api/v1/settlements/{settlement_id}/statement", 200),
+    ("post", "/api/v1/settlements/runs", 200),
 }
 
 
@@ -154,8 +171,44 @@ def test_every_operation_answers_its_success_as_documented(
     call("get", "/api/v1/radius/clients", headers=admin)
     call("get", "/api/v1/reports/usage?by=isp&from=2026-01-01&to=2026-01-02", headers=admin)
     call("get", "/api/v1/sessions", headers=admin)
+    _drive_payments(call, tokens)
     assert conformance.violations == []
     assert {seen for seen in conformance.seen if seen[2] < 400} == SUCCESSES
+
+
+def _drive_payments(call: Callable[..., Any], tokens: dict[str, str]) -> None:
+    """Each payments and settlements operation to its success (settling the current month:
+    an interim settlement of the capture just made)."""
+    admin, isp_b = bearer(tokens["admin"]), bearer(tokens["isp-b"])
+    body = {"subscriber": "sub2", "amount_minor": 500, "currency": "EUR", "item": "a film",
+            "merchant_reference": "order-1"}  # fmt: skip
+    paid = call("post", "/api/v1/payments", json=body, headers={**isp_b, "Idempotency-Key": "p1"})
+    other = call("post", "/api/v1/payments", json=body, headers={**isp_b, "Idempotency-Key": "p2"})
+    path = f"/api/v1/payments/{paid['id']}"
+    call("post", f"{path}/capture", json={}, headers={**isp_b, "Idempotency-Key": "c1"})
+    call("post", f"{path}/refunds", json={"amount_minor": 100},
+         headers={**isp_b, "Idempotency-Key": "r1"})  # fmt: skip
+    call("post", f"/api/v1/payments/{other['id']}/void", headers={**isp_b, "Idempotency-Key": "v1"})
+    assert len(call("get", path, headers=isp_b)["events"]) == 3
+    assert len(call("get", "/api/v1/payments", headers=admin)["payments"]) == 2
+    call("get", "/api/v1/subscribers/sub2/spending-limit", headers=admin)
+    call("put", "/api/v1/subscribers/sub2/spending-limit", json={"limit_minor": 9000},
+         headers=admin)  # fmt: skip
+    assert call("get", "/api/v1/subscribers/sub2/bill", headers=admin)["purchases_minor"] == 500
+    call("post", "/api/v1/payees", json={"id": "shop-b", "isp": "isp-b", "name": "Beta Shop"},
+         headers=admin)  # fmt: skip
+    call("patch", "/api/v1/payees/shop-b", json={"fee_bp": 100}, headers=admin)
+    assert {p["id"] for p in call("get", "/api/v1/payees", headers=admin)["payees"]} == {
+        "isp-b", "shop-b",
+    }  # fmt: skip
+    period = utcnow().strftime("%Y-%m")
+    run = call("post", "/api/v1/settlements/runs", json={"period": period}, headers=admin)
+    settled = run["settlements"][0]["id"]
+    assert call("get", "/api/v1/settlements", headers=admin)["settlements"] == run["settlements"]
+    call("get", f"/api/v1/settlements/{settled}", headers=admin)
+    call("get", f"/api/v1/settlements/{settled}/statement", headers=admin)
+    call("get", f"/api/v1/settlements/{settled}/statement?format=csv", headers=admin)
+    call("get", f"/api/v1/settlements/{settled}/statement?format=html", headers=admin)
 
 
 def test_a_view_missing_a_field_is_caught(

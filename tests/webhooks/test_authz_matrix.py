@@ -13,14 +13,17 @@ order "b" is isp-b's for sub2; order "p" the portal token's for sub3 to isp-b (s
 read sub3); lease "a" is isp-a's
 on rc1, lease "b" isp-b's on rc2, each with an open event; sub1 has a RADIUS session and an
 accepted decision for isp-a, sub2 for isp-b (and a rejected one), and one rule sends
-+3120555 to isp-c.
++3120555 to isp-c. Payments: "payment_a" is isp-a's for sub1 and "payment_b" isp-b's for sub2,
+both captured in March 2025 and settled ("settlement_a", "settlement_b"); "auth_a" and
+"auth_b" are authorised now, not captured.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,12 +33,14 @@ from sqlalchemy import select
 
 from tests.webhooks.helpers import bearer
 from vpop.aaa.models import AaaDecision, AaaRule, RadiusClient, RadiusSession
+from vpop.billing.service import PaymentBody, authorise, capture, run_settlement
 from vpop.catalogue.models import Line, Selection
 from vpop.core.db import session_scope
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease, UtilisationEvent
 from vpop.monitoring.models import QosSample
 from vpop.selection.models import Order, OrderStatus, Run
+from vpop.selection.service import Caller
 
 ROLES = ("none", "portal", "isp-a", "isp-b", "noc", "admin")
 PREFIXES = ("/api/v1/", "/metrics", "/healthz", "/radius/v1/")
@@ -65,7 +70,7 @@ class Cell:
     rule: str
     path: str  # with {order_a}-style placeholders for the world's ids
     statuses: tuple[int, int, int, int, int, int]
-    body: str | None = None  # "selection" or "lease": built per role
+    body: str | None = None  # "selection", "lease", "payment"...: built per role
     note: str = ""
 
     @property
@@ -153,6 +158,53 @@ MATRIX = (
          (401, 403, 403, 200, 200, 200)),
     Cell("GET", f"{API}/sessions", f"{API}/sessions",               (401, 403, 200, 200, 200, 200)),
     Cell("GET", f"{API}/sessions", f"{API}/sessions?isp=isp-b",     (401, 403, 403, 200, 200, 200)),
+    Cell("POST", f"{API}/payments", f"{API}/payments",              (401, 403, 201, 201, 403, 403),
+         body="payment", note="isp-a pays for sub1, isp-b for sub2"),
+    Cell("GET", f"{API}/payments", f"{API}/payments",               (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/payments", f"{API}/payments?payee=isp-b",   (401, 403, 200, 200, 200, 200),
+         note="isp-a's list is filtered to its own: empty"),
+    Cell("GET", f"{API}/payments/<int:payment_id>", f"{API}/payments/{{payment_a}}",
+         (401, 404, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/payments/<int:payment_id>", f"{API}/payments/{{payment_b}}",
+         (401, 404, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/payments/<int:payment_id>", f"{API}/payments/999999",
+         (401, 404, 404, 404, 404, 404)),
+    Cell("POST", f"{API}/payments/<int:payment_id>/capture", f"{API}/payments/{{auth_a}}/capture",
+         (401, 404, 200, 404, 404, 404), body="empty"),
+    Cell("POST", f"{API}/payments/<int:payment_id>/capture", f"{API}/payments/{{auth_b}}/capture",
+         (401, 404, 404, 200, 404, 404), body="empty"),
+    Cell("POST", f"{API}/payments/<int:payment_id>/void", f"{API}/payments/{{auth_a}}/void",
+         (401, 404, 200, 404, 404, 404)),
+    Cell("POST", f"{API}/payments/<int:payment_id>/refunds",
+         f"{API}/payments/{{payment_a}}/refunds", (401, 404, 200, 404, 404, 404), body="refund"),
+    Cell("POST", f"{API}/payments/<int:payment_id>/refunds",
+         f"{API}/payments/{{payment_b}}/refunds", (401, 404, 404, 200, 404, 404), body="refund"),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>/spending-limit",
+         f"{API}/subscribers/sub1/spending-limit", (401, 403, 403, 403, 200, 200)),
+    Cell("PUT", f"{API}/subscribers/<subscriber_id>/spending-limit",
+         f"{API}/subscribers/sub1/spending-limit", (401, 403, 403, 403, 200, 200), body="limit"),
+    Cell("GET", f"{API}/subscribers/<subscriber_id>/bill", f"{API}/subscribers/sub1/bill",
+         (401, 403, 403, 403, 200, 200)),
+    Cell("GET", f"{API}/payees", f"{API}/payees",                   (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/payees", f"{API}/payees?isp=isp-b",         (401, 403, 403, 200, 200, 200)),
+    Cell("POST", f"{API}/payees", f"{API}/payees",                  (401, 403, 403, 403, 403, 201),
+         body="payee"),
+    Cell("PATCH", f"{API}/payees/<payee_id>", f"{API}/payees/isp-a",
+         (401, 403, 403, 403, 403, 200), body="payee-change"),
+    Cell("GET", f"{API}/settlements", f"{API}/settlements",         (401, 403, 200, 200, 200, 200)),
+    Cell("GET", f"{API}/settlements/<int:settlement_id>", f"{API}/settlements/{{settlement_a}}",
+         (401, 404, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/settlements/<int:settlement_id>", f"{API}/settlements/{{settlement_b}}",
+         (401, 404, 404, 200, 200, 200)),
+    Cell("GET", f"{API}/settlements/<int:settlement_id>", f"{API}/settlements/999999",
+         (401, 404, 404, 404, 404, 404)),
+    Cell("GET", f"{API}/settlements/<int:settlement_id>/statement",
+         f"{API}/settlements/{{settlement_a}}/statement", (401, 404, 200, 404, 200, 200)),
+    Cell("GET", f"{API}/settlements/<int:settlement_id>/statement",
+         f"{API}/settlements/{{settlement_b}}/statement?format=csv",
+         (401, 404, 404, 200, 200, 200)),
+    Cell("POST", f"{API}/settlements/runs", f"{API}/settlements/runs",
+         (401, 403, 403, 403, 200, 200), body="settlement-run"),
     # FreeRADIUS's policy endpoints: no role opens them, only the shared token (radius.md)
     Cell("POST", f"{RADIUS}/authorize", f"{RADIUS}/authorize",      (401, 401, 401, 401, 401, 401)),
     Cell("POST", f"{RADIUS}/post-auth", f"{RADIUS}/post-auth",      (401, 401, 401, 401, 401, 401)),
@@ -162,9 +214,12 @@ MATRIX = (
 
 # what each ISP may never see: the other's customers (sub3 chose isp-b, order p)
 PRIVATE = {
-    "isp-a": ("sub2", "+31205550002", "rc2:sub2", "acc-sub2", "sub3", "+31205550003", "rc1:sub3"),
-    "isp-b": ("sub1", "+31205550001", "rc1:sub1", "acc-sub1"),
-}
+    "isp-a": ("sub2", "+31205550002", "rc2:sub2", "acc-sub2", "sub3", "+31205550003", "rc1:sub3",
+              "ref-isp-b", "item-isp-b"),
+    "isp-b": ("sub1", "+31205550001", "rc1:sub1", "acc-sub1", "ref-isp-a", "item-isp-a"),
+}  # fmt: skip
+PAST = datetime(2025, 3, 10, tzinfo=UTC)  # the settled payments' month: 2025-03
+_keys = itertools.count(1)
 
 
 def test_every_route_has_a_row(app: Flask) -> None:
@@ -255,7 +310,25 @@ def world(database_url: str, tokens: dict[str, str]) -> Iterator[dict[str, int]]
         ids = {name: row.id for name, row in {**orders, **leases, **events}.items()}
         ids["run"] = run.id
         ids["rule"] = rule.id
+        for k, sub in (("a", "sub1"), ("b", "sub2")):
+            caller = Caller(name=f"token:isp-{k}", role="isp", isp=f"isp-{k}")
+            paid = authorise(session, caller, _payment(f"isp-{k}", sub), now=PAST)
+            capture(session, caller, paid.id, now=PAST + timedelta(hours=1))
+            ids[f"payment_{k}"] = paid.id
+            ids[f"auth_{k}"] = authorise(session, caller, _payment(f"isp-{k}", sub)).id
+        settled = run_settlement(session, "2025-03", now=datetime(2025, 4, 2, tzinfo=UTC),
+                                 actor="test")  # fmt: skip
+        for row in settled:
+            ids[f"settlement_{row.payee_id[-1]}"] = row.id
     yield ids
+
+
+def _payment(isp: str, subscriber: str) -> PaymentBody:
+    """A payment request of ``isp``'s for ``subscriber``, with references only it may see."""
+    return PaymentBody.parse(
+        {"subscriber": subscriber, "amount_minor": 100, "currency": "EUR",
+         "item": f"item-{isp}", "merchant_reference": f"ref-{isp}"}
+    )  # fmt: skip
 
 
 def _body(kind: str | None, role: str) -> dict[str, Any] | None:
@@ -267,7 +340,19 @@ def _body(kind: str | None, role: str) -> dict[str, Any] | None:
         return {"price_minor": 2}
     if kind == "rule":
         return {"kind": "calling_prefix", "match": "+3120555", "isp": "isp-c", "priority": 50}
-    return None
+    if kind == "payment":
+        return _payment(role, "sub2" if role == "isp-b" else "sub1").model_dump(exclude_none=True)
+    return _BODIES.get(kind or "")
+
+
+_BODIES: dict[str, dict[str, Any]] = {
+    "empty": {},
+    "refund": {"amount_minor": 1},
+    "limit": {"limit_minor": 2500},
+    "payee": {"id": "shop-c", "isp": "isp-c", "name": "Gamma Shop"},
+    "payee-change": {"fee_bp": 10},
+    "settlement-run": {"period": "2025-03"},
+}
 
 
 def _ids(value: Any, key: str) -> set[Any]:
@@ -305,9 +390,10 @@ def test_the_matrix(
     if cell.method == "GET":
         response = client.get(path, headers=headers)
     else:
+        headers["Idempotency-Key"] = f"matrix-{next(_keys)}"  # the payment POSTs need one
         response = (
             client.open(path, method=cell.method, json=body, headers=headers)
-            if body
+            if body is not None
             else client.open(path, method=cell.method, headers=headers)
         )
     assert response.status_code == expected, response.get_data(as_text=True)
@@ -323,6 +409,10 @@ def test_the_matrix(
     assert world[f"lease_{other}"] not in _ids(doc, "lease")
     assert world[f"event_{other}"] not in _ids(doc, "event")
     assert world[f"order_{other}"] not in _ids(doc, "order")
+    if cell.rule.startswith(f"{API}/payments"):
+        assert not {world[f"payment_{other}"], world[f"auth_{other}"]} & _ids(doc, "id"), text
+    if cell.rule.startswith(f"{API}/settlements"):
+        assert world[f"settlement_{other}"] not in _ids(doc, "id"), text
     if role == "isp-a":
         assert world["order_p"] not in _ids(doc, "order")
     if cell.rule != f"{API}/isps":  # the public catalogue lists every ISP

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from vpop.cli.aaa import aaa
+from vpop.cli.billing import bill, mandate, payee, payment, settlement
 from vpop.cli.common import OneLineGroup
 from vpop.cli.db import db
 from vpop.cli.identity import portal_link, token, user
@@ -40,5 +41,10 @@ for _command in (
     report,
     radius,
     aaa,
+    payee,
+    payment,
+    settlement,
+    bill,
+    mandate,
 ):
     main.add_command(_command)

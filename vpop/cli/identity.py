@@ -159,10 +159,17 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True, type=click.Choice(["admin", "noc", "portal", "isp"]))
+@click.option(
+    "--role", required=True, type=click.Choice(["admin", "noc", "portal", "isp", "merchant"])
+)
 @click.option("--isp", default=None, help="The ISP an isp token is scoped to.")
+@click.option(
+    "--merchant",
+    default=None,
+    help="The merchant (see `vpop payee add`) a merchant token acts for: payments API only.",
+)
 @click.option("--name", default="api", show_default=True)
-def token_create(role: str, isp: str | None, name: str) -> None:
+def token_create(role: str, isp: str | None, merchant: str | None, name: str) -> None:
     """Create a token and print it once (only its hash is stored)."""
     from vpop.core.db import session_scope
     from vpop.core.migrate import upgrade
@@ -171,7 +178,7 @@ def token_create(role: str, isp: str | None, name: str) -> None:
     with reported_errors():
         upgrade()
         with session_scope() as session:
-            clear = create_token(session, role, isp, name, actor=cli_actor())
+            clear = create_token(session, role, isp, name, actor=cli_actor(), merchant=merchant)
     click.echo(clear)
 
 

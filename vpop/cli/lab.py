@@ -2,19 +2,25 @@
 namespaces, reached over real SSH) that the tests, the benchmarks and ``vpop serve --lab`` use.
 
 ``status`` shows each router's sshd and FRR daemons as they really are (PIDs alive, sshd
-answering) and exits 1 when a node is not up; ``restore ROUTER`` restarts what is dead.
+answering) and exits 1 when a node is not up; ``restore ROUTER`` restarts what is dead;
+``shop`` points the ISP hosts' web shops at a payments API (``vpop serve`` does it by itself
+while a lab is up).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from vpop.cli.common import CommandError, OneLineGroup, bad_input, reported_errors
+from vpop.cli.common import CommandError, OneLineGroup, bad_input, cli_actor, reported_errors
+
+SHOP_TOKEN_NAME = "lab shop"
 
 
 def _need_root(command: str) -> None:
@@ -143,3 +149,93 @@ def lab_exec(node: str, command: tuple[str, ...]) -> None:
     except VpopError as err:
         raise bad_input(err.message, err.code) from err
     sys.exit(code)
+
+
+def _shop_token(lab_dir: Path, isp: str, actor: str) -> Path:
+    """A fresh ISP token for ``isp``'s shop, in ``<lab_dir>/shop/<isp>.token`` (0600).
+
+    The token that file held before (a shop token of the same ISP in this database) is
+    revoked, so restarts of ``vpop serve`` do not leave live tokens behind.
+    """
+    from vpop.core.db import session_scope
+    from vpop.identity.service import create_token, lookup_token, revoke_token
+    from vpop.lab.service import write_shop_token
+
+    path = lab_dir / "shop" / f"{isp}.token"
+    with session_scope() as session:
+        try:
+            old = lookup_token(session, path.read_text().strip())
+        except OSError:
+            old = None
+        if old is not None and (old.role, old.isp_id, old.name) == ("isp", isp, SHOP_TOKEN_NAME):
+            revoke_token(session, old.id, actor=actor)
+        token = create_token(session, "isp", isp, name=SHOP_TOKEN_NAME, actor=actor)
+        write_shop_token(path, token)  # before the commit: a token nobody holds is never live
+    return path
+
+
+def configure_shops(
+    api: str, *, isps: list[str] | None = None, token_file: Path | None = None, actor: str
+) -> list[str]:
+    """Point the lab ISP hosts' shops at the payments API ``api``.
+
+    Args:
+        api: The API's base URL as the hosts reach it (``http://127.0.0.1:8080``).
+        isps: The shops to configure; None: every ISP of the lab that is up.
+        token_file: A file holding the token to use (0600); None: create an ISP token per
+            shop in the database and write it under the lab dir.
+        actor: Who configures, for the audit log of created tokens.
+
+    Returns:
+        The ISPs whose shop now points at ``api``.
+
+    Raises:
+        BadInput: no lab is up and no ISP is named, or a bad API URL.
+        NotFound: an ISP is not in the database (when a token is to be created).
+    """
+    from vpop.core.errors import BadInput
+    from vpop.core.settings import load_settings
+    from vpop.lab.service import Lab, write_shop_config
+
+    lab = Lab()
+    if isps is None:
+        state = lab.state()
+        if state is None:
+            raise BadInput("no lab is up: run `vpop lab up`, or name the shop with --isp")
+        isps = [name for name, node in state["nodes"].items() if node["kind"] == "isp"]
+    currency = load_settings().billing_currency
+    for isp in isps:
+        path = token_file or _shop_token(lab.dir, isp, actor)
+        try:
+            write_shop_config(lab.dir, isp, api=api, token_file=path.resolve(), currency=currency)
+        except ValueError as err:
+            raise BadInput(str(err)) from err
+    return isps
+
+
+@lab.command("shop")
+@click.option("--api", required=True, help="The payments API as the hosts reach it.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file (mode 0600) holding the ISP token the shop uses; default: a new token each.",
+)
+@click.option("--isp", "isps", multiple=True, help="Configure this ISP's shop (repeatable).")
+def lab_shop(api: str, token_file: Path | None, isps: tuple[str, ...]) -> None:
+    """Point the ISP hosts' web shops (http://203.0.113.100/shop/) at a payments API."""
+    if token_file is not None:
+        try:
+            mode = token_file.stat().st_mode
+            text = token_file.read_text().strip()
+        except OSError as err:
+            raise bad_input(f"--token-file {token_file}: {err.strerror}") from err
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise bad_input(f"--token-file {token_file} is readable by others: chmod 600 it")
+        if not text:
+            raise bad_input(f"--token-file {token_file} is empty: put the shop's ISP token in it")
+    with reported_errors():
+        done = configure_shops(
+            api, isps=list(isps) or None, token_file=token_file, actor=cli_actor()
+        )
+    for isp in done:
+        click.echo(f"{isp}: shop at http://203.0.113.100/shop/ pays through {api}")

@@ -5,6 +5,10 @@ what a process that died left behind (:func:`vpop.jobs.queue.recover`: orders an
 RUNNING, leases of dead holders, waiting orders). SIGTERM stops them gracefully: running jobs
 finish and release their locks.
 
+While a lab is up, ``vpop serve`` also points every ISP host's web shop at itself
+(``--shop``, the default): a new ISP token per shop, written mode 0600 under the lab
+directory (never to git or the inventory), the shop's previous token revoked.
+
 Exit codes: 0 after a clean stop, 1 when the server cannot start (the port is taken, the
 database cannot be migrated), 2 for bad options (one line naming the fix).
 """
@@ -39,8 +43,20 @@ from vpop.core.errors import VpopError
     show_default=True,
     help="While a lab is up, also answer on the routers' portal address (port 80).",
 )
+@click.option(
+    "--shop/--no-shop",
+    default=True,
+    show_default=True,
+    help="While a lab is up, point each ISP host's web shop at this server (an ISP token each).",
+)
 def serve(
-    host: str, port: int, workers: int, with_lab: bool, with_radius: bool, portal: bool
+    host: str,
+    port: int,
+    workers: int,
+    with_lab: bool,
+    with_radius: bool,
+    portal: bool,
+    shop: bool,
 ) -> None:
     """Run the API server, the worker and the scheduler in one process."""
     from werkzeug.serving import make_server
@@ -70,6 +86,8 @@ def serve(
         _cannot_start(err)
     for server in servers:
         threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
+    if shop:
+        _configure_shops(host, port)
     radius_stopping = threading.Event()
     if with_radius:  # after the app answers: FreeRADIUS's first request finds vpop up
         _start_radius(host, port, radius_stopping)
@@ -120,6 +138,29 @@ def _start_radius(host: str, port: int, stopping: threading.Event) -> None:
     except VpopError as err:
         _cannot_start(err)
     click.echo(f"FreeRADIUS {radius_status().describe()}")
+
+
+def _configure_shops(host: str, port: int) -> None:
+    """Point the lab's shops (if a lab is up) at this server; a shop that cannot be
+    configured is said on one line, and the server runs on."""
+    from vpop.cli.lab import configure_shops
+    from vpop.lab.service import Lab
+
+    if Lab().state() is None:
+        return
+    if host in ("0.0.0.0", "127.0.0.1", "localhost"):
+        host = "127.0.0.1"
+    elif host in ("::", "::1"):
+        host = "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    api = f"http://{host}:{port}"
+    try:
+        isps = configure_shops(api, actor="serve")
+    except VpopError as err:
+        click.echo(f"warning: {err.code}: the lab's shops are not configured: {err.message}")
+        return
+    click.echo(f"shops of {', '.join(isps)} pay through {api}")
 
 
 def _portal_servers(app: Any) -> list[Any]:

@@ -342,13 +342,14 @@ def sweep() -> dict[str, Any]:
 
 @huey.task()  # type: ignore[untyped-decorator]
 def monitor_task(job: str, router: str | None) -> Any:
-    """One monitoring job (counters, probes, prune; ``leases``, the lease schedule) for one
-    router (None for prune and leases); overlapping runs of the same job and router are
-    skipped, not queued up."""
+    """One monitoring job (counters, probes, prune; ``leases``, the lease schedule;
+    ``payments``, expiring uncaptured authorisations) for one router (None for prune, leases
+    and payments); overlapping runs of the same job and router are skipped, not queued up."""
+    from vpop.jobs.billing_tasks import expire_due
     from vpop.leasing.service import enforce_schedule
     from vpop.monitoring import service as monitoring
 
-    if job not in ("counters", "probes", "prune", "leases") or (
+    if job not in ("counters", "probes", "prune", "leases", "payments") or (
         job in ("counters", "probes") and not router
     ):
         raise ValueError(f"unknown monitoring job {job!r}")
@@ -360,6 +361,8 @@ def monitor_task(job: str, router: str | None) -> Any:
                 return monitoring.probe_router(router)
             if job == "leases":
                 return enforce_schedule()
+            if job == "payments":
+                return expire_due()
             return monitoring.prune()
     except LockBusy:
         return None  # the same poll is running elsewhere: skip this one

@@ -22,23 +22,31 @@ log = logging.getLogger(__name__)
 
 
 class Monitor(threading.Thread):
-    """Enqueues the monitoring jobs at their intervals (bounded, stoppable), and the
-    ``leases`` job (:func:`vpop.leasing.service.enforce_schedule`) every
-    ``VPOP_LEASE_CHECK_SECONDS``."""
+    """Enqueues the monitoring jobs at their intervals (bounded, stoppable), the ``leases``
+    job (:func:`vpop.leasing.service.enforce_schedule`) every ``VPOP_LEASE_CHECK_SECONDS``,
+    and the ``payments`` job (expiring uncaptured authorisations,
+    :func:`vpop.billing.service.expire_payments`) every ``VPOP_PAYMENT_CHECK_SECONDS``, the
+    first one interval after the start (holds last days: nothing is due at once)."""
 
     def __init__(
         self,
         enqueue: Callable[[str, str | None], None],
         settings: MonitorSettings | None = None,
         lease_seconds: float | None = None,
+        payment_seconds: float | None = None,
     ) -> None:
         """Enqueue through ``enqueue(job, router)``; the intervals are ``settings`` (default
-        the configured ones) and ``lease_seconds`` (default ``lease_check_seconds``)."""
+        the configured ones), ``lease_seconds`` (default ``lease_check_seconds``) and
+        ``payment_seconds`` (default ``payment_check_seconds``)."""
         super().__init__(name="vpop-monitor", daemon=True)
         self.enqueue = enqueue
         self.settings = settings or MonitorSettings()
+        configured = load_settings()
         self.lease_seconds = (
-            load_settings().lease_check_seconds if lease_seconds is None else lease_seconds
+            configured.lease_check_seconds if lease_seconds is None else lease_seconds
+        )
+        self.payment_seconds = (
+            configured.payment_check_seconds if payment_seconds is None else payment_seconds
         )
         self.stop_event = threading.Event()
 
@@ -48,8 +56,10 @@ class Monitor(threading.Thread):
             "probes": self.settings.probes_seconds,
             "prune": self.settings.prune_seconds,
             "leases": self.lease_seconds,
+            "payments": self.payment_seconds,
         }
         due = {job: time.monotonic() for job in intervals}
+        due["payments"] += self.payment_seconds
         while not self.stop_event.wait(0.25):
             now = time.monotonic()
             for job, interval in intervals.items():
@@ -57,7 +67,7 @@ class Monitor(threading.Thread):
                     continue
                 due[job] = now + interval
                 try:
-                    if job in ("prune", "leases"):
+                    if job in ("prune", "leases", "payments"):
                         self.enqueue(job, None)
                     else:
                         for router in routers():

@@ -13,7 +13,8 @@ from typing import Any
 
 from blinker import NamedSignal
 
-from vpop.jobs import aaa_tasks, consent_tasks, queue
+from vpop.billing.service import payment_changed
+from vpop.jobs import aaa_tasks, billing_tasks, consent_tasks, queue
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
@@ -46,6 +47,7 @@ RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (
     (reconcile_requested, reconcile_now),
     (lease_changed, queue.enqueue_lease),
     (utilisation_event, queue.enqueue_event_callback),
+    (payment_changed, billing_tasks.enqueue_payment_callback),
 )
 
 
@@ -53,7 +55,8 @@ def connect() -> None:
     """Connect every receiver: a new order or a changed lease is queued for its router,
     finished orders and utilisation events send their callbacks (a done switch also tells
     the ISP the line left, :mod:`vpop.jobs.consent_tasks`, and moves the line's live RADIUS
-    sessions, :mod:`vpop.jobs.aaa_tasks`), and a router whose state
+    sessions, :mod:`vpop.jobs.aaa_tasks`), a changed payment's payee gets its signed
+    callback (:mod:`vpop.jobs.billing_tasks`), and a router whose state
     became uncertain (or that NOC staff name) is reconciled."""
     for signal, receiver in RECEIVERS:
         signal.connect(receiver, weak=False)

@@ -39,6 +39,7 @@ from vpop.lab.processes import (
     start_time,
     wait_until,
 )
+from vpop.lab.shop import config_path as shop_config_path
 from vpop.lab.topology import (
     DEFAULT_ISP,
     NAMESPACE_PREFIX,
@@ -200,10 +201,8 @@ class Lab:
                     isp,
                     self._spawn(
                         [
-                            "/usr/sbin/ip",
-                            "netns",
-                            "exec",
-                            topo.namespace(isp),
+                            # in the root namespace, its sockets in the ISP's (vpop.lab.host):
+                            # the shop reaches vpop's API on 127.0.0.1 directly
                             sys.executable,
                             "-m",
                             "vpop.lab.host",
@@ -211,6 +210,10 @@ class Lab:
                             isp,
                             "--address",
                             SERVICE_ADDRESS,
+                            "--netns",
+                            topo.namespace(isp),
+                            "--shop-config",
+                            str(shop_config_path(self.dir, isp)),
                             "--delay-file",
                             str(delay_file),
                             "--ready-file",

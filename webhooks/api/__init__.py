@@ -6,7 +6,26 @@ Importing this package registers every route on :data:`bp`, the OpenAPI document
 
 from __future__ import annotations
 
-from webhooks.api import aaa, catalogue, leasing, openapi, reports, selection
+from webhooks.api import (
+    aaa,
+    catalogue,
+    leasing,
+    openapi,
+    payments,
+    reports,
+    selection,
+    settlements,
+)
 from webhooks.api.common import bp
 
-__all__ = ["aaa", "bp", "catalogue", "leasing", "openapi", "reports", "selection"]
+__all__ = [
+    "aaa",
+    "bp",
+    "catalogue",
+    "leasing",
+    "openapi",
+    "payments",
+    "reports",
+    "selection",
+    "settlements",
+]

@@ -20,6 +20,7 @@ from pydantic import BaseModel, json_schema
 from pydantic_core import core_schema
 
 from vpop.aaa.service import schemas as aaa
+from vpop.billing import service as billing
 from vpop.catalogue.service import schemas as catalogue
 from vpop.core.schemas import NAME_PATTERN, Health, Problem, json_pattern
 from vpop.leasing.service import KINDS, LEASE_STATUSES, LeaseChangeRequest, LeaseRequest
@@ -31,8 +32,10 @@ from vpop.selection.service import schemas as selection
 from webhooks.api import aaa as aaa_api
 from webhooks.api import catalogue as catalogue_api
 from webhooks.api import leasing as leasing_api
+from webhooks.api import payments as payments_api
 from webhooks.api import reports as reports_api
 from webhooks.api import selection as selection_api
+from webhooks.api import settlements as settlements_api
 from webhooks.api.common import bp
 from webhooks.auth import MESSAGE_ID, TIMESTAMP
 
@@ -48,11 +51,11 @@ PUBLIC: Security = []
 PROBLEM_RESPONSES = {
     400: "Malformed request: the body is not UTF-8 JSON, or a header is malformed.",
     401: "Not authenticated: missing, malformed, repeated or wrong credentials.",
-    403: "Authenticated, but not allowed: the token's role may not use this route, or an ISP "
-    "token acts for another ISP.",
+    403: "Authenticated, but not allowed: the token's role may not use this route (a merchant "
+    "token any but the payments API), or an ISP token acts for another ISP.",
     404: "No such object, or no such endpoint.",
     405: "The endpoint does not accept this method.",
-    409: "The request conflicts with the current state (the uplink already has a lease).",
+    409: "The request conflicts with the current state (a busy uplink, a captured payment).",
     413: "The body is larger than the limit (64 KiB by default).",
     415: "The body is not declared as application/json.",
     422: "The JSON is well formed but a value is not acceptable, or the idempotency key "
@@ -119,10 +122,19 @@ PARAMETERS = {  # the headers of a signed (or idempotent) request
                                "Standard Webhooks timestamp: Unix seconds, within 5 minutes"),
 }
 SIGNED = tuple({"$ref": f"#/components/parameters/{name}"} for name in PARAMETERS)
+IDEMPOTENT = ({**_param("header", "Idempotency-Key", HEADER_ID, payments_api.KEY_TEXT),
+               "required": True},)
+PAYMENT_ID, SUBSCRIBER_ID = _param("path", "payment_id", ID), _param("path", "subscriber_id", NAME)
+SETTLEMENT_ID, PERIOD = _param("path", "settlement_id", ID), settlements_api.PERIOD_SCHEMA
+STATUS = {"type": "string", "enum": list(billing.PAYMENT_STATUSES)}
+OPS = "admin and noc tokens only."
+PAYMENT_HEADERS = {"Location": "the payment's URL", "Idempotent-Replayed": "`true` on a replay"}
+PAYMENT_ROLES = payments_api.ACTIONS_TEXT
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "vpop_... tokens from `vpop token create`; roles admin, noc, "
-                   "portal, isp (an isp token acts only for its own ISP)."},
+                   "portal, isp (an isp token acts only for its own ISP), merchant (the "
+                   "payments API only, for its own merchant)."},
     "webhookSignature": {"type": "apiKey", "in": "header", "name": "webhook-signature",
                          "description": "Standard Webhooks: `v1,<base64 HMAC-SHA256>` of "
                          "`{webhook-id}.{webhook-timestamp}.{raw body}` with a shared `whsec_` "
@@ -294,6 +306,97 @@ OPERATIONS = (
               media=("text/csv", "text/html"),
               headers={"Content-Disposition": "with format=csv: "
                        "`attachment; filename=\"usage-<by>-<from>-<to>.csv\"`"}),
+    Operation("post", f"{API}/payments", "createPayment", "Authorise a payment",
+              payments_api.PaymentModel, status=201,
+              ok="AUTHORISED (held on the subscriber's spending limit until `expires_at`) or "
+              "DECLINED with `decline_reason` (holding nothing).", headers=PAYMENT_HEADERS,
+              problems=(400, 401, 403, 413, 415, 422), parameters=IDEMPOTENT,
+              request=billing.PaymentBody, description="isp and merchant tokens only: the "
+              "payee is the caller's ISP or merchant. `source_address` is the address the "
+              "merchant saw the request come from."),
+    Operation("get", f"{API}/payments", "listPayments", "Payments, newest first",
+              payments_api.PaymentList, problems=(401, 403, 422), parameters=(
+                  _param("query", "payee", NAME), _param("query", "subscriber", NAME),
+                  _param("query", "status", STATUS),
+                  _param("query", "since", TIME, "Created at or after this time." + ISO),
+                  _param("query", "until", TIME, "Created before this time." + ISO),
+                  limit_arg(payments_api.PAYMENTS_DEFAULT_LIMIT, payments_api.PAYMENTS_MAX_LIMIT)),
+              description="admin and noc tokens see every payment, an ISP token its ISP's (its "
+              "own and its merchants'), a merchant token its own (naming another payee is "
+              "403); portal tokens are refused."),
+    Operation("get", f"{API}/payments/{{payment_id}}", "getPayment",
+              "One payment with its history", payments_api.PaymentModel,
+              problems=(401, 404), parameters=(PAYMENT_ID,),
+              description="Read like the list; another payee's is 404, as an unknown id is."),
+    Operation("post", f"{API}/payments/{{payment_id}}/capture", "capturePayment",
+              "Capture an authorised payment", payments_api.PaymentModel,
+              ok="CAPTURED: the amount (or `amount_minor`, at most the authorised amount) is "
+              "owed to the payee; the rest of the hold is released.",
+              problems=(400, 401, 404, 409, 413, 415, 422), parameters=(PAYMENT_ID, *IDEMPOTENT),
+              request=billing.CaptureBody, description=PAYMENT_ROLES + "A payment is captured "
+              "once: another capture, or one of a voided or expired payment, is 409.",
+              headers=PAYMENT_HEADERS),
+    Operation("post", f"{API}/payments/{{payment_id}}/void", "voidPayment",
+              "Void an authorised payment", payments_api.PaymentModel,
+              ok="VOIDED: the whole hold is released.",
+              problems=(400, 401, 404, 409, 413, 415, 422), parameters=(PAYMENT_ID, *IDEMPOTENT),
+              description=PAYMENT_ROLES + "No body (or `{}`).", headers=PAYMENT_HEADERS),
+    Operation("post", f"{API}/payments/{{payment_id}}/refunds", "refundPayment",
+              "Refund (part of) a captured payment", payments_api.PaymentModel,
+              ok="The payment with the refund; REFUNDED once all that was captured is.",
+              problems=(400, 401, 404, 409, 413, 415, 422), parameters=(PAYMENT_ID, *IDEMPOTENT),
+              request=billing.RefundBody, description=PAYMENT_ROLES + "Refunds may be several; "
+              "in all never more than was captured (422).", headers=PAYMENT_HEADERS),
+    Operation("get", f"{API}/subscribers/{{subscriber_id}}/spending-limit", "getSpendingLimit",
+              "A subscriber's spending limit this month", payments_api.SpendingModel,
+              problems=(401, 403, 404, 422), parameters=(SUBSCRIBER_ID,), description=OPS),
+    Operation("put", f"{API}/subscribers/{{subscriber_id}}/spending-limit", "setSpendingLimit",
+              "Change a subscriber's spending limit", payments_api.SpendingModel,
+              ok="The limit, applied to this month at once.",
+              problems=(400, 401, 403, 404, 413, 415, 422), parameters=(SUBSCRIBER_ID,),
+              request=billing.LimitBody, description=OPS + " Audited."),
+    Operation("get", f"{API}/subscribers/{{subscriber_id}}/bill", "getRunningBill",
+              "A subscriber's running bill", None,
+              ok="The bill of the period so far: plan charges, purchases, refunds and total.",
+              problems=(401, 403, 404, 422), parameters=(
+                  SUBSCRIBER_ID, _param("query", "period", PERIOD, "YYYY-MM; default this month")),
+              description=OPS),
+    Operation("get", f"{API}/payees", "listPayees", "Payees, by id", payments_api.PayeeList,
+              problems=(401, 403, 422), parameters=(_param("query", "isp", NAME),),
+              description="admin and noc tokens see every payee, an ISP token its ISP's own "
+              "and its merchants (naming another ISP is 403), a merchant token its own."),
+    Operation("post", f"{API}/payees", "createPayee", "Register a merchant under an ISP",
+              payments_api.PayeeModel, status=201, ok="The merchant is registered.",
+              problems=(400, 401, 403, 404, 409, 413, 415, 422), request=billing.PayeeBody,
+              description="admin tokens only; audited. Its token: `vpop token create --role "
+              "merchant --merchant ID`.", headers={"Location": "the ISP's payees"}),
+    Operation("patch", f"{API}/payees/{{payee_id}}", "changePayee", "Change a payee",
+              payments_api.PayeeModel, problems=(400, 401, 403, 404, 413, 415, 422),
+              parameters=(_param("path", "payee_id", NAME),), request=billing.PayeePatch,
+              description="admin tokens only; audited. Only the fields given change."),
+    Operation("get", f"{API}/settlements", "listSettlements", "Settlements",
+              settlements_api.SettlementList, problems=(401, 403, 422), parameters=(
+                  _param("query", "period", PERIOD), _param("query", "payee", NAME)),
+              description="admin and noc tokens see every settlement, an ISP token its ISP's "
+              "and its merchants', a merchant token its own; portal tokens are refused."),
+    Operation("get", f"{API}/settlements/{{settlement_id}}", "getSettlement", "One settlement",
+              settlements_api.SettlementModel, problems=(401, 404), parameters=(SETTLEMENT_ID,),
+              description="Read like the list; another payee's is 404, as an unknown id is."),
+    Operation("get", f"{API}/settlements/{{settlement_id}}/statement", "getStatement",
+              "A settlement's statement", None, ok="format=json: the stored canonical JSON, "
+              "byte for byte; csv and html are rendered from it.",
+              problems=(401, 404, 422), parameters=(SETTLEMENT_ID, _param(
+                  "query", "format", {"type": "string", "default": "json",
+                                      "enum": list(settlements_api.STATEMENT_FORMATS)})),
+              description="Read like the settlement.", media=("text/csv", "text/html"),
+              headers={"X-Content-SHA256": "SHA-256 of the body (json: `statement_sha256`)"}),
+    Operation("post", f"{API}/settlements/runs", "runSettlements", "Settle a period",
+              settlements_api.SettlementList, ok="One settlement per payee and currency with "
+              "anything to settle; a final period settled before answers the same ones.",
+              problems=(400, 401, 403, 404, 413, 415, 422),
+              request=settlements_api.SettlementRunBody, headers={"Location": "the period's "
+              "settlements"}, description="admin and noc tokens only. A month that has ended "
+              "is settled finally, the current month up to now (interim)."),
     Operation("get", f"{API}/sessions", "listServiceSessions",
               "Service sessions (open and closed), the latest started first",
               reports.ServiceSessionList, problems=(401, 403, 422), parameters=(
@@ -341,9 +444,11 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
     if op.request:
         content = {JSON: {"schema": refs[op.request, "validation"]}}
         item["requestBody"] = {"required": True, "content": content}
+    # any token's route refuses a merchant token (403) but the payments API's
+    refused = {403} if op.security != PUBLIC else set()
     problems = {
         str(code): {"$ref": f"#/components/responses/Problem{code}"}
-        for code in sorted({*op.problems, 500})
+        for code in sorted({*op.problems, *refused, 500})
     }
     answers = {
         str(code): {"description": what, "content": {JSON: {"schema": schema}}}
