@@ -55,6 +55,7 @@ SIGNALS = (
     "vpop.selection.service:reconcile_requested",
     "vpop.leasing.service:lease_changed",
     "vpop.monitoring.service:utilisation_event",
+    "vpop.billing.service:payment_changed",
 )
 
 

@@ -75,7 +75,7 @@ def test_token_list_shows_everything_but_the_token(url: str) -> None:
     assert lines[1].split()[:4] == ["2", "automation", "admin", "-"]
     assert all(line.endswith("live") for line in lines)
     as_json = json.loads(vpop("token", "list", "--json").stdout)
-    assert set(as_json[0]) == {"id", "name", "role", "isp", "created", "revoked"}
+    assert set(as_json[0]) == {"id", "name", "role", "isp", "merchant", "created", "revoked"}
     for clear in (first, second):
         assert clear not in listed.stdout and clear[5:15] not in json.dumps(as_json)
 

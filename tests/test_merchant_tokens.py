@@ -15,7 +15,7 @@ from vpop.core.audit import AuditEntry
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.errors import BadInput, NotFound
 from vpop.core.migrate import upgrade
-from vpop.identity.service import create_token, lookup_token
+from vpop.identity.service import create_token, lookup_token, token_view
 
 
 @pytest.fixture
@@ -43,6 +43,7 @@ def test_a_merchant_token_is_scoped_to_its_merchant_and_the_merchants_isp(url: s
         token = lookup_token(session, clear)
         assert token is not None
         assert (token.role, token.isp_id, token.merchant_id) == ("merchant", "isp-b", "shop-b")
+        assert token_view(token)["merchant"] == "shop-b"
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "token.create")).one()
         assert entry.details["merchant"] == "shop-b"
 

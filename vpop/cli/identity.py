@@ -185,7 +185,7 @@ def token_create(role: str, isp: str | None, merchant: str | None, name: str) ->
 @token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_list(as_json: bool) -> None:
-    """List tokens: id, name, role, ISP, created, revoked (never the token itself)."""
+    """List tokens: id, name, role, ISP (and merchant), created, revoked (never the token)."""
     from vpop.core.db import session_scope
     from vpop.identity.service import list_tokens, token_view
 
@@ -196,8 +196,9 @@ def token_list(as_json: bool) -> None:
         as_json=as_json,
         empty="no tokens; create one with `vpop token create --role admin`",
         line=lambda view: (
-            f"{view['id']:>5} {view['name'][:20]:20} {view['role']:6} {view['isp'] or '-':10} "
-            f"created {view['created']}  "
+            f"{view['id']:>5} {view['name'][:20]:20} {view['role']:8} {view['isp'] or '-':10} "
+            + (f"merchant {view['merchant']}  " if view["merchant"] else "")
+            + f"created {view['created']}  "
             + (f"revoked {view['revoked']}" if view["revoked"] else "live")
         ),
     )

@@ -121,14 +121,16 @@ def token_view(token: ApiToken) -> dict[str, Any]:
     """What may be shown of a token: never the token or its hash.
 
     Returns:
-        ``id``, ``name``, ``role``, ``isp`` (None but for ``isp`` tokens), ``created`` and
-        ``revoked`` (ISO 8601 times; ``revoked`` None while the token is live).
+        ``id``, ``name``, ``role``, ``isp`` (None but for ``isp`` and ``merchant`` tokens),
+        ``merchant`` (a merchant token's payee, else None), ``created`` and ``revoked`` (ISO
+        8601 times; ``revoked`` None while the token is live).
     """
     return {
         "id": token.id,
         "name": token.name,
         "role": token.role,
         "isp": token.isp_id,
+        "merchant": token.merchant_id,
         "created": iso(token.created_at),
         "revoked": iso(token.revoked_at),
     }
