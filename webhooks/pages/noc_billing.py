@@ -14,18 +14,16 @@ Importing this module registers its routes on the NOC blueprint.
 from __future__ import annotations
 
 import hashlib
-import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from flask import Response, flash, make_response, redirect, render_template, request, url_for
+from flask import Response, flash, make_response, redirect, render_template, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from vpop.billing import service as billing
 from vpop.billing.service import PAYMENT_STATUSES, Payee, Settlement, SettlementLine
-from vpop.catalogue.service import Isp
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
@@ -35,6 +33,7 @@ from webhooks.api.common import MAX_ID
 from webhooks.pages import csrf
 from webhooks.pages.helpers import check_form_fields, money_filter, single_form_value
 from webhooks.pages.noc_common import bp, current_actor, current_caller, database_url
+from webhooks.pages.query import date_arg, day_start, isp_names, query_arg
 
 #: The most payments one page lists (newest first); the export takes more.
 PAYMENTS_PAGE_SIZE = 200
@@ -87,7 +86,7 @@ def payments() -> Response:
     query = _payments_query()
     rows = _payment_rows(query, PAYMENTS_PAGE_SIZE)
     with session_scope(database_url()) as db:
-        names = _isp_names(db)
+        names = isp_names(db)
         payees = _payee_names(db)
     page = render_template(
         "noc/payments.html",
@@ -119,7 +118,7 @@ def payment_detail(payment_id: int) -> Response:
         view = billing.payment_view(payment, billing.events_of(db, payment.id))
         subscriber = payment.subscriber_id
         spending = billing.spending(db, subscriber) if subscriber else None
-        names = _isp_names(db)
+        names = isp_names(db)
         payees = _payee_names(db)
     page = render_template(
         "noc/payment.html",
@@ -166,10 +165,10 @@ def _payment(db: Session, payment_id: int) -> Any:
 
 def _payments_query() -> dict[str, Any]:
     """The payments page's filters: payee, isp, subscriber, status, days ``from``-``to``."""
-    first, last = _date_arg("from"), _date_arg("to")
+    first, last = date_arg("from"), date_arg("to")
     if first is not None and last is not None and last < first:
         raise BadInput("to must be on or after from", code=TIME_CODE)
-    status = _arg("status")
+    status = query_arg("status")
     return {
         "payee": _name_arg("payee"),
         "isp": _name_arg("isp"),
@@ -188,8 +187,8 @@ def _payment_rows(query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
             payee=query["payee"],
             subscriber=query["subscriber"],
             status=query["status"],
-            since=_day_start(query["first"]) if query["first"] else None,
-            until=_day_start(query["last"] + timedelta(days=1)) if query["last"] else None,
+            since=day_start(query["first"]) if query["first"] else None,
+            until=day_start(query["last"] + timedelta(days=1)) if query["last"] else None,
             limit=limit,
         )
         return [billing.payment_view(payment) for payment in found]
@@ -290,7 +289,7 @@ def payments_report() -> Response:
     period, isp, payee = _report_query()
     with session_scope(database_url()) as db:
         report = billing.payments_report_for_period(db, period, isp=isp, payee=payee)
-        names = _isp_names(db)
+        names = isp_names(db)
     args: dict[str, Any] = {
         k: v for k, v in (("period", period), ("isp", isp), ("payee", payee)) if v
     }
@@ -340,10 +339,6 @@ def _download(body: str | bytes, content_type: str, filename: str) -> Response:
     return response
 
 
-def _isp_names(db: Session) -> dict[str, str]:
-    return {isp: name for isp, name in db.execute(select(Isp.id, Isp.name).order_by(Isp.id))}
-
-
 def _payee_names(db: Session) -> dict[str, str]:
     return {p: name for p, name in db.execute(select(Payee.id, Payee.name).order_by(Payee.id))}
 
@@ -352,41 +347,15 @@ def _period_of(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def _arg(name: str) -> str | None:
-    values = request.args.getlist(name)
-    if len(values) > 1:
-        raise BadInput(f"{name} is given more than once", code="VPOP-400-TYPE")
-    return values[0] if values and values[0] != "" else None
-
-
 def _name_arg(name: str) -> str | None:
-    raw = _arg(name)
+    raw = query_arg(name)
     return None if raw is None else validate.name(raw, name)
 
 
 def _period_arg(name: str) -> str | None:
     """A ``YYYY-MM`` period from the query (checked by the billing domain), or None."""
-    raw = _arg(name)
+    raw = query_arg(name)
     if raw is None:
         return None
     billing.period_bounds(raw)
     return raw
-
-
-def _date_arg(name: str) -> date | None:
-    """A ``YYYY-MM-DD`` day from the query (what a date input sends), or None."""
-    raw = _arg(name)
-    if raw is None:
-        return None
-    try:
-        if len(raw) != 10 or not raw.isascii():
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError as err:
-        raise BadInput(
-            f"{name}: {json.dumps(raw[:20])} is not a day such as 2026-12-01", code=TIME_CODE
-        ) from err

@@ -14,17 +14,14 @@ nothing, so they have no forms but GET filters.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Response, make_response, render_template, request, url_for
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from flask import Response, make_response, render_template, url_for
 
 from vpop.accounting import service as accounting
-from vpop.catalogue.service import Isp, Subscriber
+from vpop.catalogue.service import Subscriber
 from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
@@ -36,6 +33,7 @@ from webhooks.api.common import MAX_ID
 from webhooks.api.reports import MEDIA_TYPES, USAGE_BY, usage_by, usage_response, usage_window
 from webhooks.pages import svg
 from webhooks.pages.noc_common import bp, database_url
+from webhooks.pages.query import date_arg, day_start, isp_names, query_arg
 
 #: The most sessions one page lists.
 SESSIONS_PAGE_SIZE = 200
@@ -68,7 +66,7 @@ def usage() -> Response:
     query = _usage_query()
     report = _usage_report(query)
     with session_scope(database_url()) as db:
-        names = _isp_names(db)
+        names = isp_names(db)
     page = render_template(
         "noc/usage.html",
         report=report,
@@ -96,7 +94,7 @@ def subscriber_sessions(subscriber_id: str) -> Response:
     now = utcnow()
     rows = _session_rows(subscriber, start, end, now)
     with session_scope(database_url()) as db:
-        names = _isp_names(db)
+        names = isp_names(db)
     args: dict[str, Any] = {"from": first, "to": last} if first else {}
     page = render_template(
         "noc/subscriber_sessions.html",
@@ -135,11 +133,11 @@ def lease_detail(lease_id: int) -> Response:
         if lease is None:
             raise NotFound(f"unknown lease {lease_id}", code="VPOP-404-LEASE")
         view = leasing.lease_view(lease)
-        names = _isp_names(db)
+        names = isp_names(db)
     versions = leasing.list_versions(lease_id, url)
     today = utcnow().date()
     first, last = today.replace(day=1), today
-    start, end = _day_start(first), _day_start(last + timedelta(days=1))
+    start, end = day_start(first), day_start(last + timedelta(days=1))
     report = reports.usage_report(url, start, end, by="lease", isp=view["isp"])
     rows = [row for row in report["rows"] if row["lease"] == lease_id]
     page = render_template(
@@ -175,15 +173,15 @@ def lease_versions_export(lease_id: int) -> Response:
 
 def _usage_query() -> dict[str, Any]:
     """The usage page's arguments: by, the period (days, both included), ISP, subscriber."""
-    by = usage_by(_arg("by") or "subscriber")
+    by = usage_by(query_arg("by") or "subscriber")
     today = utcnow().date()
-    first = _date_arg("from") or today.replace(day=1)
-    last = _date_arg("to") or max(today, first)
+    first = date_arg("from") or today.replace(day=1)
+    last = date_arg("to") or max(today, first)
     if last < first:
         raise BadInput("to must be on or after from", code=TIME_CODE)
-    start, end = usage_window(_day_start(first), _day_start(last + timedelta(days=1)))
-    isp = _arg("isp")
-    subscriber = _arg("subscriber")
+    start, end = usage_window(day_start(first), day_start(last + timedelta(days=1)))
+    isp = query_arg("isp")
+    subscriber = query_arg("subscriber")
     return {
         "by": by,
         "first": first,
@@ -313,7 +311,7 @@ def _sessions_query(
         if row is None:
             raise NotFound(f"unknown subscriber {subscriber!r}", code="VPOP-404-SUBSCRIBER")
         name = row.name
-    first, last = _date_arg("from"), _date_arg("to")
+    first, last = date_arg("from"), date_arg("to")
     if first is None and last is None:
         return subscriber, name, None, None, None, None
     today = utcnow().date()
@@ -321,7 +319,7 @@ def _sessions_query(
     last = last or max(today, first)
     if last < first:
         raise BadInput("to must be on or after from", code=TIME_CODE)
-    start, end = _day_start(first), _day_start(last + timedelta(days=1))
+    start, end = day_start(first), day_start(last + timedelta(days=1))
     return subscriber, name, start, end, first.isoformat(), last.isoformat()
 
 
@@ -340,36 +338,3 @@ def _session_rows(
             round(min(100.0, row["covered_seconds"] / elapsed * 100), 1) if elapsed > 0 else None
         )
     return rows
-
-
-# --- shared ---------------------------------------------------------------------------------
-
-
-def _isp_names(db: Session) -> dict[str, str]:
-    return {isp: name for isp, name in db.execute(select(Isp.id, Isp.name).order_by(Isp.id))}
-
-
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def _arg(name: str) -> str | None:
-    values = request.args.getlist(name)
-    if len(values) > 1:
-        raise BadInput(f"{name} is given more than once", code="VPOP-400-TYPE")
-    return values[0] if values and values[0] != "" else None
-
-
-def _date_arg(name: str) -> date | None:
-    """A ``YYYY-MM-DD`` day from the query (what a date input sends), or None."""
-    raw = _arg(name)
-    if raw is None:
-        return None
-    try:
-        if len(raw) != 10 or not raw.isascii():
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError as err:
-        raise BadInput(
-            f"{name}: {json.dumps(raw[:20])} is not a day such as 2025-06-01", code=TIME_CODE
-        ) from err
