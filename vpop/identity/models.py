@@ -1,5 +1,6 @@
 """Who may call vpop: API tokens (a role, an ISP for ``isp`` tokens, stored as a hash only) and
-NOC users (a role and an scrypt password hash), and the roles both use.
+NOC users (a role and an scrypt password hash), and the roles both use; failed NOC sign-ins,
+which every server process counts against the same limit.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     ForeignKey,
+    Index,
     Integer,
     String,
 )
@@ -56,3 +58,18 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class LoginFailure(Base):
+    """One failed NOC sign-in: the user name as typed (never the password) and the address.
+
+    A row per failure, so that server processes recording at the same moment both count; rows
+    older than the throttle window are deleted (``vpop/identity/throttle.py``).
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "username", "address", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

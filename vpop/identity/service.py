@@ -7,6 +7,14 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.identity.models import ApiToken, User
+from vpop.identity.throttle import (
+    LOGIN_FAILURES,
+    LOGIN_WINDOW,
+    clear_login_failures,
+    login_failures,
+    login_throttled,
+    record_login_failure,
+)
 from vpop.identity.tokens import create_token, list_tokens, lookup_token, revoke_token, token_view
 from vpop.identity.users import (
     ROLES,
@@ -25,10 +33,13 @@ from vpop.identity.users import (
 
 __all__ = [
     "ApiToken",
+    "LOGIN_FAILURES",
+    "LOGIN_WINDOW",
     "ROLES",
     "User",
     "authenticate",
     "check_password",
+    "clear_login_failures",
     "create_token",
     "create_user",
     "disable_user",
@@ -37,7 +48,10 @@ __all__ = [
     "hash_password",
     "list_tokens",
     "list_users",
+    "login_failures",
+    "login_throttled",
     "lookup_token",
+    "record_login_failure",
     "reset_password",
     "revoke_token",
     "session_user",

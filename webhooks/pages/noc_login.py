@@ -1,9 +1,10 @@
-"""NOC sign-in and sign-out, throttled after repeated failures per user name and address."""
+"""NOC sign-in and sign-out, throttled after repeated failures per user name and address.
+
+The failures are counted in the database (``vpop.identity`` throttle), so every server
+process refuses the same user name and address, and a restart forgets nothing.
+"""
 
 from __future__ import annotations
-
-import threading
-import time
 
 from flask import (
     Response,
@@ -21,7 +22,14 @@ from vpop.core.audit import audit
 from vpop.core.db import session_scope
 from vpop.core.errors import BadInput
 from vpop.core.time import utcnow
-from vpop.identity.service import ROLES, authenticate
+from vpop.identity.service import (
+    LOGIN_WINDOW,
+    ROLES,
+    authenticate,
+    clear_login_failures,
+    login_throttled,
+    record_login_failure,
+)
 from webhooks.pages import csrf
 from webhooks.pages.helpers import (
     check_form_fields,
@@ -49,68 +57,30 @@ def login() -> BaseResponse:
         return _login_page(err.message, 400)
     if not username or not password:
         return _login_page("enter your user name and password", 422)
-    throttle_key = (username[:64], request.remote_addr or "")
-    if _throttled(throttle_key):
-        return _login_page(
-            f"too many failed sign-ins; wait {LOGIN_WINDOW // 60} minutes and try again", 429
-        )
+    address = request.remote_addr or ""
+    with session_scope(database_url()) as db:
+        throttled = login_throttled(db, username, address)
+    if throttled:
+        minutes = int(LOGIN_WINDOW.total_seconds()) // 60
+        return _login_page(f"too many failed sign-ins; wait {minutes} minutes and try again", 429)
     with session_scope(database_url()) as db:
         user = authenticate(db, username[:64], password[:1024])
         if user is not None and user.role in ROLES:
             audit(db, f"user:{user.username}", "user.login", f"user:{user.username}")
+            clear_login_failures(db, username, address)
             name = user.username
         else:
+            record_login_failure(db, username, address)
             name = None
     if name is None:
-        current_app.logger.warning(
-            "NOC sign-in refused for %r from %s", username[:64], request.remote_addr
-        )
-        _record_failure(throttle_key)
+        current_app.logger.warning("NOC sign-in refused for %r from %s", username[:64], address)
         return _login_page("wrong user name or password", 401)
-    with _failures_lock:
-        _failures().pop(throttle_key, None)
     session.clear()  # a new session: nothing from before the sign-in carries over
     session.permanent = True
     session[SESSION_USER] = name
     session[SESSION_SINCE] = utcnow().timestamp()
     csrf.rotate()
     return redirect(_safe_next(target), code=303)
-
-
-LOGIN_FAILURES = 5  # failed sign-ins per user name and address ...
-
-
-LOGIN_WINDOW = 300  # ... within this many seconds, before sign-in is refused for a while
-
-
-_failures_lock = threading.Lock()
-
-
-def _failures() -> dict[tuple[str, str], list[float]]:
-    """This app's recent failed sign-ins (per process; each app has its own)."""
-    table: dict[tuple[str, str], list[float]] = current_app.extensions.setdefault(
-        "vpop_login_failures", {}
-    )
-    return table
-
-
-def _recent(key: tuple[str, str], now: float) -> list[float]:
-    return [t for t in _failures().get(key, []) if now - t < LOGIN_WINDOW]
-
-
-def _throttled(key: tuple[str, str]) -> bool:
-    """True when this user name from this address failed too often lately."""
-    with _failures_lock:
-        return len(_recent(key, time.monotonic())) >= LOGIN_FAILURES
-
-
-def _record_failure(key: tuple[str, str]) -> None:
-    now = time.monotonic()
-    with _failures_lock:
-        table = _failures()
-        table[key] = [*_recent(key, now), now]
-        if len(table) > 10_000:  # bounded memory under a spray of names
-            table.clear()
 
 
 @bp.post("/logout")
