@@ -7,16 +7,23 @@ a random nonce and the command's exit status, so the end of the output is known 
 once, and a failing command is never mistaken for a successful one.
 
 It is reached, like every connection, through ``task.host.get_connection("vpop_shell", ...)``.
+
+Host keys are pinned: a session goes on only when the router's host key is one its
+:class:`HostKeyPins` name (the known-hosts file's entries for ``[host]:port``, and
+fingerprints from the inventory); any other key refuses the connection before credentials
+are sent (paramiko checks the host key before authenticating), with both fingerprints.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import shlex
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,8 @@ from typing import Any
 import paramiko
 from nornir.core.configuration import Config
 from nornir.core.task import Task
+
+from tasks.hostkeys import HostKeyPins, PinnedTransport, fingerprint, host_key_pins
 
 CONNECTION_NAME = "vpop_shell"
 
@@ -34,6 +43,84 @@ class ShellError(Exception):
 
 class ShellTimeout(ShellError):
     """A command did not finish within its timeout; the session is closed."""
+
+
+class HostKeyError(ShellError):
+    """The router offered a host key that is not pinned: nothing was sent to it."""
+
+    code = "VPOP-HOSTKEY"
+
+    def __init__(
+        self, message: str, router: str = "", expected: Sequence[str] = (), offered: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.router = router
+        self.expected = list(expected)
+        self.offered = offered
+
+    @classmethod
+    def refused(
+        cls, pins: HostKeyPins, address: str, offered_type: str, offered: str
+    ) -> HostKeyError:
+        """The error for a router at ``address`` that offered a key ``pins`` do not name."""
+        if pins.keys:
+            expected = " or ".join(f"{t} {fp}".strip() for t, fp in pins.keys)
+            what = f"offered host key {offered_type} {offered}, not the pinned {expected}"
+            fix = "If the router's key really changed, check it and pin it"
+        else:
+            what = f"offered an unknown host key {offered_type} {offered}: none is pinned"
+            fix = "Check it and pin it"
+        return cls(
+            f"{cls.code}: {pins.router} ({address}) {what} ({pins.source}); "
+            f"nothing was sent. {fix}: vpop router trust {pins.router}",
+            pins.router,
+            [fp for _, fp in pins.keys],
+            offered,
+        )
+
+
+class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Accept only a pinned key. The client loads no host keys, so paramiko asks this
+    policy about every key, after the key exchange and before any authentication."""
+
+    def __init__(self, pins: HostKeyPins, address: str) -> None:
+        self.pins = pins
+        self.address = address
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        """Return when ``key`` is pinned; raise :class:`HostKeyError` otherwise."""
+        offered = fingerprint(key.asbytes())
+        if not any(hmac.compare_digest(offered, fp) for _, fp in self.pins.keys):
+            raise HostKeyError.refused(self.pins, self.address, key.get_name(), offered)
+
+
+def offered_host_key(
+    hostname: str, port: int, *, algorithms: Sequence[str] = (), timeout: float = 10.0
+) -> tuple[str, bytes]:
+    """The host key a router offers (type, public blob), read without authenticating.
+
+    Raises:
+        ShellError: the router cannot be reached or does not speak SSH.
+    """
+    try:
+        sock = socket.create_connection((hostname, port), timeout=timeout)
+    except OSError as err:
+        raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
+    try:
+        transport = PinnedTransport(algorithms)(sock)
+        transport.banner_timeout = timeout
+        try:
+            transport.start_client(timeout=timeout)
+            key = transport.get_remote_server_key()
+            return key.get_name(), key.asbytes()
+        finally:
+            transport.close()
+    except (OSError, paramiko.SSHException) as err:
+        raise ShellError(f"cannot read the host key of {hostname}:{port}: {err}") from err
+    finally:
+        sock.close()
 
 
 @dataclass(frozen=True)
@@ -54,11 +141,24 @@ class CommandResult:
 AGENT_SOURCE = (Path(__file__).resolve().parent / "router_agent.py").read_text()
 
 
+def agent_source(extras: dict[str, Any]) -> str:
+    """The agent a host's sessions start: the product agent (``tasks/router_agent.py``), or
+    the file its ``vpop_shell`` extras name as ``agent_file`` (only a lab inventory does, for
+    the lab's drill variant, ``vpop/lab/drill_agent.py``).
+
+    Raises:
+        OSError: ``agent_file`` cannot be read.
+    """
+    path = extras.get("agent_file")
+    return Path(path).read_text() if path else AGENT_SOURCE
+
+
 class Agent:
     """The router-side agent (``tasks/router_agent.py``) on its own channel of the session."""
 
-    def __init__(self, channel: paramiko.Channel) -> None:
+    def __init__(self, channel: paramiko.Channel, source: str = AGENT_SOURCE) -> None:
         self.channel = channel
+        self.source = source
         self.lock = threading.Lock()
         self.buf = b""
         self.broken = False
@@ -95,7 +195,7 @@ class Agent:
 
     def start(self, timeout: float) -> None:
         """Start the agent and wait for its ready line."""
-        self.channel.exec_command("exec python3 -u -c " + shlex.quote(AGENT_SOURCE))
+        self.channel.exec_command("exec python3 -u -c " + shlex.quote(self.source))
         hello = json.loads(self._readline(time.monotonic() + timeout))
         if not hello.get("ready"):
             raise ShellError(f"router agent did not start: {hello}")
@@ -111,6 +211,7 @@ class Shell:
         self.lock = threading.Lock()
         self.broken = False
         self._agent: Agent | None = None
+        self.agent_source = AGENT_SOURCE  # what agent() starts (see agent_source())
 
     @property
     def healthy(self) -> bool:
@@ -129,7 +230,7 @@ class Shell:
             try:
                 channel = transport.open_session(timeout=timeout)
                 channel.set_combine_stderr(False)
-                agent = Agent(channel)
+                agent = Agent(channel, self.agent_source)
                 agent.start(timeout)
             except (OSError, paramiko.SSHException, ValueError) as err:
                 self.broken = True
@@ -217,17 +318,23 @@ def open_shell(
     password: str | None = None,
     key_file: str | None = None,
     timeout: float = 10.0,
+    *,
+    pins: HostKeyPins,
 ) -> Shell:
-    """Open an SSH session to a router and start a plain ``sh`` on it."""
+    """Open an SSH session to a router whose host key is pinned.
+
+    Raises:
+        HostKeyError: the router offered a key ``pins`` does not name; nothing was sent.
+        ShellError: the router cannot be reached or refused the login.
+    """
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
     except OSError as err:
         raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
     # small request/answer messages: never wait for Nagle
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    client = paramiko.SSHClient()
-    # lab and test routers get fresh host keys per lab; production hosts should pin them
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+    client = paramiko.SSHClient()  # no host keys loaded: the policy decides every key
+    client.set_missing_host_key_policy(PinnedHostKeyPolicy(pins, f"{hostname}:{port}"))
     try:
         client.connect(
             hostname,
@@ -241,12 +348,15 @@ def open_shell(
             banner_timeout=timeout,
             auth_timeout=timeout,
             sock=sock,
+            transport_factory=PinnedTransport(pins.algorithms),
         )
         if client.get_transport() is None:
             raise ShellError(f"no SSH transport to {hostname}:{port}")
-    except (OSError, paramiko.SSHException) as err:
+    except (OSError, paramiko.SSHException, ShellError) as err:
         client.close()
         sock.close()
+        if isinstance(err, ShellError):
+            raise
         raise ShellError(f"cannot open SSH to {hostname}:{port}: {err}") from err
     return Shell(client, timeout)
 
@@ -320,17 +430,35 @@ class VpopShell:
     ) -> None:
         """Open the session (called by Nornir's ``get_connection``)."""
         extras = extras or {}
+        source = agent_source(extras)  # read first: a missing file leaves no session open
         self.pooled = bool(extras.get("pool", True))
         self.key = (hostname or "127.0.0.1", port or 22, username or "root")
         shell = pool_get(self.key) if self.pooled else None
-        self.connection = shell or open_shell(
-            self.key[0],
-            self.key[1],
-            self.key[2],
-            password=password or None,
-            key_file=extras.get("key_file"),
-            timeout=float(extras.get("timeout", 10.0)),
-        )
+        if shell is None:
+            # the pins the vpop_credentials transform put in the extras: the router's name,
+            # its known-hosts file and inventory fingerprints; with none, every key is refused
+            router = str(extras.get("router") or self.key[0])
+            try:
+                pins = host_key_pins(
+                    router,
+                    self.key[0],
+                    self.key[1],
+                    known_hosts=extras.get("known_hosts"),
+                    host_keys=extras.get("host_keys") or (),
+                )
+            except (OSError, ValueError) as err:
+                raise ShellError(f"{router}: cannot read its host key pins: {err}") from err
+            shell = open_shell(
+                self.key[0],
+                self.key[1],
+                self.key[2],
+                password=password or None,
+                key_file=extras.get("key_file"),
+                timeout=float(extras.get("timeout", 10.0)),
+                pins=pins,
+            )
+        self.connection = shell
+        self.connection.agent_source = source
 
     def close(self) -> None:
         """Return the session to the pool, or close it (Nornir's ``close_connections``)."""

@@ -6,21 +6,30 @@ socket open and speaks the same protocol vtysh speaks to it (a command terminate
 answer's end is three NULs and a status byte), so a command costs well under a millisecond.
 It also runs programs (``nft``, ``tc``, ``ip``) for the parts FRR does not own.
 
+It is closed: it does only the operations of :data:`OPS`, each argument checked, and runs
+only the command lines of :data:`RUN_TABLE` (an ``nft -f`` script only on vpop's tables);
+any other request is refused with an answer naming its operation, and the agent serves on.
+Nothing here makes a push fail on purpose: the lab's drills run a variant of this agent
+(``vpop/lab/drill_agent.py``) that only a lab inventory selects.
+
 This file is sent as the source of ``python3 -c`` and must stay standard-library only and
 compatible with the routers' Python 3. Requests and answers are one JSON object per line.
 """
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
+import re
 import select
 import socket
 import struct
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 VTY_DIR = os.environ.get("FRR_VTY_DIR", "/var/run/frr")
 _sockets: dict[str, socket.socket] = {}
@@ -48,22 +57,6 @@ def _send(sock: socket.socket, line: str) -> tuple[int, str]:
             return buf[-1], buf[:-4].decode(errors="replace")
 
 
-def _cut_after() -> int | None:
-    """A one-shot drill: ``cut-after:N`` in the file VPOP_FAULT_FILE names (lab only)."""
-    path = os.environ.get("VPOP_FAULT_FILE")
-    if not path:
-        return None
-    try:
-        with open(path) as fh:
-            kind, _, count = fh.read().strip().partition(":")
-        if kind != "cut-after" or not count.isdigit():
-            return None
-        os.unlink(path)
-    except OSError:
-        return None
-    return int(count)
-
-
 def vty(req: dict[str, Any]) -> dict[str, Any]:
     """Run commands on one daemon; in config mode stop at the first rejected command."""
     sock = _vty(req["daemon"])
@@ -74,12 +67,8 @@ def vty(req: dict[str, Any]) -> dict[str, Any]:
         status, out = _send(sock, "configure terminal")
         if status != 0:
             return {"ok": False, "failed_at": -1, "error": out.strip(), "outputs": []}
-    cut = _cut_after() if config else None
     try:
         for i, command in enumerate(req["commands"]):
-            if cut is not None and i == cut:
-                os.kill(os.getppid(), 9)  # the SSH session dies mid-push, as in a real cut
-                os._exit(1)
             status, out = _send(sock, command)
             outputs.append({"command": command, "status": status, "output": out})
             if status != 0:
@@ -227,6 +216,7 @@ def counters(req: dict[str, Any]) -> dict[str, Any]:
     if req.get("links", True):
         link = subprocess.run(
             ["ip", "-s", "-j", "link", "show"],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             timeout=30,
@@ -236,6 +226,7 @@ def counters(req: dict[str, Any]) -> dict[str, Any]:
         interfaces = _interfaces(link.stdout)
     table = subprocess.run(
         ["nft", "-j", "list", "table", *req["table"]],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         timeout=30,
@@ -262,7 +253,232 @@ def counters(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-OPS = {"probe": probe, "throughput": throughput, "counters": counters}
+# ---- the operation table: what this agent does, and nothing else -----------------------
+#
+# A request names an operation of OPS and carries only its arguments, each checked before
+# anything runs; ``run`` runs only RUN_TABLE's command lines. Anything else is refused.
+
+DAEMONS = ("pbrd",)  # the FRR daemons vpop talks to
+VPOP_TABLE = re.compile(r"vpop[a-z0-9_]{0,60}")  # vpop's nftables tables (inet vpop, ...)
+UINT = re.compile(r"[0-9]{1,10}")
+IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}")  # IFNAMSIZ - 1, never an option
+RATE = re.compile(r"[0-9]+(\.[0-9]+)?(e\+?[0-9]+)?[kmg]?bit")
+DURATION = re.compile(r"[0-9]{1,6}(us|ms|s)")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a NUL would end a vty command early
+
+# the command lines vpop runs (tasks/deploy.py, collect.py, probe.py, shape.py): literal
+# words, or patterns a word must match in full
+RUN_TABLE: tuple[tuple[Any, ...], ...] = (
+    ("nft", "-f", "-"),  # the script on stdin, checked by _check_nft_script
+    ("nft", "list", "table", "inet", VPOP_TABLE),
+    ("ip", "-j", "rule", "show"),
+    ("ip", "rule", "add", "fwmark", UINT, "lookup", UINT, "priority", UINT),
+    ("tc", "-j", "qdisc", "show", "dev", IFNAME),
+    ("tc", "qdisc", "del", "dev", IFNAME, "root"),
+    ("tc", "qdisc", "replace", "dev", IFNAME, "root", "tbf", "rate", RATE, "burst", UINT)
+    + ("latency", DURATION),
+)
+NFT_VERBS = ("add", "create", "delete", "destroy", "flush", "insert", "replace")
+NFT_OBJECTS = ("table", "chain", "rule", "counter", "set", "map", "element")
+
+
+class Refused(Exception):
+    """The request is not one this agent serves; the message says why (``at``: the command)."""
+
+    def __init__(self, message: str, at: int = -1) -> None:
+        super().__init__(message)
+        self.at = at
+
+
+Check = tuple[str, Callable[[Any], bool]]  # what a value must be (said in a refusal), its test
+
+
+def _number(low: float, high: float, integer: bool = False) -> Check:
+    kinds = (int,) if integer else (int, float)
+    return (
+        "{} {}..{}".format("an integer" if integer else "a number", low, high),
+        lambda v: isinstance(v, kinds) and not isinstance(v, bool) and low <= v <= high,
+    )
+
+
+def _strings(value: Any, most: int, longest: int) -> bool:
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= most
+        and all(isinstance(v, str) and len(v) <= longest for v in value)
+    )
+
+
+def _is_ipv4(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(ipaddress.IPv4Address(value)) == value
+    except ValueError:
+        return False
+
+
+def _is_table(value: Any) -> bool:
+    ok = _strings(value, 2, 64) and len(value) == 2 and value[0] == "inet"
+    return ok and VPOP_TABLE.fullmatch(value[1]) is not None
+
+
+BOOL: Check = ("true or false", lambda v: isinstance(v, bool))
+PORT, MARK = _number(1, 65535, integer=True), _number(1, 0xFFFFFFFF, integer=True)
+IPV4: Check = ("an IPv4 address", _is_ipv4)
+COMMANDS: Check = (
+    "1..1000 commands, each one line of 1..512 characters",
+    lambda v: _strings(v, 1000, 512) and all(c and not CONTROL.search(c) for c in v),
+)
+
+
+class Op(NamedTuple):
+    """One operation: its handler, its required and its optional arguments' checks."""
+
+    handler: Callable[[dict[str, Any]], dict[str, Any]]
+    required: dict[str, Check]
+    optional: dict[str, Check]
+
+
+OPS: dict[str, Op] = {
+    "vty": Op(
+        vty,
+        {"daemon": ("one of " + ", ".join(DAEMONS), DAEMONS.__contains__), "commands": COMMANDS},
+        {"config": BOOL},
+    ),
+    "run": Op(
+        run,
+        {"argv": ("a list of words", lambda v: _strings(v, 64, 4096))},
+        {"stdin": ("text of at most 4 MiB", lambda v: isinstance(v, str) and len(v) <= 4 << 20)}
+        | {"timeout": _number(0.1, 300)},
+    ),
+    "probe": Op(
+        probe,
+        {"mark": MARK, "target": IPV4},
+        {
+            "count": _number(1, 10000, integer=True),
+            "interval": _number(0, 10),
+            "timeout": _number(0, 60),
+            "port": PORT,
+        },
+    ),
+    "throughput": Op(
+        throughput, {"mark": MARK, "target": IPV4}, {"seconds": _number(0.01, 60), "port": PORT}
+    ),
+    "counters": Op(counters, {"table": ('["inet", "vpop..."]', _is_table)}, {"links": BOOL}),
+}
+
+
+def _nft_statements(script: str) -> list[list[str]]:
+    """The words of an nft script's top-level statements (what braces, quotes and comments
+    hold is dropped, so a brace inside them cannot hide a statement)."""
+    statements: list[list[str]] = [[]]
+    depth, word, pos = 0, "", 0
+    while pos < len(script):
+        char = script[pos]
+        if char in '"#':
+            end = script.find('"' if char == '"' else "\n", pos + 1)
+            if end < 0 and char == '"':
+                raise Refused("nft script: unbalanced quotes")
+            end = len(script) if end < 0 else end + (char == '"')
+            word += script[pos:end] if depth == 0 and char == '"' else ""
+            pos = end
+            continue
+        if depth == 0 and not (char.isspace() or char in "{};"):
+            word += char
+        else:
+            if word:
+                statements[-1].append(word)
+                word = ""
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            if depth < 0:
+                raise Refused("nft script: unbalanced braces")
+            if depth == 0 and char in "\n;":
+                statements.append([])
+        pos += 1
+    if depth:
+        raise Refused("nft script: unbalanced braces")
+    return [stmt for stmt in statements + [[word] if word else []] if stmt]
+
+
+def _check_nft_script(script: str) -> None:
+    """Refuse an ``nft -f`` script with a top-level statement outside vpop's tables:
+    ``include``, ``define``, ``flush ruleset``, another family or table."""
+    for stmt in _nft_statements(script):
+        if stmt[0] == "table":
+            where = stmt[1:3]
+        elif stmt[0] in NFT_VERBS and len(stmt) > 1 and stmt[1] in NFT_OBJECTS:
+            where = stmt[2:4]
+        else:
+            raise Refused(f"nft script: {stmt[0]!r} is not a statement on a vpop table")
+        if not _is_table(where):
+            raise Refused("nft script: {!r} is not on a vpop table".format(" ".join(stmt)))
+
+
+def _check_run(req: dict[str, Any]) -> None:
+    argv = req["argv"]
+    for line in RUN_TABLE:
+        if len(line) == len(argv) and all(
+            word == arg if isinstance(word, str) else word.fullmatch(arg) is not None
+            for word, arg in zip(line, argv, strict=True)
+        ):
+            break
+    else:
+        raise Refused(f"{argv!r} is not a command this agent runs")
+    if argv[:2] == ["nft", "-f"]:
+        _check_nft_script(req.get("stdin", ""))
+    elif req.get("stdin"):
+        raise Refused(f"{argv[0]} reads no stdin")
+
+
+def _check_vty(req: dict[str, Any]) -> None:
+    for i, command in enumerate(req["commands"]):
+        word = (command.split() or [""])[0]
+        if req.get("config") and word == "do":
+            raise Refused(f"command {i} ({command!r}) leaves configuration mode", i)
+        if not req.get("config") and word != "show":
+            raise Refused(f"command {i} ({command!r}) is not a show command", i)
+
+
+def check(req: Any) -> Op:
+    """The operation ``req`` asks for, once every argument has passed its check.
+
+    Raises:
+        Refused: an unknown operation, a missing, unknown or bad argument, or a command
+            line this agent does not run.
+    """
+    if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+        raise Refused("a request is an object with an op")
+    op = OPS.get(req["op"])
+    if op is None:
+        raise Refused("not an operation of this agent (it does: {})".format(", ".join(OPS)))
+    missing = sorted(set(op.required) - set(req))
+    if missing:
+        raise Refused(f"missing argument {missing[0]!r}")
+    for name, value in req.items():
+        if name == "op":
+            continue
+        rule = op.required.get(name) or op.optional.get(name)
+        if rule is None:
+            raise Refused(f"unknown argument {name!r}")
+        if not rule[1](value):
+            raise Refused(f"argument {name!r} must be {rule[0]}")
+    if req["op"] == "run":
+        _check_run(req)
+    elif req["op"] == "vty":
+        _check_vty(req)
+    return op
+
+
+def serve(req: Any) -> dict[str, Any]:
+    """The answer to one request: the operation's, or a refusal naming the operation."""
+    try:
+        op = check(req)
+    except Refused as err:
+        name = req.get("op") if isinstance(req, dict) else None
+        error = f"refused: {name if isinstance(name, str) else repr(name)}: {err}"
+        # with the keys callers read on failure: output (run), failed_at and outputs (vty)
+        answer = {"ok": False, "refused": True, "agent": True, "op": name, "error": error}
+        return answer | {"output": error, "failed_at": err.at, "outputs": []}
+    return op.handler(req)
 
 
 def main() -> None:
@@ -272,9 +488,7 @@ def main() -> None:
     out.flush()
     for line in sys.stdin:
         try:
-            req = json.loads(line)
-            op = req["op"]
-            answer = vty(req) if op == "vty" else OPS[op](req) if op in OPS else run(req)
+            answer = serve(json.loads(line))
         except Exception as err:  # report, never die: the session stays usable
             answer = {"ok": False, "error": f"{type(err).__name__}: {err}", "agent": True}
         out.write(json.dumps(answer) + "\n")

@@ -240,3 +240,45 @@ def test_a_graceful_stop_releases_its_locks_and_loses_nothing(
     order_ids = {oid for ids in answers.values() for oid in ids}
     _, stuck = drills.wait_final(serve_stage.server, order_ids, drills.FINAL_BOUND)
     assert order_ids and stuck == []
+
+
+def test_lab_routers_run_the_closed_drill_agent_and_a_cut_kills_the_push(
+    lab: dict[str, Any],
+) -> None:
+    """The lab's routers run the lab's variant of the agent (``vpop/lab/drill_agent.py``,
+    named by the lab inventory): over the real SSH session it is still closed, and a
+    ``cut-after:N`` armed with ``Lab.set_fault`` kills the session after the N-th command of
+    the next push, once (the drill the selection tests use for a push cut midway)."""
+    from tasks.connection import CONNECTION_NAME, ShellError
+    from vpop.lab.builder import Lab
+    from vpop.network.factory import open_nornir
+
+    instance = Lab(Path(lab["lab_dir"]))
+    fault = Path(lab["lab_dir"]) / "faults" / "rc1"
+    push = {"op": "vty", "daemon": "pbrd", "config": True}
+    with open_nornir() as nr:
+        host = nr.inventory.hosts["rc1"]
+        extras = host.get_connection_parameters(CONNECTION_NAME).extras or {}
+        assert Path(extras["agent_file"]).parent == Path(lab["lab_dir"])
+        agent = host.get_connection(CONNECTION_NAME, nr.config).agent()
+        refused = agent.call({"op": "run", "argv": ["sh", "-c", "id"]})
+        assert refused["refused"] is True and refused["error"].startswith("refused: run: ")
+        assert agent.call({"op": "shell"})["error"].startswith("refused: shell: ")
+        instance.set_fault("rc1", "cut-after:1")
+        try:
+            with pytest.raises(ShellError):
+                agent.call(push | {"commands": ["nexthop-group drilltest", "exit"]})
+            assert not fault.exists()  # one-shot: consumed by the push it cut
+        finally:
+            instance.set_fault("rc1", None)
+    show = {"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]}
+    with open_nornir() as nr:  # a new session: the cut one is gone
+        agent = nr.inventory.hosts["rc1"].get_connection(CONNECTION_NAME, nr.config).agent()
+        try:
+            # the first command was applied before the cut
+            running = agent.call(show)["outputs"][0]["output"]
+            assert "nexthop-group drilltest" in running.splitlines()
+        finally:
+            assert agent.call(push | {"commands": ["no nexthop-group drilltest"]})["ok"]
+        running = agent.call(show)["outputs"][0]["output"]
+        assert "nexthop-group drilltest" not in running.splitlines()

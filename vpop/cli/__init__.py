@@ -17,6 +17,7 @@ from vpop.cli.lab import lab
 from vpop.cli.leasing import lease
 from vpop.cli.radius import radius
 from vpop.cli.reports import report
+from vpop.cli.router import router
 from vpop.cli.selection import reconcile, runs, select_cmd
 from vpop.cli.serve import serve, worker
 
@@ -46,5 +47,6 @@ for _command in (
     settlement,
     bill,
     mandate,
+    router,
 ):
     main.add_command(_command)

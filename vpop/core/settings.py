@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     router_username: str | None = None
     router_password: SecretStr | None = None
     router_key_file: str | None = None
+    # the OpenSSH known-hosts file pinning the routers' host keys (docs/security.md);
+    # None: `known_hosts` beside the inventory's hosts file
+    known_hosts: Path | None = None
 
     # the server's own key and state
     secret_key: SecretStr | None = None

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tasks.hostkeys import known_host_name
 from vpop.core.errors import LabError
 from vpop.core.settings import child_environment, load_settings
 from vpop.lab.health import FRR_DAEMONS, IP, daemon_command, lab_status, restore_router
@@ -49,6 +50,7 @@ from vpop.lab.topology import (
     build_topology,
     node_pattern,
 )
+from vpop.network.service import write_known_hosts
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -184,9 +186,6 @@ class Lab:
         (self.dir / "id_ed25519").write_bytes(client_key)
         os.chmod(self.dir / "id_ed25519", 0o600)
         (self.dir / "authorized_keys").write_bytes(client_pub + b"\n")
-        host_key, _ = keypair()
-        (self.dir / "ssh_host_ed25519_key").write_bytes(host_key)
-        os.chmod(self.dir / "ssh_host_ed25519_key", 0o600)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
 
         procs: list[tuple[str, int]] = []
@@ -194,6 +193,15 @@ class Lab:
         for router in topo.routers:
             ports[router] = free_port()
             procs += self._start_router(topo, router, ports[router])
+        # vpop logs in only where the host key is pinned: the lab pins its routers' own
+        write_known_hosts(
+            self.dir / "known_hosts",
+            [
+                f"{known_host_name('127.0.0.1', port)} {pub} vpop-lab:{router}\n"
+                for router, port in ports.items()
+                for pub in [self.host_key_file(router, public=True).read_text().strip()]
+            ],
+        )
         for isp in topo.isps:
             delay_file = self.dir / f"{isp}.delay_ms"
             procs.append(
@@ -250,7 +258,7 @@ class Lab:
             "uplinks": [asdict(u) for u in topo.uplinks],
             "default_isp": DEFAULT_ISP,
         }
-        write_inventory(self.dir / "hosts.yaml", topo, ports)
+        write_inventory(self.dir / "hosts.yaml", topo, ports, self.dir / "known_hosts")
         return state
 
     def _start_router(self, topo: Topology, router: str, port: int) -> list[tuple[str, int]]:
@@ -300,18 +308,22 @@ class Lab:
         shell.write_text(
             "#!/bin/sh\n"
             f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
-            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir} "
-            f"VPOP_FAULT_FILE={self.dir / 'faults' / router}\n"
+            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir}\n"
             'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
             f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
             "fi\n"
             f"exec {IP} netns exec {ns} /bin/bash --norc --noprofile -i\n"
         )
         shell.chmod(0o755)
+        # each router its own host key, so that one can be replaced alone
+        host_key, host_pub = keypair()
+        self.host_key_file(router).write_bytes(host_key)
+        os.chmod(self.host_key_file(router), 0o600)
+        self.host_key_file(router, public=True).write_bytes(host_pub + b"\n")
         cfg = self.dir / f"sshd-{router}.conf"
         cfg.write_text(
             f"Port {port}\nListenAddress 127.0.0.1\n"
-            f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
+            f"HostKey {self.host_key_file(router)}\n"
             f"PidFile {self.dir / f'sshd-{router}.pid'}\n"
             f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
             "PermitRootLogin prohibit-password\nAllowUsers root\nPasswordAuthentication no\n"
@@ -324,6 +336,10 @@ class Lab:
         )
         procs.append((f"{router}/sshd", self._start_sshd(router)))
         return procs
+
+    def host_key_file(self, router: str, *, public: bool = False) -> Path:
+        """The private (or ``public``) host key file of ``router``'s sshd."""
+        return self.dir / f"ssh_host_ed25519_key-{router}{'.pub' if public else ''}"
 
     def _start_sshd(self, router: str) -> int:
         cfg = self.dir / f"sshd-{router}.conf"
@@ -359,8 +375,8 @@ class Lab:
         wait_until(lambda: listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
 
     def set_fault(self, router: str, fault: str | None) -> None:
-        """Arm (or clear) a fault the router agent acts on: ``cut-after:N`` kills the
-        session after the N-th configuration command of a push."""
+        """Arm (or clear) a fault the lab's drill agent (:mod:`vpop.lab.drill_agent`) acts on:
+        ``cut-after:N`` kills the session after the N-th configuration command of a push."""
         path = self.dir / "faults" / router
         if fault is None:
             path.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from nornir.plugins.runners import SerialRunner
 from tasks.connection import CONNECTION_NAME, VpopShell
 from vpop.core.errors import ConfigError
 from vpop.core.settings import PROJECT_ROOT, Settings, load_settings
+from vpop.network.hostkeys import known_hosts_file, pin_connections
 from vpop.network.inventory import PLUGIN_NAME, VpopInventory, check_elements, read_yaml
 
 NORNIR_CONFIG = PROJECT_ROOT / "nornir.yaml"
@@ -48,9 +49,15 @@ def load_credentials(host: Host, **_: Any) -> None:
     """Transform function: give every host its credentials, never from the inventory.
 
     ``VPOP_ROUTER_USERNAME``, ``VPOP_ROUTER_PASSWORD`` and ``VPOP_ROUTER_KEY_FILE`` apply to
-    every host; hosts of the ``lab`` group fall back to the lab's own generated key.
+    every host; hosts of the ``lab`` group fall back to the lab's own generated key. Every
+    connection is also told the host's pinned host keys (:func:`hostkeys.pin_connections`),
+    so that no credential goes to a router whose key is not pinned.
+
+    Raises:
+        ConfigError: the host's ``host_key`` or ``known_hosts`` data is malformed.
     """
     settings = load_settings()
+    pin_connections(host, known_hosts_file(host, settings, hosts_file(settings)))
     username = settings.router_username
     password = settings.router_password.get_secret_value() if settings.router_password else None
     key_file = settings.router_key_file

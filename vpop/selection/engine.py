@@ -484,6 +484,8 @@ def _explain(err: BaseException | None, router: str) -> str:
     if err is None:
         return "unknown error"
     if isinstance(err, RouterUnreachable):
+        if "VPOP-HOSTKEY" in str(err):  # reached, but refused before anything was sent
+            return f"router {router} was refused (host key); nothing was changed: {err}"
         return f"router {router} is unreachable; nothing was changed: {err}"
     if isinstance(err, PushRejected):
         return f"router {router} rejected the change: {err}"
