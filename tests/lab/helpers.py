@@ -167,6 +167,18 @@ def stop_server(server: Server) -> None:
         server.proc.wait(timeout=15)
 
 
+def run_vpop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `vpop` command as an operator would, with ``env`` as its whole environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "vpop.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def netns(node: str) -> str:
     """The namespace of a node of the lab under test (VPOP_LAB_PREFIX, default vpop-)."""
     return os.environ.get("VPOP_LAB_PREFIX", "vpop-") + node

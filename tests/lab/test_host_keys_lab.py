@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from sqlalchemy import select
 
 from tasks.hostkeys import fingerprint, known_host_name, read_known_hosts
 from tests.lab.helpers import curl, pbrd_config
+from tests.lab.helpers import run_vpop as vpop
 from vpop.core.audit import AuditEntry
 from vpop.core.db import dispose_engines, session_scope
 from vpop.lab.builder import Lab
@@ -22,17 +21,6 @@ from vpop.lab.processes import keypair
 from vpop.lab.registry import register_lab
 
 pytestmark = pytest.mark.lab
-
-
-def vpop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vpop.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def rekey(instance: Lab, router: str, private: bytes, public: bytes) -> None:

@@ -8,12 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.lab.helpers import run_vpop as vpop
 
 pytestmark = pytest.mark.lab
 PREFIX = "vpop-r-"
@@ -44,18 +45,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     finally:
         vpop(environment, "lab", "down")
         shutil.rmtree(lab_dir, ignore_errors=True)
-
-
-def vpop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the `vpop` command as an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "vpop.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def curl(sub: str) -> str:
