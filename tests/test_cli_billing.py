@@ -155,6 +155,14 @@ def test_payout_writes_only_xml_to_stdout(url: str) -> None:
     assert amounts == {IBANS["isp-a"]: "4.00", IBANS["isp-b"]: "6.00", IBANS["shop-a"]: "7.75"}
     control = root.find(f"{PAIN_001}CstmrCdtTrfInitn/{PAIN_001}GrpHdr/{PAIN_001}CtrlSum")
     assert control is not None and control.text == "17.75", "the file sums to the payouts"
+    # paid once: the period again names the file, which `--file` writes again byte for byte
+    msg_id = root.find(f"{PAIN_001}CstmrCdtTrfInitn/{PAIN_001}GrpHdr/{PAIN_001}MsgId")
+    assert msg_id is not None and msg_id.text
+    line = bad("VPOP-409-SEPA-EMPTY", "settlement", "payout", "--period", "2025-03", exit_code=1)
+    assert msg_id.text in line
+    assert ok("settlement", "payout", "--file", msg_id.text) == xml
+    bad("VPOP-404-PAYOUT", "settlement", "payout", "--file", "VPPAYNONE")
+    bad("VPOP-400-TYPE", "settlement", "payout")
 
 
 def test_payout_without_the_bank_settings_or_with_a_bad_period_is_one_line(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tests.pg import PG_BIN, postgres_cluster
 from vpop.billing.service import (
     BankDetailsInvalid,
+    NothingToSend,
     Payee,
     Payment,
     PaymentEvent,
@@ -39,11 +40,14 @@ from vpop.billing.service import (
     render_statement,
     run_settlement,
     settlement_view,
+    stored_payout_file,
     transfer,
     unbalanced_entries,
 )
 from vpop.catalogue.models import Isp, Subscriber
+from vpop.core.audit import AuditEntry
 from vpop.core.db import get_engine, session_scope
+from vpop.core.errors import NotFound
 from vpop.core.migrate import upgrade
 from vpop.leasing.models import Lease, LeaseVersion
 
@@ -394,6 +398,40 @@ def test_interim_runs_settle_only_what_is_new(url: str) -> None:
     # and settlements are immutable
     with pytest.raises(DBAPIError), session_scope(url) as session:
         session.execute(text("UPDATE settlements SET payout_minor = 0"))
+
+
+def test_each_settlement_is_paid_by_one_payout_file(url: str, sepa_settings: None) -> None:
+    """An interim run's payout is not paid again when the file is made after the final run;
+    a file made before is written again byte for byte."""
+    with session_scope(url) as session:
+        base(session).captured("a", "shop1", 1000, at(3))
+    with session_scope(url) as session:
+        (interim,) = run_settlement(session, NOV, now=at(12), actor="noc")
+        first = payout_file(session, NOV, now=at(12, 13), actor="clerk")
+    with session_scope(url) as session:
+        Shop(session).captured("b", "shop1", 2000, at(20))
+    with session_scope(url) as session:
+        (final,) = run_settlement(session, NOV, now=at(2, month=12), actor="noc")
+        second = payout_file(session, NOV, now=at(2, 9, month=12), actor="clerk")
+        # fee of 100 bp: 1000 -> 990 in the first file, 2000 -> 1980 in the second only
+        assert (interim.payout_minor, final.payout_minor) == (990, 1980)
+    amounts = [ET.fromstring(x).find(".//p:GrpHdr/p:CtrlSum", NS) for x in (first, second)]
+    assert [a.text for a in amounts if a is not None] == ["9.90", "19.80"]
+    ids = [ET.fromstring(x).find(".//p:GrpHdr/p:MsgId", NS) for x in (first, second)]
+    first_id, second_id = (i.text or "" for i in ids if i is not None)
+    assert first_id != second_id
+    with session_scope(url) as session:
+        with pytest.raises(NothingToSend, match=f"{first_id}, {second_id}"):
+            payout_file(session, NOV, now=at(3, month=12), actor="clerk")
+        assert stored_payout_file(session, first_id) == first
+        assert stored_payout_file(session, second_id) == second
+        with pytest.raises(NotFound):
+            stored_payout_file(session, "VPPAYNONE")
+        made = session.scalars(select(AuditEntry).where(AuditEntry.action == "payout.file")).all()
+        assert [(e.actor, e.details["total_minor"]) for e in made] == [
+            ("clerk", 990),
+            ("clerk", 1980),
+        ]
 
 
 def test_negative_net_pays_nothing_and_is_carried(url: str, sepa_settings: None) -> None:

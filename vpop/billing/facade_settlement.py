@@ -11,6 +11,7 @@ from vpop.billing.sepa import (
     add_mandate,
     collection_file,
     payout_file,
+    stored_payout_file,
     uncollected_bills,
 )
 from vpop.billing.settlement import list_settlements, run_settlement
@@ -41,6 +42,7 @@ __all__: list[str] = [
     "lease_charges",
     "list_settlements",
     "payout_file",
+    "stored_payout_file",
     "render_statement",
     "run_settlement",
     "running_bill",

@@ -302,6 +302,32 @@ class Mandate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class PayoutFile(Base):
+    """A pain.001 file made for a period: the bank instruction, kept byte for byte.
+
+    Each settlement it pays is named once in ``payout_items`` (unique settlement): a second
+    ``payout`` of the same period pays only settlements no earlier file paid.
+    """
+
+    __tablename__ = "payout_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    message_id: Mapped[str] = mapped_column(String(35), unique=True)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    xml: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class PayoutItem(Base):
+    """A settlement paid by a payout file (at most one file per settlement)."""
+
+    __tablename__ = "payout_items"
+    settlement_id: Mapped[int] = mapped_column(ForeignKey("settlements.id"), primary_key=True)
+    payout_file_id: Mapped[int] = mapped_column(ForeignKey("payout_files.id"), index=True)
+
+
 #: Tables whose rows are never updated or deleted once written.
 IMMUTABLE_TABLES = ("payment_events", "settlements", "settlement_lines", "bills")
 

@@ -18,6 +18,7 @@ message id, the payment-information ids and the creation time come from the peri
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date, datetime
 from typing import Any
@@ -31,7 +32,14 @@ from vpop.billing import ledger
 from vpop.billing.bank import check_bic, check_iban
 from vpop.billing.errors import BankDetailsInvalid, BillingError
 from vpop.billing.models import LedgerEntry
-from vpop.billing.payment_models import Bill, Mandate, Payee, Settlement
+from vpop.billing.payment_models import (
+    Bill,
+    Mandate,
+    Payee,
+    PayoutFile,
+    PayoutItem,
+    Settlement,
+)
 from vpop.billing.periods import period_bounds
 from vpop.catalogue.service import Subscriber
 from vpop.core.audit import audit
@@ -85,14 +93,21 @@ def _export(document: Any, msg_id: str, created: str, schema: str) -> bytes:
     return data
 
 
-def payout_file(session: Session, period: str, *, now: datetime | None = None) -> bytes:
+def payout_file(
+    session: Session, period: str, *, now: datetime | None = None, actor: str = "system"
+) -> bytes:
     """The pain.001.001.03 credit transfers paying ``period``'s EUR settlements, one per payee.
+
+    Only settlements that no earlier payout file paid are in it (an interim run's payout is
+    not paid twice when the file is made again after the final run); the file is stored
+    (``payout_files``, its settlements in ``payout_items``) and audited, so
+    :func:`stored_payout_file` gives it again byte for byte.
 
     Raises:
         PeriodInvalid: ``period`` is not ``YYYY-MM``.
         ConfigError: ``sepa_iban`` is not set.
         BankDetailsInvalid: a payee to pay has no valid IBAN (all such payees are named).
-        NothingToSend: no payee is owed anything for the period.
+        NothingToSend: no payee is owed anything for the period that is not paid yet.
     """
     moment = as_utc(now) if now is not None else utcnow()
     period_bounds(period)
@@ -103,21 +118,24 @@ def payout_file(session: Session, period: str, *, now: datetime | None = None) -
     }  # fmt: skip
     if settings.sepa_bic:
         config["BIC"] = check_bic(settings.sepa_bic)
-    total = func.sum(Settlement.payout_minor)
-    owed = session.execute(
-        select(Settlement.payee_id, total)
-        .where(Settlement.period == period, Settlement.currency == SEPA_CURRENCY)
-        .group_by(Settlement.payee_id)
-        .having(total > 0)
-        .order_by(Settlement.payee_id)
+    due = session.execute(
+        select(Settlement.id, Settlement.payee_id, Settlement.payout_minor)
+        .where(
+            Settlement.period == period,
+            Settlement.currency == SEPA_CURRENCY,
+            Settlement.payout_minor > 0,
+            Settlement.id.not_in(select(PayoutItem.settlement_id)),
+        )
+        .order_by(Settlement.payee_id, Settlement.id)
     ).all()
-    if not owed:
-        raise NothingToSend(f"no payee is owed a {SEPA_CURRENCY} payout for {period}")
-    payees = {
-        p.id: p for p in session.scalars(select(Payee).where(Payee.id.in_([r[0] for r in owed])))
-    }
+    if not due:
+        raise NothingToSend(_nothing_due(session, period))
+    owed: dict[str, int] = {}
+    for _, payee_id, amount in due:
+        owed[payee_id] = owed.get(payee_id, 0) + int(amount)
+    payees = {p.id: p for p in session.scalars(select(Payee).where(Payee.id.in_(list(owed))))}
     refused, accounts = [], {}
-    for payee_id, _ in owed:
+    for payee_id in owed:
         try:
             accounts[payee_id] = check_iban(payees[payee_id].iban or "")
         except BankDetailsInvalid:
@@ -127,18 +145,60 @@ def payout_file(session: Session, period: str, *, now: datetime | None = None) -
             f"no valid IBAN for payee(s) {', '.join(refused)}: set one before paying {period}"
         )
     document = SepaTransfer(config, schema="pain.001.001.03", clean=True)
+    made = session.scalar(
+        select(func.count()).select_from(PayoutFile).where(PayoutFile.period == period)
+    )
     msg_id, created = _ids(period, moment, "PAY")
-    for payee_id, amount in owed:
+    msg_id = f"{msg_id}{int(made or 0) + 1:02d}"  # several files of one period never collide
+    for payee_id, amount in owed.items():
         payee = payees[payee_id]
         payment: dict[str, Any] = {
-            "name": payee.name, "IBAN": accounts[payee_id], "amount": int(amount),
+            "name": payee.name, "IBAN": accounts[payee_id], "amount": amount,
             "execution_date": moment.date(), "endtoend_id": f"{msg_id}-{payee_id}"[:35],
             "description": f"vPoP settlement {period} {payee_id}",
         }  # fmt: skip
         if payee.bic:
             payment["BIC"] = check_bic(payee.bic)
         document.add_payment(payment)
-    return _export(document, msg_id, created, "pain.001.001.03")
+    data = _export(document, msg_id, created, "pain.001.001.03")
+    stored = PayoutFile(
+        period=period, message_id=msg_id, total_minor=sum(owed.values()),
+        sha256=hashlib.sha256(data).hexdigest(), xml=data.decode("utf-8"), created_at=moment,
+        created_by=actor,
+    )  # fmt: skip
+    session.add(stored)
+    session.flush()
+    session.add_all(PayoutItem(settlement_id=row[0], payout_file_id=stored.id) for row in due)
+    audit(
+        session, actor, "payout.file", f"payout:{msg_id}", period=period,
+        total_minor=stored.total_minor, settlements=[row[0] for row in due], sha256=stored.sha256,
+    )  # fmt: skip
+    session.flush()
+    return data
+
+
+def _nothing_due(session: Session, period: str) -> str:
+    earlier = session.scalars(
+        select(PayoutFile.message_id).where(PayoutFile.period == period).order_by(PayoutFile.id)
+    ).all()
+    if earlier:
+        return (
+            f"every {SEPA_CURRENCY} payout of {period} is in payout file(s) {', '.join(earlier)};"
+            " `vpop settlement payout --file MESSAGE_ID` writes one again"
+        )
+    return f"no payee is owed a {SEPA_CURRENCY} payout for {period}"
+
+
+def stored_payout_file(session: Session, message_id: str) -> bytes:
+    """A payout file made before, byte for byte.
+
+    Raises:
+        NotFound: no payout file has that message id.
+    """
+    found = session.scalar(select(PayoutFile).where(PayoutFile.message_id == message_id))
+    if found is None:
+        raise NotFound(f"no payout file {message_id!r}", code="VPOP-404-PAYOUT")
+    return found.xml.encode("utf-8")
 
 
 def _collectable(session: Session, period: str) -> list[tuple[Bill, Mandate | None]]:

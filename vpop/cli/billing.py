@@ -310,14 +310,24 @@ def settlement_show(settlement_id: int, fmt: str) -> None:
 
 
 @settlement.command("payout")
-@click.option("--period", required=True, help="YYYY-MM: the settlements paid out.")
-def settlement_payout(period: str) -> None:
-    """Write PERIOD's SEPA credit transfers (pain.001, one per payee) to standard output."""
-    from vpop.billing.service import payout_file
+@click.option("--period", help="YYYY-MM: the settlements paid out (those no file paid yet).")
+@click.option("--file", "message_id", help="Write the payout file with this message id again.")
+def settlement_payout(period: str | None, message_id: str | None) -> None:
+    """Write PERIOD's SEPA credit transfers (pain.001, one per payee) to standard output.
+
+    Each settlement is paid by one file: a second run of a period pays only what no earlier
+    file paid; ``--file MESSAGE_ID`` writes a file made before again, byte for byte.
+    """
+    from vpop.billing.service import payout_file, stored_payout_file
     from vpop.core.db import session_scope
 
+    if (period is None) == (message_id is None):
+        raise InputError("VPOP-400-TYPE", "give either --period YYYY-MM or --file MESSAGE_ID")
     with _billing_errors(), session_scope() as session:
-        data = payout_file(session, period)
+        if message_id is not None:
+            data = stored_payout_file(session, message_id)
+        else:
+            data = payout_file(session, period or "", actor=cli_actor())
     _write_bytes(data)
 
 
