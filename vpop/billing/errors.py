@@ -65,6 +65,13 @@ class UnknownPayment(BillingError, NotFound):
     status = 404
 
 
+class UnknownSettlement(BillingError, NotFound):
+    """No settlement has that id, or not one the caller may see (the same answer)."""
+
+    code = "VPOP-404-SETTLEMENT"
+    status = 404
+
+
 class UnknownPayee(BillingError, NotFound):
     """No payee (ISP or merchant) has that id."""
 

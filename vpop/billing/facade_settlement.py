@@ -14,7 +14,7 @@ from vpop.billing.sepa import (
     stored_payout_file,
     uncollected_bills,
 )
-from vpop.billing.settlement import list_settlements, run_settlement
+from vpop.billing.settlement import list_settlements, run_settlement, settlement_for
 from vpop.billing.settlement_lines import COLUMNS as STATEMENT_COLUMNS
 from vpop.billing.settlement_lines import canonical_json, fee_of
 from vpop.billing.statements import (
@@ -45,6 +45,7 @@ __all__: list[str] = [
     "stored_payout_file",
     "render_statement",
     "run_settlement",
+    "settlement_for",
     "running_bill",
     "settlement_view",
     "statement_sha",

@@ -21,6 +21,7 @@ from vpop.billing.errors import (
     UnknownHold,
     UnknownPayee,
     UnknownPayment,
+    UnknownSettlement,
 )
 from vpop.billing.facade_payments import *  # noqa: F403
 from vpop.billing.facade_payments import __all__ as _payments
@@ -82,6 +83,7 @@ __all__ = [  # noqa: PLE0604
     "PeriodInvalid",
     "UnknownPayee",
     "UnknownPayment",
+    "UnknownSettlement",
     "ACCOUNT_KINDS",
     "DEFAULT_FLOORS",
     "ENTRY_KINDS",

@@ -35,10 +35,11 @@ from sqlalchemy import and_, case, exists, func, select, text
 from sqlalchemy.orm import Session
 
 from vpop.billing import ledger
-from vpop.billing.errors import UnknownPayee
+from vpop.billing.errors import UnknownPayee, UnknownSettlement
 from vpop.billing.lease_charges import LeaseCharge, lease_charges
 from vpop.billing.payees import ensure_isp_payee
 from vpop.billing.payment_models import Payee, PaymentEvent, Settlement, SettlementLine
+from vpop.billing.payments import STAFF_ROLES
 from vpop.billing.periods import check_period, period_bounds
 from vpop.billing.settlement_lines import (
     ADJUSTED,
@@ -53,6 +54,7 @@ from vpop.billing.settlement_lines import (
     statement_of,
 )
 from vpop.core.time import as_utc, utcnow
+from vpop.selection.service import Caller
 
 _ADVISORY_KEY = 0x7670_6F70_5345  # "vpopSE": one settlement run at a time on PostgreSQL
 
@@ -324,3 +326,30 @@ def list_settlements(
         query = query.join(Payee, Payee.id == Settlement.payee_id).where(Payee.isp_id == isp)
     order = (Settlement.period, Settlement.payee_id, Settlement.currency, Settlement.seq)
     return list(session.scalars(query.order_by(*order)))
+
+
+def settlement_for(session: Session, caller: Caller, settlement_id: int) -> Settlement:
+    """The settlement, if the caller may read it: NOC and admin every one, an ISP token its
+    ISP's payee's and its merchants', a merchant token its own; nobody else (as
+    :func:`~vpop.billing.payments.payment_for` for payments).
+
+    Raises:
+        UnknownSettlement: no such settlement, or not one the caller may read (the same 404,
+            so that ids cannot be probed).
+    """
+    # an id beyond a database integer names nothing
+    found = session.get(Settlement, settlement_id) if settlement_id < 2**63 else None
+    if found is None or not _may_read(session, caller, found.payee_id):
+        raise UnknownSettlement(f"unknown settlement {settlement_id}")
+    return found
+
+
+def _may_read(session: Session, caller: Caller, payee_id: str) -> bool:
+    if caller.role in STAFF_ROLES:
+        return True
+    if caller.role == "merchant":
+        return caller.merchant is not None and payee_id == caller.merchant
+    if caller.role != "isp" or caller.isp is None:
+        return False
+    payee = session.get(Payee, payee_id)
+    return payee is not None and payee.isp_id == caller.isp

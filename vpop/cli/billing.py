@@ -297,15 +297,13 @@ def settlement_list(period: str | None, payee: str | None, as_json: bool) -> Non
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 def settlement_show(settlement_id: int, fmt: str) -> None:
     """Print settlement ID's statement (json: exactly the stored bytes)."""
-    from vpop.billing.service import Settlement, render_statement
+    from vpop.billing.service import render_statement, settlement_for
     from vpop.core.db import session_scope
-    from vpop.core.errors import NotFound
+    from vpop.selection.service import Caller
 
+    operator = Caller(name=cli_actor(), role="admin")
     with reported_errors(), session_scope() as session:
-        found = session.get(Settlement, settlement_id)
-        if found is None:
-            raise NotFound(f"unknown settlement {settlement_id}", code="VPOP-404-SETTLEMENT")
-        data = render_statement(found, fmt)
+        data = render_statement(settlement_for(session, operator, settlement_id), fmt)
     _write_bytes(data)
 
 

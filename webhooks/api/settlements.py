@@ -24,13 +24,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from vpop.billing import service as billing
-from vpop.billing.service import Payee, Settlement
+from vpop.billing.service import Payee
 from vpop.core import validate
 from vpop.core.db import session_scope
-from vpop.core.errors import BadInput, NotFound
+from vpop.core.errors import BadInput
 from vpop.core.schemas import NAME_PATTERN, Canonical, Currency, Request, Strict
 from vpop.selection.service import Caller, Forbidden
-from webhooks.api.common import MAX_ID, OPERATORS, bp, json_object, query_args
+from webhooks.api.common import OPERATORS, bp, json_object, query_args
 from webhooks.api.payments import operators_only_for
 from webhooks.api.reports import HTML_POLICY, MEDIA_TYPES
 from webhooks.auth import authenticate
@@ -125,7 +125,7 @@ def get_settlement(settlement_id: int) -> dict[str, Any]:
     caller = authenticate(allow_webhook=False, merchant_ok=True).caller
     with session_scope(current_app.config["DATABASE_URL"]) as session:
         view: dict[str, Any] = billing.settlement_view(
-            readable_settlement(session, caller, settlement_id)
+            billing.settlement_for(session, caller, settlement_id)
         )
         return view
 
@@ -137,7 +137,7 @@ def get_statement(settlement_id: int) -> Response:
     args = query_args(("format",))
     fmt = validate.one_of(args.get("format", "json"), "format", STATEMENT_FORMATS)
     with session_scope(current_app.config["DATABASE_URL"]) as session:
-        settlement = readable_settlement(session, caller, settlement_id)
+        settlement = billing.settlement_for(session, caller, settlement_id)
         body = billing.render_statement(settlement, fmt)
         name = f"statement-{settlement.payee_id}-{settlement.period}-{settlement.seq}.{fmt}"
     response = Response(body, content_type=MEDIA_TYPES[fmt])
@@ -166,30 +166,6 @@ def run_settlements() -> tuple[dict[str, Any], int, dict[str, str]]:
     views = billing.in_transaction(current_app.config["DATABASE_URL"], run)
     location = url_for("api.list_settlements", period=body.period)
     return {"settlements": views}, 200, {"Location": location}
-
-
-def readable_settlement(session: Session, caller: Caller, settlement_id: int) -> Settlement:
-    """The settlement ``settlement_id`` if the caller may read it.
-
-    Raises:
-        NotFound: ``VPOP-404-SETTLEMENT`` for an unknown id and for another payee's (the same
-            answer, so that ids cannot be probed).
-    """
-    settlement = session.get(Settlement, settlement_id) if settlement_id <= MAX_ID else None
-    if settlement is None or not _may_read(session, caller, settlement.payee_id):
-        raise NotFound(f"unknown settlement {settlement_id}", code="VPOP-404-SETTLEMENT")
-    return settlement
-
-
-def _may_read(session: Session, caller: Caller, payee_id: str) -> bool:
-    if caller.role in OPERATORS:
-        return True
-    if caller.role == "merchant":
-        return caller.merchant is not None and payee_id == caller.merchant
-    if caller.role != "isp" or caller.isp is None:
-        return False
-    payee = session.get(Payee, payee_id)
-    return payee is not None and payee.isp_id == caller.isp
 
 
 def _reader(caller: Caller) -> Caller | None:

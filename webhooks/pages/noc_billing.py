@@ -14,7 +14,7 @@ Importing this module registers its routes on the NOC blueprint.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Response, flash, make_response, redirect, render_template, url_for
@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from vpop.billing import service as billing
-from vpop.billing.service import PAYMENT_STATUSES, Payee, Settlement, SettlementLine
+from vpop.billing.service import PAYMENT_STATUSES, Payee, SettlementLine
 from vpop.core import validate
 from vpop.core.db import session_scope
-from vpop.core.errors import BadInput, NotFound
+from vpop.core.errors import BadInput
 from vpop.core.time import TIME_CODE, utcnow
 from vpop.reports.service import render
 from webhooks.api.common import MAX_ID
@@ -233,7 +233,7 @@ def settlements() -> Response:
 def settlement_detail(settlement_id: int) -> Response:
     """One settlement: its totals, its lines, and its statement downloads with SHA-256."""
     with session_scope(database_url()) as db:
-        settlement = _settlement(db, settlement_id)
+        settlement = billing.settlement_for(db, current_caller(), settlement_id)
         view = billing.settlement_view(settlement)
         lines = db.scalars(
             select(SettlementLine)
@@ -265,19 +265,12 @@ def settlement_detail(settlement_id: int) -> Response:
 def settlement_statement(settlement_id: int, fmt: str) -> Response:
     """A settlement's statement as a download, with its SHA-256 in ``X-Content-SHA256``."""
     with session_scope(database_url()) as db:
-        settlement = _settlement(db, settlement_id)
+        settlement = billing.settlement_for(db, current_caller(), settlement_id)
         body = billing.render_statement(settlement, fmt)
         name = f"settlement-{settlement.payee_id}-{settlement.period}-{settlement.seq}.{fmt}"
     response = _download(body, STATEMENT_TYPES[fmt], name)
     response.headers["X-Content-SHA256"] = hashlib.sha256(body).hexdigest()
     return response
-
-
-def _settlement(db: Session, settlement_id: int) -> Settlement:
-    found = db.get(Settlement, settlement_id) if settlement_id <= MAX_ID else None
-    if found is None:
-        raise NotFound(f"unknown settlement {settlement_id}", code="VPOP-404-SETTLEMENT")
-    return found
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -316,16 +309,16 @@ def payments_report_export() -> Response:
 
 
 def _report_query() -> tuple[str, str | None, str | None]:
-    period = _period_arg("period") or _period_of(utcnow().date())
+    period = _period_arg("period") or billing.period_of(utcnow())
     return period, _name_arg("isp"), _name_arg("payee")
 
 
 def _recent_periods() -> list[str]:
     """This month and the eleven before it, newest first (the picker's choices)."""
-    month = utcnow().date().replace(day=1)
+    month = utcnow().replace(day=1)
     found = []
     for _ in range(12):
-        found.append(_period_of(month))
+        found.append(billing.period_of(month))
         month = (month - timedelta(days=1)).replace(day=1)
     return found
 
@@ -341,10 +334,6 @@ def _download(body: str | bytes, content_type: str, filename: str) -> Response:
 
 def _payee_names(db: Session) -> dict[str, str]:
     return {p: name for p, name in db.execute(select(Payee.id, Payee.name).order_by(Payee.id))}
-
-
-def _period_of(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 def _name_arg(name: str) -> str | None:
