@@ -19,11 +19,10 @@ from vpop.billing.errors import BillingError
 from vpop.billing.payment_models import Settlement
 from vpop.core.errors import BadInput
 from vpop.core.time import iso
+from vpop.reports.service import csv_cell
 
 #: The formats a statement renders to.
 STATEMENT_FORMATS = ("json", "csv", "html")
-# a spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}"
     "table{border-collapse:collapse;font-size:.9rem;margin-bottom:1rem}"
@@ -40,13 +39,11 @@ class StatementFormatInvalid(BillingError, BadInput):
 
 
 def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
+    """The reports' formula-safe cell (:func:`vpop.reports.service.csv_cell`); booleans as
+    ``true``/``false``, as in the JSON statement."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    return csv_cell(value)
 
 
 def _csv(document: dict[str, Any]) -> str:

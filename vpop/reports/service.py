@@ -15,7 +15,7 @@ from typing import Any
 from vpop.core.errors import BadInput
 from vpop.reports import schemas
 from vpop.reports.charts import nice_ceiling
-from vpop.reports.formats import FORMATS, cell, csv_text, html_page
+from vpop.reports.formats import FORMATS, cell, csv_cell, csv_text, html_page
 from vpop.reports.qos_utilisation import (
     QOS_COLUMNS,
     UTILISATION_COLUMNS,
@@ -44,6 +44,7 @@ __all__ = [
     "clipped_seconds",
     "nice_ceiling",
     "coverage_pct",
+    "csv_cell",
     "qos_report",
     "render",
     "render_usage",
