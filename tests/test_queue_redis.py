@@ -59,10 +59,10 @@ def test_jobs_go_through_redis(redis_url: str, tmp_path: Path) -> None:
         "from huey.storage import RedisStorage\n"
         "q.huey.flush()\n"
         "assert isinstance(q.opened_storage(), RedisStorage), q.opened_storage()\n"
-        "q.enqueue_router('rc9')\n"
+        "q.enqueue_lease(9)\n"
         "assert q.huey.pending_count() == 1\n"
         "task = q.huey.dequeue()\n"
-        "assert task.name.endswith('process_router_task') and task.args == ('rc9',)\n"
+        "assert task.name.endswith('lease_task') and task.args == (9,)\n"
         "print('ok')\n"
     )
     env = {

@@ -19,7 +19,7 @@ from vpop.cli.radius import radius
 from vpop.cli.reports import report
 from vpop.cli.router import router
 from vpop.cli.selection import reconcile, runs, select_cmd
-from vpop.cli.serve import serve, worker
+from vpop.cli.serve import scheduler, serve, worker
 
 
 @click.group(cls=OneLineGroup)
@@ -31,6 +31,7 @@ for _command in (
     lab,
     serve,
     worker,
+    scheduler,
     db,
     select_cmd,
     runs,

@@ -13,19 +13,19 @@ import json
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
-from pathlib import Path
 from typing import Any
 
 import click
 
-from vpop.cli.common import OneLineCommand, bad_input, cli_actor, reported_errors
-from vpop.core.errors import VpopError
-
-# the statuses `vpop select` stops waiting at (UNKNOWN: a reconcile decides, later)
-_STOP_AT = {"DONE_SUCCESS", "DONE_FAILED", "RECONCILED", "UNKNOWN", "DECLINED", "EXPIRED"}
+from vpop.cli.common import (
+    CommandError,
+    InputError,
+    OneLineCommand,
+    bad_input,
+    cli_actor,
+    reported_errors,
+)
+from vpop.core.errors import BadInput, VpopError
 
 
 @click.command("select", cls=OneLineCommand)
@@ -42,17 +42,20 @@ def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None
     the token in VPOP_API_TOKEN_FILE); otherwise this process applies it, taking the
     router's lock like every other writer.
     """
+    # only the standard library until we know the order stays in this process (docs/cli.md)
+    from vpop.cli.remote import select_on_server, server_config
     from vpop.core import validate
-    from vpop.core.settings import load_settings
 
-    with reported_errors():
+    try:
         sub = validate.name(subscriber, "SUBSCRIBER")
         isp_id = validate.name(isp, "ISP")
-        settings = load_settings()
-    if settings.server_url:
-        final = _select_on_server(
-            settings.server_url, settings.api_token_file, sub, isp_id, dry_run, timeout
-        )
+        config = server_config()
+    except BadInput as err:
+        raise InputError(err.code, err.message) from err
+    except VpopError as err:  # an invalid config file
+        raise CommandError(err.code, err.message) from err
+    if config.url:
+        final = select_on_server(config, sub, isp_id, dry_run, timeout)
     else:
         final = _select_here(sub, isp_id, dry_run, timeout)
     order_id = final["order"]
@@ -66,6 +69,7 @@ def select_cmd(subscriber: str, isp: str, dry_run: bool, timeout: float) -> None
 
 def _select_here(subscriber: str, isp: str, dry_run: bool, timeout: float) -> dict[str, Any]:
     """Record the order and apply it in this process, under the router's database lock."""
+    from vpop.cli.remote import STOP_AT
     from vpop.core.db import session_scope
     from vpop.selection import service as engine
     from vpop.selection.service import Caller, Order, SelectionRequest, submit_selection
@@ -99,7 +103,7 @@ def _select_here(subscriber: str, isp: str, dry_run: bool, timeout: float) -> di
         if view["status"] != last:
             last = str(view["status"])
             click.echo(f"order {order.id}: {last} ({time.monotonic() - started:.2f}s)")
-        if last in _STOP_AT:
+        if last in STOP_AT:
             worker_thread.join(max(0.0, timeout - (time.monotonic() - started)))
             return view
         if time.monotonic() - started > timeout or (problem and not worker_thread.is_alive()):
@@ -111,85 +115,6 @@ def _select_here(subscriber: str, isp: str, dry_run: bool, timeout: float) -> di
             )
             sys.exit(1)
         worker_thread.join(0.05)
-
-
-def _select_on_server(
-    server: str, token_file: Path | None, subscriber: str, isp: str, dry_run: bool, timeout: float
-) -> dict[str, Any]:
-    """Submit the order to the running server and follow it until it is final."""
-    if token_file is None:
-        raise bad_input(
-            "VPOP_SERVER_URL is set but VPOP_API_TOKEN_FILE is not: name a file holding an "
-            "API token (`vpop token create`)"
-        )
-    try:
-        token = token_file.read_text().strip()
-    except OSError as err:
-        raise bad_input(
-            f"VPOP_API_TOKEN_FILE={token_file}: cannot read it ({err.strerror})"
-        ) from None
-    if not token:
-        raise bad_input(f"VPOP_API_TOKEN_FILE={token_file} is empty: put an API token in it")
-    base = server.rstrip("/")
-    body = json.dumps({"subscriber": subscriber, "isp": isp, "dry_run": dry_run}).encode()
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "content-type": "application/json",
-        # a retried command is the same order, not a second one
-        "Idempotency-Key": f"cli-{uuid.uuid4().hex}",
-    }
-    status, answer = _http(base + "/api/v1/selections", "POST", headers, body)
-    if status != 202:
-        _server_refused(status, answer)
-    order_id = int(answer["order"])
-    click.echo(f"order {order_id}: {answer['status']} ({subscriber} -> {isp}, via {base})")
-    started = time.monotonic()
-    last = str(answer["status"])
-    pause = 0.02
-    while True:
-        status, view = _http(f"{base}/api/v1/orders/{order_id}", "GET", headers, None)
-        if status != 200:
-            _server_refused(status, view)
-        if view["status"] != last:
-            last = str(view["status"])
-            click.echo(f"order {order_id}: {last} ({time.monotonic() - started:.2f}s)")
-        if last in _STOP_AT:
-            return view
-        if time.monotonic() - started > timeout:
-            click.echo(
-                f"error: VPOP-TIMEOUT: order {order_id} still {last} after {timeout}s", err=True
-            )
-            sys.exit(1)
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.5)
-
-
-def _http(
-    url: str, method: str, headers: dict[str, str], body: bytes | None
-) -> tuple[int, dict[str, Any]]:
-    """One request to the server; an unreachable server is a failed run (exit 1)."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        try:
-            problem = json.loads(err.read() or b"{}")
-        except ValueError:
-            problem = {}
-        return err.code, problem if isinstance(problem, dict) else {}
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        click.echo(f"error: VPOP-SERVER: cannot reach {url}: {reason}", err=True)
-        sys.exit(1)
-
-
-def _server_refused(status: int, problem: dict[str, Any]) -> None:
-    """The server's problem as one line: the caller's mistake exits 2, the server's 1."""
-    code = problem.get("code", f"HTTP-{status}")
-    detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
-    click.echo(f"error: {code}: {detail}", err=True)
-    sys.exit(2 if 400 <= status < 500 and status not in (401, 403, 429) else 1)
 
 
 @click.group()

@@ -1,16 +1,22 @@
-"""``vpop serve`` (the API, the portal and NOC pages, the queue's workers and the schedulers in one
-process) and ``vpop worker`` (more workers on the same queue, to scale out). Both connect the
-side-effect wiring (:mod:`vpop.jobs.wiring`) before they take work, and both first recover
-what a process that died left behind (:func:`vpop.jobs.queue.recover`: orders and runs left
-RUNNING, leases of dead holders, waiting orders). SIGTERM stops them gracefully: running jobs
-finish and release their locks.
+"""``vpop serve``: the API, the portal and NOC pages, the worker and the scheduler, as
+processes it supervises (:mod:`vpop.jobs.supervisor`): the API on gunicorn
+(:mod:`webhooks.wsgi`, ``--http-workers`` processes of ``--http-threads`` threads), one
+``vpop worker`` (``--workers`` threads: router runs as orders are announced, queued jobs)
+and one ``vpop scheduler`` (the sweep and the monitoring schedule). A child that dies is
+restarted and the restart said on stderr; SIGTERM stops them all within 2 s (accepted orders
+are rows: none is lost; what a cut-off run left is recovered at the next start). The
+listening sockets are bound here, before any child starts, so a taken port is one line.
+``vpop worker`` and ``vpop scheduler`` also run alone, to scale out (more workers; one
+scheduler). ``--single-process`` runs everything in one process on Werkzeug's server (the
+previous model, kept as the benchmarks' peer).
 
 While a lab is up, ``vpop serve`` also points every ISP host's web shop at itself
 (``--shop``, the default): a new ISP token per shop, written mode 0600 under the lab
 directory (never to git or the inventory), the shop's previous token revoked.
 
 Exit codes: 0 after a clean stop, 1 when the server cannot start (the port is taken, the
-database cannot be migrated), 2 for bad options (one line naming the fix).
+database cannot be migrated) or a child keeps dying at its start, 2 for bad options (one
+line naming the fix).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-from typing import Any
+from typing import NoReturn
 
 import click
 
@@ -30,7 +36,27 @@ from vpop.core.errors import VpopError
 @click.command(cls=OneLineCommand)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
+@click.option(
+    "--workers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Threads of the worker process (router runs and queued jobs).",
+)
+@click.option(
+    "--http-workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="API server (gunicorn) processes.",
+)
+@click.option(
+    "--http-threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads of each API server process.",
+)
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
 @click.option(
     "--with-radius",
@@ -49,71 +75,133 @@ from vpop.core.errors import VpopError
     show_default=True,
     help="While a lab is up, point each ISP host's web shop at this server (an ISP token each).",
 )
+@click.option(
+    "--single-process",
+    is_flag=True,
+    help="Everything in this one process on Werkzeug's server (the previous model; a peer).",
+)
 def serve(
     host: str,
     port: int,
     workers: int,
+    http_workers: int,
+    http_threads: int,
     with_lab: bool,
     with_radius: bool,
     portal: bool,
     shop: bool,
+    single_process: bool,
 ) -> None:
-    """Run the API server, the worker and the scheduler in one process."""
-    from werkzeug.serving import make_server
-
-    from tasks.connection import close_pool
+    """Run the API server, the worker and the scheduler (supervised processes)."""
     from vpop.core.migrate import upgrade
     from webhooks import create_app
 
     if with_lab:
         click.get_current_context().invoke(lab_up, subscribers=4)
-    from vpop.jobs import wiring
-    from vpop.jobs.queue import enqueue_monitor, enqueue_reconcile, make_consumer, recover
-    from vpop.jobs.scheduler import Monitor, Sweeper
-    from vpop.monitoring.service import routers
-
     try:
         upgrade()
-        wiring.connect()  # before the first request: an accepted order is queued at once
-        app = create_app()
-        # bound here, so that a taken port is one line (werkzeug would print a paragraph)
+        create_app()  # a configuration error is said here, once, not by every child
+        # bound here, so that a taken port is one line (the servers would print a paragraph)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server((host, port), family=family)
-        servers = [make_server(host, port, app, threaded=True, fd=listener.fileno())]
+        listeners = [socket.create_server((host, port), family=family, backlog=2048)]
         if portal:
-            servers += _portal_servers(app)
+            listeners += _portal_sockets()
     except (OSError, VpopError) as err:
         _cannot_start(err)
-    for server in servers:
-        threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
     if shop:
         _configure_shops(host, port)
     radius_stopping = threading.Event()
+    if single_process:
+        _serve_single(host, port, workers, listeners, with_radius, radius_stopping)
+        return
+    status = _supervise(host, port, workers, http_workers, http_threads, listeners, with_radius)
+    sys.exit(status)
+
+
+def _supervise(
+    host: str,
+    port: int,
+    workers: int,
+    http_workers: int,
+    http_threads: int,
+    listeners: list[socket.socket],
+    with_radius: bool,
+) -> int:
+    """Run the API (gunicorn), the worker and the scheduler as supervised children."""
+    from vpop.jobs.supervisor import Child, Supervisor
+
+    fds = tuple(sock.fileno() for sock in listeners)
+    python = sys.executable
+    api = [python, "-m", "webhooks.wsgi", "--workers", str(http_workers)]
+    api += ["--threads", str(http_threads)]
+    for fd in fds:
+        api += ["--fd", str(fd)]
+    children = [
+        Child("API server", api, pass_fds=fds),
+        Child(
+            "worker",
+            [python, "-m", "vpop.cli", "worker", "--workers", str(workers), "--no-upgrade"],
+        ),
+        Child("scheduler", [python, "-m", "vpop.cli", "scheduler", "--no-upgrade"]),
+    ]
+    radius_stopping = threading.Event()
+    if with_radius:  # FreeRADIUS's first requests wait in the listening socket's backlog
+        _start_radius(host, port, radius_stopping)
+    click.echo(
+        f"vpop serving on http://{host}:{port}/ (API: gunicorn, {http_workers} processes x "
+        f"{http_threads} threads; worker: {workers} threads; scheduler)"
+    )
+    try:
+        return Supervisor(children, lambda line: click.echo(line, err=True)).run()
+    finally:
+        if with_radius:
+            _stop_radius(radius_stopping)
+
+
+def _serve_single(
+    host: str,
+    port: int,
+    workers: int,
+    listeners: list[socket.socket],
+    with_radius: bool,
+    radius_stopping: threading.Event,
+) -> None:
+    """The previous model: API (Werkzeug), worker and scheduler threads in this process."""
+    from werkzeug.serving import make_server
+
+    from tasks.connection import close_pool
+    from vpop.jobs import wiring
+    from vpop.jobs.runner import Scheduler, Worker, run_until_signal
+    from vpop.monitoring.service import routers
+    from webhooks import create_app
+
+    wiring.connect()  # before the first request: an accepted order is announced at once
+    app = create_app()
+    servers = [
+        make_server(name[0], name[1], app, threaded=True, fd=sock.fileno())
+        for sock in listeners
+        for name in [sock.getsockname()]
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, name="vpop-http", daemon=True).start()
     if with_radius:  # after the app answers: FreeRADIUS's first request finds vpop up
         _start_radius(host, port, radius_stopping)
-    consumer = make_consumer(workers)
-    recovered = recover()  # what a process that died left RUNNING, before new work
-    if recovered["recovered"] or recovered["expired"]:
-        click.echo(f"recovered after a stop: {recovered}")
-    for router in routers():  # converge on start: routing instances exist before probes
-        enqueue_reconcile(router, delay=0)
-    sweeper, monitor = Sweeper(), Monitor(enqueue_monitor)
-    sweeper.start()
-    monitor.start()
-    click.echo(f"vpop serving on http://{host}:{port}/ with {workers} workers")
+    click.echo(f"vpop serving on http://{host}:{port}/ with {workers} workers (one process)")
     try:
-        consumer.run()  # main thread: handles SIGINT / SIGTERM
+        run_until_signal([Worker(workers), Scheduler(routers())])
     finally:
-        sweeper.stop_event.set()
-        monitor.stop_event.set()
         for server in servers:
             server.shutdown()
         if with_radius:
-            from vpop.aaa.service import stop_radius
-
-            radius_stopping.set()
-            stop_radius()
+            _stop_radius(radius_stopping)
         close_pool()
+
+
+def _stop_radius(stopping: threading.Event) -> None:
+    from vpop.aaa.service import stop_radius
+
+    stopping.set()
+    stop_radius()
 
 
 def _start_radius(host: str, port: int, stopping: threading.Event) -> None:
@@ -163,49 +251,67 @@ def _configure_shops(host: str, port: int) -> None:
     click.echo(f"shops of {', '.join(isps)} pay through {api}")
 
 
-def _portal_servers(app: Any) -> list[Any]:
-    """HTTP servers on the portal address inside each lab router's namespace."""
-    from werkzeug.serving import make_server
-
+def _portal_sockets() -> list[socket.socket]:
+    """Listening sockets on the portal address inside each lab router's namespace."""
     from vpop.lab.service import PORTAL_ADDRESS, Lab, listen_in_netns
 
     state = Lab().state()
     if state is None:
         return []
-    servers = []
+    sockets = []
     for node in state["nodes"].values():
         if node["kind"] != "router":
             continue
-        sock = listen_in_netns(node["namespace"], PORTAL_ADDRESS, 80)
-        servers.append(make_server(PORTAL_ADDRESS, 80, app, threaded=True, fd=sock.fileno()))
+        sockets.append(listen_in_netns(node["namespace"], PORTAL_ADDRESS, 80))
         click.echo(f"portal on http://{PORTAL_ADDRESS}/ in {node['namespace']}")
-    return servers
+    return sockets
 
 
 @click.command(cls=OneLineCommand)
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
-def worker(workers: int) -> None:
-    """Run a worker alone (to scale out beside `vpop serve`)."""
+@click.option("--upgrade/--no-upgrade", default=True, hidden=True)
+def worker(workers: int, upgrade: bool) -> None:
+    """Run a worker process (router runs and queued jobs) until SIGTERM; more of them, on
+    this or other machines sharing the database and queue, scale out."""
     from tasks.connection import close_pool
-    from vpop.core.migrate import upgrade
+    from vpop.core import migrate
     from vpop.jobs import wiring
-    from vpop.jobs.queue import make_consumer, recover
+    from vpop.jobs.runner import Worker, run_until_signal
 
     try:
-        upgrade()
+        if upgrade:
+            migrate.upgrade()
         wiring.connect()
-        consumer = make_consumer(workers)
-        recover()  # a worker may start after a crash while no `vpop serve` runs
+        part = Worker(workers)
     except (OSError, VpopError) as err:
         _cannot_start(err)
-    # the scheduler (sweep, monitoring) runs once, in `vpop serve`; workers only execute
     try:
-        consumer.run()
+        run_until_signal([part])
     finally:
         close_pool()
 
 
-def _cannot_start(err: BaseException) -> None:
+@click.command(cls=OneLineCommand)
+@click.option("--upgrade/--no-upgrade", default=True, hidden=True)
+def scheduler(upgrade: bool) -> None:
+    """Run the scheduler (the sweep; counters, probes, leases and payments at their
+    intervals) until SIGTERM. Run one per installation."""
+    from vpop.core import migrate
+    from vpop.jobs import wiring
+    from vpop.jobs.runner import Scheduler, run_until_signal
+    from vpop.monitoring.service import routers
+
+    try:
+        if upgrade:
+            migrate.upgrade()
+        wiring.connect()
+        part = Scheduler(routers())
+    except (OSError, VpopError) as err:
+        _cannot_start(err)
+    run_until_signal([part])
+
+
+def _cannot_start(err: BaseException) -> NoReturn:
     """One line saying why the process cannot start; exit 1."""
     code = getattr(err, "code", "VPOP-CFG")  # OSError: the address (--host, --port) is taken
     message = getattr(err, "message", None) or str(err)

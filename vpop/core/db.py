@@ -7,6 +7,8 @@ success and rolls back on error, so a request or a job changes all or nothing.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,6 +98,38 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+_gates: dict[str, tuple[threading.Lock, int]] = {}
+
+
+@contextmanager
+def write_gate(engine: Engine) -> Iterator[None]:
+    """Hold the database's write gate around a short write transaction (SQLite only).
+
+    SQLite lets one writer in at a time and makes the others sleep and retry (1, 2, 5, 10 ms
+    ...), which turns a busy moment into a long tail. Writers of the hot paths queue here
+    instead: a thread lock within the process and an ``flock`` on ``<database>.gate``
+    between processes, both woken the moment the holder lets go. Other writers still work
+    without it (SQLite's own lock stays the rule). A no-op on other databases.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    key = f"{os.getpid()}:{database}"
+    with _lock:
+        gate = _gates.get(key)
+        if gate is None:
+            fd = os.open(f"{database}.gate", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            gate = _gates[key] = (threading.Lock(), fd)
+    thread_lock, fd = gate
+    with thread_lock:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -10,12 +10,16 @@ Locks are not the queue's: router and monitoring locks are leased rows in the da
 queue's storage. The queue keeps no task results either (``results=False``): nothing reads
 them, and they would only pile up.
 
-In the embedded mode (``vpop serve``) the consumer runs in the same process as the API, and a
-wake-up event lets an idle worker pick a new job at once instead of waiting for its next poll.
+New orders do not go through huey: the order row is the queue entry and the worker
+processes' dispatchers (:mod:`vpop.jobs.dispatch`) run them when they are announced. Every
+other job does; queuing one also sends a wake-up on the ``jobs`` channel
+(:mod:`vpop.core.wake`), so an idle worker in any process on this machine picks it at once
+instead of at its next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -41,6 +45,8 @@ from vpop.core.locks import (
 )
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
+from vpop.core.wake import JOBS, Listener, notify
+from vpop.jobs.dispatch import announce, run_router
 from vpop.selection import service as engine
 from vpop.selection.service import Order, OrderStatus
 
@@ -57,8 +63,9 @@ STALE_AFTER = timedelta(seconds=10)
 UNHELD_AFTER = timedelta(seconds=1)
 
 
-# how long a graceful stop waits for running jobs
-SHUTDOWN_SECONDS = 10.0
+# how long a graceful stop waits for running jobs (a stop must end within 2 s; a job cut off
+# leaves nothing lost: its locks end with their lease, its order is recovered)
+SHUTDOWN_SECONDS = 1.5
 
 
 def _open_storage(name: str) -> BaseStorage:
@@ -109,9 +116,32 @@ def opened_storage() -> BaseStorage | None:
 _wake = threading.Event()
 
 
+#: The wake-up channel of queued jobs (callbacks, reconciles, monitoring, leases, CoA).
+JOBS_CHANNEL = JOBS
+
+
 def wake_workers() -> None:
-    """Tell idle in-process workers that a job is waiting."""
+    """Tell idle workers, in this process and in the worker processes, that a job waits."""
     _wake.set()
+    notify(JOBS_CHANNEL)
+
+
+def forward_wakeups(stop: threading.Event) -> threading.Thread:
+    """Start a thread that wakes this process's idle workers when another process queues a
+    job (the ``jobs`` channel), until ``stop`` is set."""
+    listener = Listener(JOBS_CHANNEL)
+
+    def forward() -> None:
+        try:
+            while not stop.is_set():
+                if listener.wait(1.0):
+                    _wake.set()
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=forward, name="vpop-jobs-wake", daemon=True)
+    thread.start()
+    return thread
 
 
 class _WakeableWorker(Worker):  # type: ignore[misc]
@@ -171,13 +201,15 @@ def start_background(consumer: Consumer) -> None:
         process.start()
 
 
-def stop_background(consumer: Consumer) -> None:
-    """Stop what :func:`start_background` started and wait for it."""
+def stop_background(consumer: Consumer, timeout: float = SHUTDOWN_SECONDS) -> None:
+    """Stop what :func:`start_background` started and wait for it, ``timeout`` seconds at
+    most (its threads are daemons: one still in a job ends with the process)."""
+    deadline = time.monotonic() + timeout
     consumer.stop_flag.set()
-    wake_workers()
+    _wake.set()
     for _, process in consumer.worker_threads:
-        process.join(10)
-    consumer.scheduler.join(10)
+        process.join(max(0.0, deadline - time.monotonic()))
+    consumer.scheduler.join(max(0.0, deadline - time.monotonic()))
 
 
 def storage_problem() -> str | None:
@@ -187,18 +219,6 @@ def storage_problem() -> str | None:
     except Exception as err:  # any driver error means the same: jobs cannot be queued
         return f"{type(err).__name__}: {err}"
     return None
-
-
-@huey.task()  # type: ignore[untyped-decorator]
-def process_router_task(router: str) -> list[int]:
-    """Apply the router's RECEIVED orders under the router's lock (database-leased)."""
-    try:
-        runs = engine.process_router(router)
-    except LockBusy:
-        return []  # a live holder re-checks for waiting orders; the sweep covers a dead one
-    if _waiting(router):
-        enqueue_router(router)
-    return runs
 
 
 @huey.task()  # type: ignore[untyped-decorator]
@@ -219,20 +239,15 @@ def callback_task(order_id: int) -> str:
     return send_order_callback(order_id)
 
 
-def _waiting(router: str) -> bool:
-    with session_scope() as session:
-        count = session.scalar(
-            select(func.count(Order.id)).where(
-                Order.router == router, Order.status == OrderStatus.RECEIVED.value
-            )
-        )
-    return bool(count)
-
-
 def enqueue_router(router: str) -> None:
-    """Queue a run for the router (after its orders are committed)."""
-    process_router_task(router)
-    wake_workers()
+    """Announce the router's waiting orders to the worker processes (after the commit: the
+    RECEIVED order rows are the queue, :mod:`vpop.jobs.dispatch`). In huey's immediate mode
+    (tests) the run happens here, in the caller, like every other job then."""
+    if huey.immediate:
+        with contextlib.suppress(LockBusy):
+            run_router(router)
+        return
+    announce(router)
 
 
 def enqueue_reconcile(router: str, delay: float = 1.0) -> None:

@@ -15,6 +15,7 @@ from blinker import NamedSignal
 
 from vpop.billing.service import payment_changed
 from vpop.jobs import aaa_tasks, billing_tasks, consent_tasks, queue
+from vpop.jobs.dispatch import announce_finished
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
@@ -31,10 +32,12 @@ def reconcile_now(router: str) -> None:
 
 
 def order_done(order_id: int) -> None:
-    """Queue what follows a finished order: the requester's callback (when it gave a URL),
-    the losing ISP's (the task sends it only for a done switch away from an ISP with a
-    callback URL), and the CoA that moves the line's live RADIUS sessions to the new ISP
-    (only for a done order with an open session, never one requested by ``radius``)."""
+    """Say the order ended (its long-polls answer), then queue what follows: the
+    requester's callback (when it gave a URL), the losing ISP's (the task sends it only
+    for a done switch away from an ISP with a callback URL), and the CoA that moves the
+    line's live RADIUS sessions to the new ISP (only for a done order with an open
+    session, never one requested by ``radius``)."""
+    announce_finished(order_id)  # first: a client long-polling the order is waiting
     queue.enqueue_callback(order_id)
     consent_tasks.enqueue_losing_isp_callback(order_id)
     aaa_tasks.enqueue_coa(order_id)

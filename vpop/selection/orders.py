@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
-from vpop.catalogue.service import Isp, Line, Subscriber
-from vpop.core.audit import audit
-from vpop.core.db import get_engine, session_scope
+from vpop.catalogue.service import Isp, Line, Selection, Subscriber
+from vpop.core.audit import AuditEntry, audit
+from vpop.core.db import get_engine, session_scope, write_gate
 from vpop.core.errors import BadInput, NotFound, VpopError
+from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.signals import emit
 from vpop.core.time import iso, utcnow
 from vpop.selection.consent import CONSENT_TTL, needs_consent
@@ -117,10 +119,91 @@ def resolve_isp(session: Session, isp_id: str, caller: Caller) -> Isp:
     return isp
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An order as :func:`submit_selection` answers it (read the rest with ``Order``)."""
+
+    id: int
+    status: str
+    router: str
+    line_id: int
+    isp_id: str
+    dry_run: bool
+    consent_expires_at: datetime | None = None
+
+
+_ORDER_COLUMNS = (
+    "line_id",
+    "isp_id",
+    "router",
+    "status",
+    "dry_run",
+    "requester",
+    "callback_url",
+    "losing_isp_id",
+    "consent_expires_at",
+    "created_at",
+    "diff",
+)
+_INSERT_ORDER = Prepared(
+    insert(Order).values({name: bindparam(name) for name in _ORDER_COLUMNS}).returning(Order.id),
+    {name: Order.__table__.c[name].type for name in _ORDER_COLUMNS},
+)
+_KEY_COLUMNS = ("scope", "key", "body_hash", "order_id", "created_at")
+_INSERT_KEY = Prepared(
+    insert(IdempotencyRecord).values({name: bindparam(name) for name in _KEY_COLUMNS}),
+    {name: IdempotencyRecord.__table__.c[name].type for name in _KEY_COLUMNS},
+)
+_AUDIT_COLUMNS = ("at", "actor", "action", "object", "details")
+_INSERT_AUDIT = Prepared(
+    insert(AuditEntry).values({name: bindparam(name) for name in _AUDIT_COLUMNS}),
+    {name: AuditEntry.__table__.c[name].type for name in _AUDIT_COLUMNS},
+)
+
+_REPLAY = Prepared(
+    select(
+        IdempotencyRecord.body_hash,
+        Order.id,
+        Order.status,
+        Order.router,
+        Order.line_id,
+        Order.isp_id,
+        Order.dry_run,
+        Order.consent_expires_at,
+    )
+    .join(Order, Order.id == IdempotencyRecord.order_id)
+    .where(
+        IdempotencyRecord.scope == bindparam("scope"), IdempotencyRecord.key == bindparam("key")
+    ),
+    {},
+)
+_REPLAY_TYPES = (Order.__table__.c.dry_run.type, Order.__table__.c.consent_expires_at.type)
+
+# the line a request names, the ISP it uses now, and whether the wanted ISP exists
+_LINE = select(
+    Line.id,
+    Line.router,
+    Selection.isp_id,
+    select(Isp.id).where(Isp.id == bindparam("isp")).scalar_subquery(),
+).outerjoin(Selection, Selection.line_id == Line.id)
+_LINE_BY = {
+    "subscriber": Prepared(
+        _LINE.where(Line.subscriber_id == bindparam("value")).order_by(Line.id).limit(1), {}
+    ),
+    "calling_number": Prepared(_LINE.where(Line.calling_number == bindparam("value")), {}),
+    "circuit_id": Prepared(_LINE.where(Line.circuit_id == bindparam("value")), {}),
+    "access_id": Prepared(_LINE.where(Line.access_id == bindparam("value")), {}),
+}
+_ISP = Prepared(select(Isp.id).where(Isp.id == bindparam("isp")), {})
+_SUBSCRIBER = Prepared(select(Subscriber.id).where(Subscriber.id == bindparam("subscriber")), {})
+
+
 def submit_selection(
     req: SelectionRequest, caller: Caller, idempotency_key: str | None, url: str | None = None
-) -> tuple[Order, bool]:
-    """Write the order (and its idempotency record) in one transaction.
+) -> tuple[Accepted, bool]:
+    """Accept an order: the order row (which is also its queue entry: workers run RECEIVED
+    orders, :mod:`vpop.jobs.dispatch`), its idempotency record and its audit entry are
+    written in one short transaction, after the reads that decide it.
 
     Returns:
         The order and whether it was created now (False for a replay).
@@ -128,62 +211,113 @@ def submit_selection(
     Raises:
         NotFound, Forbidden, IdempotencyConflict, BadInput.
     """
-    from sqlalchemy.orm import sessionmaker
-
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+    engine = get_engine(url)
     body_hash = req.body_hash()
     for _attempt in range(3):
-        with factory() as session:
+        with raw_transaction(engine) as (cursor, dialect):
             if idempotency_key is not None:
-                existing = _replay(session, caller, idempotency_key, body_hash)
+                existing = _replay(cursor, dialect, caller, idempotency_key, body_hash)
                 if existing is not None:
                     return existing, False
-            line = resolve_line(session, req)
-            isp = resolve_isp(session, req.isp, caller)
-            current = line.selection.isp_id if line.selection is not None else None
-            pending = needs_consent(caller.role, caller.isp, current, isp.id)
-            order = Order(
-                line_id=line.id,
-                isp_id=isp.id,
-                router=line.router,
+            line_id, router, current = _find_line(cursor, dialect, req)
+            if caller.role == "isp" and caller.isp != req.isp:
+                raise Forbidden(f"an ISP token for {caller.isp!r} cannot select {req.isp!r}")
+            pending = needs_consent(caller.role, caller.isp, current, req.isp)
+            now = utcnow()
+            order = Accepted(
+                id=0,
                 status=(OrderStatus.PENDING_CONSENT if pending else OrderStatus.RECEIVED).value,
+                router=router,
+                line_id=line_id,
+                isp_id=req.isp,
                 dry_run=req.dry_run,
-                requester=caller.name,
-                callback_url=req.callback_url,
-                losing_isp_id=current if current != isp.id and not req.dry_run else None,
-                consent_expires_at=utcnow() + CONSENT_TTL if pending else None,
-            )
-            session.add(order)
-            session.flush()
-            if idempotency_key is not None:
-                session.add(
-                    IdempotencyRecord(
-                        scope=caller.name,
-                        key=idempotency_key,
-                        body_hash=body_hash,
-                        order_id=order.id,
-                    )
-                )
-            audit(
-                session,
-                caller.name,
-                "order.request" if pending else "order.create",
-                f"order:{order.id}",
-                line=line.id,
-                isp=isp.id,
-                dry_run=req.dry_run,
+                consent_expires_at=now + CONSENT_TTL if pending else None,
             )
             try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
+                with write_gate(engine):
+                    order_id = _insert(cursor, dialect, order, req, caller, current, now)
+                    if idempotency_key is not None:
+                        _INSERT_KEY.run(
+                            cursor,
+                            dialect,
+                            {
+                                "scope": caller.name,
+                                "key": idempotency_key,
+                                "body_hash": body_hash,
+                                "order_id": order_id,
+                                "created_at": now,
+                            },
+                        )
+                    cursor.connection.commit()
+            except engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+                cursor.connection.rollback()
                 continue  # a concurrent request with the same key won: replay it
-            if not pending:
-                emit(order_accepted, order.router)
-            return order, True
+        if not pending:
+            emit(order_accepted, router)
+        return replace(order, id=order_id), True
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
     raise busy
+
+
+def _insert(
+    cursor: Any,
+    dialect: Dialect,
+    order: Accepted,
+    req: SelectionRequest,
+    caller: Caller,
+    current: str | None,
+    now: datetime,
+) -> int:
+    """Insert the order and its audit entry; return the order's id."""
+    params = {
+        "line_id": order.line_id,
+        "isp_id": order.isp_id,
+        "router": order.router,
+        "status": order.status,
+        "dry_run": req.dry_run,
+        "requester": caller.name,
+        "callback_url": req.callback_url,
+        "losing_isp_id": current if current != order.isp_id and not req.dry_run else None,
+        "consent_expires_at": order.consent_expires_at,
+        "created_at": now,
+        "diff": "",
+    }
+    order_id = int(_INSERT_ORDER.run(cursor, dialect, params).fetchone()[0])
+    pending = order.status == OrderStatus.PENDING_CONSENT
+    audit_row = {
+        "at": now,
+        "actor": caller.name,
+        "action": "order.request" if pending else "order.create",
+        "object": f"order:{order_id}",
+        "details": {"line": order.line_id, "isp": order.isp_id, "dry_run": req.dry_run},
+    }
+    _INSERT_AUDIT.run(cursor, dialect, audit_row)
+    return order_id
+
+
+def _find_line(cursor: Any, dialect: Dialect, req: SelectionRequest) -> tuple[int, str, str | None]:
+    """The line a request names: (id, router, the ISP it uses now or None).
+
+    Raises:
+        NotFound: no such subscriber, line or ISP.
+    """
+    for field in ("subscriber", "calling_number", "circuit_id", "access_id"):
+        value = getattr(req, field)
+        if value is not None:
+            break
+    else:
+        raise BadInput("name the line: subscriber, calling_number, circuit_id or access_id")
+    row = _LINE_BY[field].run(cursor, dialect, {"value": value, "isp": req.isp}).fetchone()
+    if row is None:
+        if field == "subscriber":
+            known = _SUBSCRIBER.run(cursor, dialect, {"subscriber": value}).fetchone()
+            if known is None:
+                raise NotFound(f"unknown subscriber {value!r}", code="VPOP-404-SUBSCRIBER")
+        raise NotFound("no line matches the given identifier", code="VPOP-404-LINE")
+    if row[3] is None:
+        raise NotFound(f"unknown ISP {req.isp!r}", code="VPOP-404-ISP")
+    return int(row[0]), str(row[1]), row[2]
 
 
 def request_reconcile(router: str, actor: str, url: str | None = None) -> None:
@@ -194,21 +328,28 @@ def request_reconcile(router: str, actor: str, url: str | None = None) -> None:
     emit(reconcile_requested, router)
 
 
-def _replay(session: Session, caller: Caller, key: str, body_hash: str) -> Order | None:
-    record = session.scalars(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == caller.name, IdempotencyRecord.key == key
-        )
-    ).first()
-    if record is None:
+def _replay(
+    cursor: Any, dialect: Dialect, caller: Caller, key: str, body_hash: str
+) -> Accepted | None:
+    row = _REPLAY.run(cursor, dialect, {"scope": caller.name, "key": key}).fetchone()
+    if row is None:
         return None
-    if record.body_hash != body_hash:
+    if row[0] != body_hash:
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used with a different request body"
         )
-    order = session.get(Order, record.order_id)
-    assert order is not None
-    return order
+    as_bool, as_time = (
+        t.dialect_impl(dialect).result_processor(dialect, None) for t in _REPLAY_TYPES
+    )
+    return Accepted(
+        id=int(row[1]),
+        status=str(row[2]),
+        router=str(row[3]),
+        line_id=int(row[4]),
+        isp_id=str(row[5]),
+        dry_run=bool(as_bool(row[6]) if as_bool else row[6]),
+        consent_expires_at=as_time(row[7]) if as_time else row[7],
+    )
 
 
 def order_view(order: Order, *, whole_diff: bool = False) -> dict[str, Any]:

@@ -15,9 +15,11 @@ only (403 for everyone else, whatever the id): they show every ISP's configurati
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
-from flask import current_app, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,6 +28,7 @@ from vpop.core.db import session_scope
 from vpop.core.errors import NotFound
 from vpop.core.settings import load_settings
 from vpop.core.time import iso
+from vpop.core.wake import FINISHED, Waiter
 from vpop.identity.service import ApiToken
 from vpop.selection.service import (
     Caller,
@@ -83,9 +86,32 @@ def public_url() -> str:
 
 
 @bp.get("/orders/<int:order_id>")
-def get_order(order_id: int) -> dict[str, Any]:
-    """One order and where it stands (operators see the run's whole diff, others their line's)."""
+def get_order(order_id: int) -> Response | dict[str, Any]:
+    """One order and where it stands (operators see the run's whole diff, others their line's).
+
+    With ``Prefer: wait=N`` (RFC 7240; 1..60 seconds) the answer waits until the order is
+    final or N seconds passed, and says ``Preference-Applied: wait=N``: a client learns the
+    end of its order without polling (the worker's wake-up on the ``finished`` channel ends
+    the wait; :data:`WAIT_RECHECK_SECONDS` is only the safety net).
+    """
     caller = authenticate(allow_webhook=False).caller
+    wait = prefer_wait(request.headers.getlist("Prefer"))
+    deadline = time.monotonic() + (wait or 0)
+    while True:
+        seen = _finished.generation() if wait else 0
+        view = _read_order(caller, order_id)
+        remaining = deadline - time.monotonic()
+        if not wait or view["final"] or remaining <= 0:
+            break
+        _finished.wait(seen, min(remaining, WAIT_RECHECK_SECONDS))
+    if not wait:
+        return view
+    response = jsonify(view)
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    return response
+
+
+def _read_order(caller: Caller, order_id: int) -> dict[str, Any]:
     if order_id <= MAX_ID:
         expire_consents(current_app.config["DATABASE_URL"], order_ids=[order_id])
     with session_scope(current_app.config["DATABASE_URL"]) as session:
@@ -94,6 +120,29 @@ def get_order(order_id: int) -> dict[str, Any]:
             # not yours and not there are one answer: order ids are not secret, orders are
             raise NotFound(f"unknown order {order_id}", code="VPOP-404-ORDER")
         return order_view(order, whole_diff=caller.role in OPERATORS)
+
+
+#: The longest ``Prefer: wait`` honoured, in seconds (a larger one is cut to this).
+MAX_WAIT_SECONDS = 60
+
+#: While a long-poll waits, the order is read again at least this often (in case a wake-up
+#: was lost: a worker on another machine sends none).
+WAIT_RECHECK_SECONDS = 1.0
+
+_WAIT = re.compile(r"\s*wait\s*=\s*([0-9]{1,6})\s*")
+
+_finished = Waiter(FINISHED)
+
+
+def prefer_wait(values: list[str]) -> int | None:
+    """The seconds of a ``Prefer: wait=N`` preference (capped at :data:`MAX_WAIT_SECONDS`),
+    or None when there is none (or it is 0)."""
+    for value in values:
+        for preference in value.split(","):
+            match = _WAIT.fullmatch(preference.split(";")[0])
+            if match and int(match.group(1)) > 0:
+                return min(int(match.group(1)), MAX_WAIT_SECONDS)
+    return None
 
 
 @bp.get("/runs")

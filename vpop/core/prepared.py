@@ -1,0 +1,81 @@
+"""Statements for the hottest paths, compiled once per database dialect and run on the
+driver's cursor: what SQLAlchemy's execution machinery costs per statement (tens of
+microseconds) is most of such a path's time.
+
+A :class:`Prepared` holds a SQLAlchemy Core statement; :meth:`Prepared.run` compiles it the
+first time for the connection's dialect (SQL text, parameter order, and the bind processors
+of the columns' types, so a timestamp or JSON value is stored exactly as the ORM stores it)
+and then only formats parameters and calls ``cursor.execute``. Use it inside a
+:func:`raw_transaction`; everything else goes through sessions as usual.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import TypeEngine
+
+_Compiled = tuple[str, list[str] | None, dict[str, Callable[..., Any]], dict[str, Any]]
+
+
+class Prepared:
+    """One statement, compiled per dialect on first use."""
+
+    def __init__(self, statement: Executable, types: Mapping[str, TypeEngine[Any]]) -> None:
+        """``types``: each bound parameter's type (its value is converted by that type's bind
+        processor for the dialect, as SQLAlchemy would)."""
+        self.statement = statement
+        self.types = dict(types)
+        self._compiled: dict[str, _Compiled] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        with self._lock:
+            found = self._compiled.get(dialect.name)
+            if found is None:
+                compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+                order = list(compiled.positiontup) if compiled.positional else None
+                processors: dict[str, Callable[..., Any]] = {}
+                for name, type_ in self.types.items():
+                    processor = type_.dialect_impl(dialect).bind_processor(dialect)
+                    if processor is not None:
+                        processors[name] = processor
+                # binds the statement made itself (a LIMIT's value) keep their values
+                defaults = {k: v for k, v in compiled.params.items() if k not in self.types}
+                found = (compiled.string, order, processors, defaults)
+                self._compiled[dialect.name] = found
+            return found
+
+    def run(self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]) -> Any:
+        """Execute with ``params`` on the driver's ``cursor``; return the cursor."""
+        sql, order, processors, defaults = self._compile(dialect)
+        values = dict(defaults)
+        for name, value in params.items():
+            values[name] = processors[name](value) if name in processors else value
+        cursor.execute(sql, [values[name] for name in order] if order is not None else values)
+        return cursor
+
+
+@contextmanager
+def raw_transaction(engine: Engine) -> Iterator[tuple[Any, Dialect]]:
+    """A pooled driver connection's cursor for one transaction: committed at the end of the
+    block, rolled back on error; yields ``(cursor, dialect)``."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            yield cursor, engine.dialect
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+    finally:
+        connection.close()  # back to the pool

@@ -1,0 +1,108 @@
+"""The two kinds of background process ``vpop serve`` supervises, also started alone to scale
+out: the worker (``vpop worker``: the order dispatcher and huey's consumer threads) and the
+scheduler (``vpop scheduler``: the sweep and the monitoring/lease/payment schedule). Each is
+a :class:`Part` with ``start`` and ``stop(timeout)``; :func:`run_until_signal` runs parts
+until SIGTERM or SIGINT and stops them within :data:`STOP_SECONDS`.
+
+Nothing an order needs lives only in a process: accepted orders are rows, so a stop (or a
+kill) loses none; what a killed process left RUNNING is recovered by the next start.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from vpop.jobs.dispatch import Dispatcher
+from vpop.jobs.queue import (
+    enqueue_monitor,
+    enqueue_reconcile,
+    forward_wakeups,
+    make_consumer,
+    recover,
+    start_background,
+    stop_background,
+)
+from vpop.jobs.scheduler import Monitor, Sweeper
+
+#: A stop (SIGTERM) ends every part within this many seconds.
+STOP_SECONDS = 1.8
+
+
+class Part(Protocol):
+    """Something a process runs in the background until it is stopped."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
+class Worker:
+    """Runs orders as they are announced (:class:`~vpop.jobs.dispatch.Dispatcher`) and the
+    queued jobs (huey's consumer threads), ``workers`` threads each."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self.consumer = make_consumer(workers)
+        self.dispatcher = Dispatcher(workers)
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        recover()  # a worker may start after a crash while no scheduler runs
+        self.dispatcher.start()
+        start_background(self.consumer)
+        forward_wakeups(self._stopping)
+
+    def stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self.dispatcher.stop(timeout / 2)
+        stop_background(self.consumer, max(0.0, deadline - time.monotonic()))
+
+
+class Scheduler:
+    """Recovers what a dead process left, converges every router once, then sweeps and
+    schedules the monitoring, lease and payment jobs (:mod:`vpop.jobs.scheduler`)."""
+
+    def __init__(self, routers: Sequence[str] = ()) -> None:
+        """Reconcile ``routers`` at start (the routing instances exist before probes)."""
+        self.routers = list(routers)
+        self.sweeper = Sweeper()
+        self.monitor = Monitor(enqueue_monitor)
+        self.recovered: dict[str, object] = {}
+
+    def start(self) -> None:
+        self.recovered = recover()
+        for router in self.routers:
+            enqueue_reconcile(router, delay=0)
+        self.sweeper.start()
+        self.monitor.start()
+
+    def stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self.sweeper.stop_event.set()
+        self.monitor.stop_event.set()
+        self.sweeper.join(max(0.0, deadline - time.monotonic()))
+        self.monitor.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_until_signal(parts: Sequence[Part], timeout: float = STOP_SECONDS) -> None:
+    """Start ``parts``, block until SIGTERM or SIGINT, then stop them (``timeout`` seconds
+    at most in all). Call from the main thread."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        for part in parts:
+            part.start()
+        while not stop.wait(3600):
+            pass
+    finally:
+        deadline = time.monotonic() + timeout
+        for part in reversed(parts):
+            part.stop(max(0.0, deadline - time.monotonic()) / max(1, len(parts)))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,154 @@
+"""``vpop serve``'s supervisor: starts the API server, the worker and the scheduler as child
+processes, restarts one that dies (and says so), and stops them all on SIGTERM or SIGINT.
+
+Each child ends with the supervisor (:func:`vpop.core.children.die_with_parent`), so a
+supervisor killed with SIGKILL leaves nothing running. A child that dies within
+:data:`EARLY_SECONDS` of its start :data:`MAX_EARLY_DEATHS` times in a row is not started
+again: the supervisor stops the others and exits 1 (a configuration to fix, not a crash to
+repeat). A stop sends SIGTERM to every child and SIGKILL to any still running after
+:data:`STOP_SECONDS`: accepted orders are rows in the database, so none is lost either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from vpop.core.children import die_with_parent
+
+#: The whole stop ends within this many seconds.
+STOP_SECONDS = 1.9
+
+#: A child that dies this soon after its start died "early".
+EARLY_SECONDS = 3.0
+
+#: Early deaths in a row after which a child is given up.
+MAX_EARLY_DEATHS = 5
+
+
+@dataclass
+class Child:
+    """One supervised process: its name, command line and the descriptors it inherits."""
+
+    name: str
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    early_deaths: int = 0
+    restarts: int = 0
+    restart_at: float | None = field(default=None)
+
+
+class Supervisor:
+    """Runs :class:`Child` processes until told to stop; reports through ``say``."""
+
+    def __init__(self, children: Sequence[Child], say: Callable[[str], None]) -> None:
+        self.children = list(children)
+        self.say = say
+        self.stopping = False
+        self.failed: str | None = None
+
+    def _start(self, child: Child) -> None:
+        parent = os.getpid()
+        child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            child.argv,
+            pass_fds=child.pass_fds,
+            preexec_fn=lambda: die_with_parent(parent=parent),  # noqa: PLW1509
+        )
+        child.started = time.monotonic()
+        child.restart_at = None
+
+    def run(self) -> int:
+        """Start every child and supervise until SIGTERM/SIGINT; return the exit status
+        (0 after a requested stop, 1 when a child had to be given up)."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        os.set_blocking(read_end, False)
+        previous_fd = signal.set_wakeup_fd(write_end)
+        handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        }
+        try:
+            for child in self.children:
+                self._start(child)
+            while not self.stopping:
+                select.select([read_end], [], [], self._next_timeout())
+                with contextlib.suppress(BlockingIOError):
+                    os.read(read_end, 4096)
+                self._reap_and_restart()
+        finally:
+            self._stop_all()
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            os.close(read_end)
+            os.close(write_end)
+        if self.failed:
+            self.say(f"error: VPOP-SERVE: {self.failed}")
+            return 1
+        return 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+
+    def _next_timeout(self) -> float | None:
+        due = [c.restart_at for c in self.children if c.restart_at is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _reap_and_restart(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.proc
+            if child.restart_at is not None:
+                if now >= child.restart_at and not self.stopping:
+                    self._restart(child)
+                continue
+            if proc is None or proc.poll() is None:
+                continue
+            lived = now - child.started
+            self.say(
+                f"vpop serve: {child.name} (pid {proc.pid}) exited with status "
+                f"{proc.returncode} after {lived:.1f} s"
+            )
+            child.early_deaths = child.early_deaths + 1 if lived < EARLY_SECONDS else 0
+            if child.early_deaths >= MAX_EARLY_DEATHS:
+                self.failed = (
+                    f"the {child.name} died {child.early_deaths} times within "
+                    f"{EARLY_SECONDS:.0f} s of its start (last status {proc.returncode}); "
+                    "see its messages above"
+                )
+                self.stopping = True
+                return
+            # at once the first time; then back off, so a crash loop does not spin
+            child.restart_at = now + min(2.0, 0.1 * (2**child.early_deaths - 1))
+            if child.restart_at <= now:
+                self._restart(child)
+
+    def _restart(self, child: Child) -> None:
+        self._start(child)
+        child.restarts += 1
+        assert child.proc is not None
+        self.say(f"vpop serve: {child.name} restarted as pid {child.proc.pid}")
+
+    def _stop_all(self) -> None:
+        deadline = time.monotonic() + STOP_SECONDS
+        running = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()

@@ -1,0 +1,87 @@
+"""The API served by gunicorn (a production WSGI server): ``python -m webhooks.wsgi``.
+
+``vpop serve`` starts this as a child with the listening sockets it bound itself (passed as
+``--fd N``: the API's port and, in the lab, the portal address inside each router's
+namespace). gunicorn's master forks ``--workers`` processes of ``--threads`` threads each
+(``gthread``: keep-alive connections wait in a poller, not in a thread, so long-polls of
+``GET /api/v1/orders/{id}`` with ``Prefer: wait`` do not hold a process). The app is loaded
+once in the master (``preload_app``) and every worker forgets the master's database
+connections; each process ends with its parent (:mod:`vpop.core.children`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from vpop.core.children import die_with_parent
+from vpop.core.db import dispose_engines
+
+#: Seconds gunicorn gives running requests when it is told to stop (the whole stop of
+#: ``vpop serve`` must fit in 2 s).
+GRACEFUL_SECONDS = 1
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    die_with_parent(parent=server.pid)
+    dispose_engines()  # never share a pooled connection with the master
+
+
+class Application(BaseApplication):  # type: ignore[misc]
+    """gunicorn with vpop's options, serving :func:`webhooks.create_app`."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from vpop.jobs import wiring
+        from webhooks import create_app
+
+        wiring.connect()  # an accepted order is announced to the workers at once
+        return create_app()
+
+
+def options(fds: list[int], workers: int, threads: int) -> dict[str, Any]:
+    """gunicorn's settings for the given sockets and sizes."""
+    return {
+        "bind": [f"fd://{fd}" for fd in fds],
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "preload_app": True,
+        "graceful_timeout": GRACEFUL_SECONDS,
+        "timeout": 60,
+        "keepalive": 5,
+        "backlog": 2048,
+        "post_fork": _post_fork,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "vpop-api",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the API on the inherited sockets until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m webhooks.wsgi")
+    parser.add_argument("--fd", type=int, action="append", required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--parent", type=int, default=None)
+    args = parser.parse_args(argv)
+    die_with_parent(parent=args.parent)
+    for fd in args.fd:
+        os.set_inheritable(fd, True)
+    Application(options(args.fd, args.workers, args.threads)).run()
+
+
+if __name__ == "__main__":
+    main()
