@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from vpop.core.errors import ConfigError, VpopError
@@ -46,6 +47,20 @@ ROUTE_MODULES = (
     portal_consent,
     portal_billing,
 )
+
+
+#: Paths that never use the pages' session cookie: their requests skip opening it.
+SESSIONLESS_PREFIXES = ("/api/", "/radius", "/healthz", "/metrics")
+
+
+class _PagesOnlySessions(SecureCookieSessionInterface):
+    """The pages' signed-cookie session, not opened for API, RADIUS and health requests
+    (they never read it; opening it costs a signer per request on the busiest paths)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(SESSIONLESS_PREFIXES):
+            return self.null_session_class()
+        return super().open_session(app, request)
 
 
 def render_error(err: Exception) -> Response:
@@ -88,6 +103,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     settings = load_settings()
     app = Flask(__name__)
+    app.session_interface = _PagesOnlySessions()
     app.config.from_mapping(
         DATABASE_URL=settings.database_url,
         WEBHOOK_SECRETS=settings.webhook_secrets,

@@ -1,8 +1,9 @@
 """The API served by gunicorn (a production WSGI server): ``python -m webhooks.wsgi``.
 
-``vpop serve`` starts this as a child with the listening sockets it bound itself (passed as
-``--fd N``: the API's port and, in the lab, the portal address inside each router's
-namespace). gunicorn's master forks ``--workers`` processes of ``--threads`` threads each
+``vpop serve`` runs :func:`serve` in a child process with the listening sockets it bound
+itself (the API's port and, in the lab, the portal address inside each router's
+namespace); ``python -m webhooks.wsgi --fd N`` does the same with inherited descriptors.
+gunicorn's master forks ``--workers`` processes of ``--threads`` threads each
 (``gthread``: keep-alive connections wait in a poller, not in a thread, so long-polls of
 ``GET /api/v1/orders/{id}`` with ``Prefer: wait`` do not hold a process). The app is loaded
 once in the master (``preload_app``) and every worker forgets the master's database
@@ -69,6 +70,18 @@ def options(fds: list[int], workers: int, threads: int) -> dict[str, Any]:
     }
 
 
+def serve(fds: list[int], workers: int, threads: int) -> int:
+    """Serve the API on the listening sockets ``fds`` until SIGTERM (in a process of its
+    own: gunicorn's master takes over the process's signals); return the exit status."""
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    try:
+        Application(options(fds, workers, threads)).run()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the API on the inherited sockets until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m webhooks.wsgi")
@@ -78,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args(argv)
     die_with_parent(parent=args.parent)
-    for fd in args.fd:
-        os.set_inheritable(fd, True)
-    Application(options(args.fd, args.workers, args.threads)).run()
+    raise SystemExit(serve(args.fd, args.workers, args.threads))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ line naming the fix).
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -115,7 +116,12 @@ def serve(
         _serve_single(host, port, workers, listeners, with_radius, radius_stopping)
         return
     status = _supervise(host, port, workers, http_workers, http_threads, listeners, with_radius)
-    sys.exit(status)
+    _exit_now(status)  # everything is stopped: skip the interpreter's slow tear-down
+
+
+#: The worker and the scheduler yield the CPU to the API when both want it: accepting an
+#: order is what a caller waits for, and a busy worker applies more orders per run anyway.
+WORKER_NICENESS = 5
 
 
 def _supervise(
@@ -128,21 +134,36 @@ def _supervise(
     with_radius: bool,
 ) -> int:
     """Run the API (gunicorn), the worker and the scheduler as supervised children."""
+    from vpop.core.db import dispose_engines
+    from vpop.jobs import wiring
+    from vpop.jobs.runner import Scheduler, Worker, run_until_signal
     from vpop.jobs.supervisor import Child, Supervisor
+    from vpop.monitoring.service import routers
+    from webhooks import wsgi
 
-    fds = tuple(sock.fileno() for sock in listeners)
-    python = sys.executable
-    api = [python, "-m", "webhooks.wsgi", "--workers", str(http_workers)]
-    api += ["--threads", str(http_threads)]
-    for fd in fds:
-        api += ["--fd", str(fd)]
+    fds = [sock.fileno() for sock in listeners]
+
+    def api() -> int:
+        return wsgi.serve(fds, http_workers, http_threads)
+
+    def worker_main() -> int:
+        _close(listeners)
+        os.nice(WORKER_NICENESS)
+        wiring.connect()
+        run_until_signal([Worker(workers)])
+        return 0
+
+    def scheduler_main() -> int:
+        _close(listeners)
+        os.nice(WORKER_NICENESS)
+        wiring.connect()
+        run_until_signal([Scheduler(routers())])
+        return 0
+
     children = [
-        Child("API server", api, pass_fds=fds),
-        Child(
-            "worker",
-            [python, "-m", "vpop.cli", "worker", "--workers", str(workers), "--no-upgrade"],
-        ),
-        Child("scheduler", [python, "-m", "vpop.cli", "scheduler", "--no-upgrade"]),
+        Child("API server", api),
+        Child("worker", worker_main),
+        Child("scheduler", scheduler_main),
     ]
     radius_stopping = threading.Event()
     if with_radius:  # FreeRADIUS's first requests wait in the listening socket's backlog
@@ -152,10 +173,17 @@ def _supervise(
         f"{http_threads} threads; worker: {workers} threads; scheduler)"
     )
     try:
-        return Supervisor(children, lambda line: click.echo(line, err=True)).run()
+        say = lambda line: click.echo(line, err=True)  # noqa: E731
+        return Supervisor(children, say, before_fork=dispose_engines).run()
     finally:
         if with_radius:
             _stop_radius(radius_stopping)
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    """Close the listening sockets in a child that does not serve them."""
+    for sock in sockets:
+        sock.close()
 
 
 def _serve_single(
@@ -289,6 +317,7 @@ def worker(workers: int, upgrade: bool) -> None:
         run_until_signal([part])
     finally:
         close_pool()
+    _exit_now(0)
 
 
 @click.command(cls=OneLineCommand)
@@ -309,6 +338,15 @@ def scheduler(upgrade: bool) -> None:
     except (OSError, VpopError) as err:
         _cannot_start(err)
     run_until_signal([part])
+    _exit_now(0)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Exit at once: the parts are stopped, and a run cut off by the stop must not hold the
+    exit (its router lock ends with its lease; the next start recovers its orders)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _cannot_start(err: BaseException) -> NoReturn:

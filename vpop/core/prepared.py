@@ -65,13 +65,14 @@ class Prepared:
 @contextmanager
 def raw_transaction(engine: Engine) -> Iterator[tuple[Any, Dialect]]:
     """A pooled driver connection's cursor for one transaction: committed at the end of the
-    block, rolled back on error; yields ``(cursor, dialect)``."""
+    block (if the block did not commit it), rolled back on error; yields ``(cursor, dialect)``."""
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
         try:
             yield cursor, engine.dialect
-            connection.commit()
+            if _in_transaction(connection):
+                connection.commit()
         except BaseException:
             connection.rollback()
             raise
@@ -79,3 +80,12 @@ def raw_transaction(engine: Engine) -> Iterator[tuple[Any, Dialect]]:
             cursor.close()
     finally:
         connection.close()  # back to the pool
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether the driver connection has a transaction open (True when it cannot say)."""
+    driver = getattr(connection, "driver_connection", connection)
+    status = getattr(driver, "in_transaction", None)  # sqlite3
+    if isinstance(status, bool):
+        return status
+    return True

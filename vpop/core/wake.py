@@ -35,6 +35,9 @@ FINISHED = "finished"
 #: Channel of queued jobs (no payload): any process -> workers.
 JOBS = "jobs"
 
+#: Channel of new QoS samples (no payload): the probe job -> API processes' caches.
+QOS = "qos"
+
 #: The largest payload read back (router names and order ids are short).
 MAX_PAYLOAD = 256
 

@@ -45,7 +45,7 @@ from vpop.core.locks import (
 )
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
-from vpop.core.wake import JOBS, Listener, notify
+from vpop.core.wake import JOBS, QOS, Listener, notify
 from vpop.jobs.dispatch import announce, run_router
 from vpop.selection import service as engine
 from vpop.selection.service import Order, OrderStatus
@@ -373,7 +373,9 @@ def monitor_task(job: str, router: str | None) -> Any:
             if job == "counters" and router:
                 return monitoring.poll_counters(router)
             if job == "probes" and router:
-                return monitoring.probe_router(router)
+                probed = monitoring.probe_router(router)
+                notify(QOS)  # the API processes' current-QoS caches read the new samples
+                return probed
             if job == "leases":
                 return enforce_schedule()
             if job == "payments":

@@ -29,7 +29,7 @@ from vpop.jobs.queue import (
 from vpop.jobs.scheduler import Monitor, Sweeper
 
 #: A stop (SIGTERM) ends every part within this many seconds.
-STOP_SECONDS = 1.8
+STOP_SECONDS = 1.2
 
 
 class Part(Protocol):

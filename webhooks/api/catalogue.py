@@ -1,20 +1,23 @@
 """The catalogue side of the JSON API: subscribers, the public ISP catalogue, QoS samples.
 
-``GET /isps`` is public (no token) and the busiest read: it builds plain dicts from one
-query for the ISPs and their plans and one for their current QoS
-(:func:`~vpop.monitoring.qos.current_qos`). QoS samples and subscribers need a token: an
-``isp`` token reads only its own ISP's samples, and a subscriber only when one of its lines
-uses that ISP or had an order for that ISP accepted (not a request still waiting for the
-subscriber's consent, nor a declined or expired one); any other subscriber is "not there"
-(404, the answer for an unknown id). Subscribers are for operators and ISPs: a portal token
-is refused (403). See docs/tenancy.md.
+``GET /isps`` is public (no token) and the busiest read: it builds plain dicts from one query for
+the ISPs and their plans and one for their current QoS (:func:`~vpop.monitoring.qos.current_qos`),
+at most once a second per process (and at once when the probe job announces new samples); the
+bytes are served from that small cache. QoS samples and subscribers need a token: an ``isp``
+token reads only its own ISP's samples, and a subscriber only when one of its lines uses that
+ISP or had an order for that ISP accepted (not a request still waiting for the subscriber's
+consent, nor a declined or expired one); any other subscriber is "not there" (404, the answer
+for an unknown id). Subscribers are for operators and ISPs: a portal token is refused (403). See
+docs/tenancy.md.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -23,6 +26,7 @@ from vpop.core import validate
 from vpop.core.db import session_scope
 from vpop.core.errors import NotFound
 from vpop.core.time import iso
+from vpop.core.wake import QOS, Waiter
 from vpop.monitoring.service import QosSample, current_qos, empty_qos
 from vpop.selection.service import Forbidden, Order, OrderStatus
 from webhooks.api.common import OPERATORS, bp, limit_arg, query_args, window_args
@@ -102,15 +106,42 @@ def _customer_of(session: Session, subscriber: Subscriber, isp: str | None) -> b
     return accepted is not None
 
 
+#: Seconds an API process serves its built ``GET /isps`` answer before building it again
+#: (so ages and the catalogue are never more than this behind); a probe's wake-up (the
+#: ``qos`` channel) makes it build at once.
+ISPS_CACHE_SECONDS = 1.0
+
+_qos_measured = Waiter(QOS)
+_isps_cache: dict[str, tuple[int, float, bytes]] = {}
+_isps_lock = threading.Lock()
+
+
 @bp.get("/isps")
-def list_isps() -> dict[str, Any]:
+def list_isps() -> Response:
     """The public catalogue: every ISP, its plans and its current QoS (no authentication).
 
     ``qos`` comes from :func:`vpop.reports.current_qos`: per figure, the mean over routers of
-    each router's newest sample at most 5 minutes old; None where no router has one.
+    each router's newest sample at most 5 minutes old; None where no router has one. The
+    answer is built at most once a second per process, and again as soon as the probe job
+    has new samples (:data:`ISPS_CACHE_SECONDS`).
     """
+    url = current_app.config["DATABASE_URL"]
+    generation = _qos_measured.generation()
+    now = time.monotonic()
+    cached = _isps_cache.get(url)
+    if cached is None or cached[0] != generation or now - cached[1] >= ISPS_CACHE_SECONDS:
+        with _isps_lock:  # one thread builds; the others wait for its answer
+            cached = _isps_cache.get(url)
+            if cached is None or cached[0] != generation or now - cached[1] >= ISPS_CACHE_SECONDS:
+                body = current_app.json.dumps(catalogue(url)).encode() + b"\n"
+                cached = _isps_cache[url] = (generation, time.monotonic(), body)
+    return Response(cached[2], mimetype="application/json")
+
+
+def catalogue(url: str) -> dict[str, Any]:
+    """Every ISP with its plans and current QoS, read now."""
     stmt = select(Isp).order_by(Isp.id).options(selectinload(Isp.plans))
-    with session_scope(current_app.config["DATABASE_URL"]) as session:
+    with session_scope(url) as session:
         isps = list(session.scalars(stmt))
         qos = current_qos(session, isps=[isp.id for isp in isps])
         return {

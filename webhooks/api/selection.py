@@ -19,7 +19,7 @@ import re
 import time
 from typing import Any
 
-from flask import Response, current_app, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -66,7 +66,7 @@ def create_selection() -> tuple[dict[str, Any], int, dict[str, str]]:
     key = who.webhook_id if who.webhook_id is not None else idempotency_key()
     req = SelectionBody.parse(json_object()).request()
     order, created = submit_selection(req, who.caller, key, url=current_app.config["DATABASE_URL"])
-    headers = {"Location": url_for("api.get_order", order_id=order.id)}
+    headers = {"Location": f"{request.script_root}/api/v1/orders/{order.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     body: dict[str, Any] = {"order": order.id, "status": order.status}

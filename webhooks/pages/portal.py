@@ -72,7 +72,7 @@ from vpop.selection.service import (
     recommend,
     submit_selection,
 )
-from webhooks.api.catalogue import list_isps
+from webhooks.api.catalogue import catalogue as isp_catalogue
 from webhooks.api.common import MAX_ID
 from webhooks.pages import csrf, svg
 from webhooks.pages.helpers import (
@@ -231,7 +231,8 @@ def _render_index(
 ) -> Response:
     """The list page, with ``error`` shown at the top when a form was refused."""
     now = utcnow()
-    catalogue = list_isps()["isps"]  # the API's own catalogue: same words, same figures
+    # the API's own catalogue: same words, same figures
+    catalogue = isp_catalogue(current_app.config["DATABASE_URL"])["isps"]
     with session_scope(current_app.config["DATABASE_URL"]) as db:
         history = _qos_history(db, [isp["id"] for isp in catalogue], now)
     pick = recommend([_candidate(isp) for isp in catalogue], visitor.profile if visitor else None)

@@ -1,0 +1,275 @@
+"""Ingress: signed selections accepted per second, and ``GET /api/v1/isps``, against the lab.
+
+(a) ``vpop serve`` as it runs for users: the API on gunicorn, a worker process and the
+    scheduler (the worker really runs the accepted dry-run orders meanwhile);
+(b) its peer, the same app in the previous model: ``vpop serve --single-process`` (Werkzeug's
+    threaded server with the worker and scheduler threads in the same process).
+For each: N signed ``POST /api/v1/selections`` (dry runs, spread over the lab's subscribers;
+every request a new ``webhook-id``, signed before the clock starts) at concurrency 1, 8 and
+32 over keep-alive connections, then ``GET /api/v1/isps`` at concurrency 32. Each line gives
+requests per second, p50 and p99 latency and errors; the last lines the ratios (a)/(b) and
+the issue's targets (>= 1,000 selections/s at concurrency 32 with p99 <= 50 ms and no errors;
+``GET /api/v1/isps`` >= 2,000/s). The client is one asyncio loop writing pre-built requests,
+so that it costs the machine as little as possible (it shares the cores with the server).
+
+Run as root: ``flock /tmp/vpop-lab.lock .venv/bin/python bench/ingress.py [--scale 1]``
+(it brings the default lab up if none is up, and leaves it as it found it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vpop.core.db import dispose_engines  # noqa: E402
+from vpop.lab.builder import Lab  # noqa: E402
+from vpop.lab.registry import register_lab  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+def signed_post(port: int, path: str, body: bytes, key: bytes) -> bytes:
+    """One Standard Webhooks-signed HTTP/1.1 POST, as bytes on the wire."""
+    msg_id = "bench_" + secrets.token_hex(12)
+    stamp = str(int(time.time()))
+    mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nwebhook-id: {msg_id}\r\nwebhook-timestamp: {stamp}\r\n"
+        f"webhook-signature: v1,{base64.b64encode(mac).decode()}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def plain_get(port: int, path: str) -> bytes:
+    """One HTTP/1.1 GET, as bytes on the wire."""
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+
+
+async def _connection(
+    port: int,
+    requests: list[bytes],
+    queue: list[int],
+    expect: int,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    while queue:
+        index = queue.pop()
+        started = time.perf_counter()
+        try:
+            if writer is None or reader is None:
+                reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(requests[index])
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            lower = head.lower()
+            at = lower.find(b"content-length:")
+            length = int(lower[at + 15 : lower.index(b"\r\n", at)]) if at >= 0 else 0
+            if length:
+                await reader.readexactly(length)
+            if b"connection: close" in lower or head.startswith(b"HTTP/1.0"):
+                writer.close()
+                reader = writer = None
+            latencies.append(time.perf_counter() - started)
+            if status != expect:
+                errors.append(str(status))
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            errors.append(type(err).__name__)
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+def load(port: int, requests: list[bytes], concurrency: int, expect: int) -> dict[str, Any]:
+    """Send ``requests`` over ``concurrency`` keep-alive connections; the figures."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    queue = list(range(len(requests)))[::-1]
+
+    async def run() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                _connection(port, requests, queue, expect, latencies, errors)
+                for _ in range(concurrency)
+            )
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(run())
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {
+        "n": len(requests),
+        "rate": len(requests) / elapsed,
+        "p50": pct(0.50),
+        "p99": pct(0.99),
+        "errors": len(errors),
+        "kinds": sorted(set(errors))[:3],
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(env: dict[str, str], *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``vpop serve`` with ``options``; return it and its port once it answers."""
+    port = _free_port()
+    log = open(Path(env["VPOP_STATE_DIR"]) / f"serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpop.cli", "serve", "--port", str(port), "--no-portal"]
+        + ["--no-shop", *options],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vpop serve exited; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)  # a benchmark's start-up wait, bounded
+    proc.kill()
+    raise RuntimeError("vpop serve did not answer within 60 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> float:
+    """SIGTERM; return the seconds until it exited."""
+    started = time.perf_counter()
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return time.perf_counter() - started
+
+
+def measure(
+    name: str, port: int, key: bytes, subscribers: list[str], scale: float
+) -> dict[str, dict[str, Any]]:
+    """The selection and catalogue figures of one server."""
+    figures: dict[str, dict[str, Any]] = {}
+
+    def selections(count: int) -> list[bytes]:
+        return [
+            signed_post(
+                port,
+                "/api/v1/selections",
+                json.dumps(
+                    {
+                        "subscriber": subscribers[i % len(subscribers)],
+                        "isp": "isp-b",
+                        "dry_run": True,
+                    }
+                ).encode(),
+                key,
+            )
+            for i in range(count)
+        ]
+
+    load(port, selections(200), 8, 202)  # warm-up: connections, caches, the first runs
+    for concurrency, count in ((1, 400), (8, 2000), (32, 4000)):
+        result = load(port, selections(int(count * scale)), concurrency, 202)
+        figures[f"POST c{concurrency}"] = result
+        _show(name, f"POST /selections c={concurrency:<2}", result)
+    gets = [plain_get(port, "/api/v1/isps")] * int(8000 * scale)
+    load(port, gets[:500], 32, 200)
+    result = load(port, gets, 32, 200)
+    figures["GET isps"] = result
+    _show(name, "GET /isps        c=32", result)
+    return figures
+
+
+def _show(name: str, what: str, r: dict[str, Any]) -> None:
+    print(
+        f"  {name:<28} {what}: {r['rate']:7.0f}/s  p50 {r['p50']:6.1f} ms  "
+        f"p99 {r['p99']:6.1f} ms  errors {r['errors']} {' '.join(r['kinds'])}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=1.0, help="Multiply request counts.")
+    parser.add_argument("--http-workers", default="2")
+    args = parser.parse_args()
+    lab = Lab()
+    state = lab.state()
+    built = state is None
+    if state is None:
+        state = lab.up(subscribers=8)
+    work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
+    key = secrets.token_bytes(32)
+    db_url = f"sqlite:///{work / 'vpop.sqlite'}"
+    register_lab(state, db_url)
+    dispose_engines()
+    env = {
+        **os.environ,
+        "VPOP_DATABASE_URL": db_url,
+        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
+        "VPOP_STATE_DIR": str(work),
+        "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
+    }
+    subscribers = [line["subscriber"] for line in state["lines"]]
+    print(f"ingress: {len(subscribers)} subscribers on {len(state['uplinks']) // 3} routers")
+    results = {}
+    try:
+        for name, options in (
+            ("(a) vpop serve (gunicorn)", ("--http-workers", args.http_workers)),
+            ("(b) --single-process", ("--single-process",)),
+        ):
+            proc, port = start(env, *options)
+            try:
+                results[name] = measure(name, port, key, subscribers, args.scale)
+            finally:
+                print(f"  {name:<28} stopped in {stop(proc):.2f} s (SIGTERM)")
+        (a, b) = results.values()
+        for what in a:
+            print(f"  ratio (a)/(b) {what:<10}: {a[what]['rate'] / b[what]['rate']:5.1f}x")
+        c32, isps = a["POST c32"], a["GET isps"]
+        ok = c32["rate"] >= 1000 and c32["p99"] <= 50 and c32["errors"] == 0
+        print(
+            f"  target (a) POST c=32 >= 1000/s, p99 <= 50 ms, no errors: "
+            f"{'met' if ok else 'NOT met'}; GET /isps >= 2000/s: "
+            f"{'met' if isps['rate'] >= 2000 else 'NOT met'}"
+        )
+    finally:
+        if built:
+            lab.down()
+
+
+if __name__ == "__main__":
+    main()
