@@ -107,6 +107,10 @@ def serve(
         listeners = [socket.create_server((host, port), family=family, backlog=2048)]
         if portal:
             listeners += _portal_sockets()
+        for sock in listeners:
+            # answers go out at once: headers and body are separate writes, and Nagle would
+            # hold the body until the client's delayed ACK (40 ms); accepted sockets inherit it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, VpopError) as err:
         _cannot_start(err)
     if shop:

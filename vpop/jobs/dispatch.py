@@ -73,14 +73,17 @@ class Dispatcher(threading.Thread):
         run: Callable[[str], object] | None = None,
         base: Path | None = None,
         check_seconds: float = CHECK_SECONDS,
+        waiting: Callable[[], set[str]] | None = None,
     ) -> None:
         """Run routers on ``workers`` threads with ``run`` (default: process the router's
-        waiting orders); listen in ``base`` (default: the state directory's)."""
+        waiting orders); listen in ``base`` (default: the state directory's); ``waiting``
+        names the routers with waiting orders (default: :func:`waiting_routers`)."""
         super().__init__(name="vpop-dispatch", daemon=True)
         self.listener = Listener(CHANNEL, base)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vpop-run")
         self.run_router = run or run_router
         self.check_seconds = check_seconds
+        self.waiting = waiting or waiting_routers
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self._running: set[str] = set()
@@ -89,7 +92,7 @@ class Dispatcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._submit_all(waiting_routers())
+            self._submit_all(self.waiting())
             while not self.stop_event.is_set():
                 payloads = self.listener.wait(self.check_seconds)
                 if self.stop_event.is_set():
@@ -97,7 +100,7 @@ class Dispatcher(threading.Thread):
                 if payloads:
                     routers = {p.decode(errors="replace") for p in payloads if p}
                 else:
-                    routers = waiting_routers()  # quiet for a while: the safety look
+                    routers = self.waiting()  # quiet for a while: the safety look
                 self._submit_all(routers)
         except Exception:
             log.exception("the order dispatcher stopped")

@@ -1,0 +1,138 @@
+"""Wake-ups between processes (:mod:`vpop.core.wake`) and the order dispatcher that runs on
+them (:mod:`vpop.jobs.dispatch`): a router announced is run at once, once per burst of
+announcements while it runs, and waiting orders nobody announced are found by the safety look.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vpop.core.wake import Listener, Waiter, notify
+from vpop.jobs.dispatch import Dispatcher, announce
+
+
+def _listen_in_child(base: Path, ready: multiprocessing.synchronize.Event, out: Path) -> None:
+    listener = Listener("news", base)
+    ready.set()
+    out.write_bytes(b"|".join(listener.wait(30)))
+    listener.close()
+
+
+def test_a_datagram_reaches_a_listener_in_another_process(tmp_path: Path) -> None:
+    ready = multiprocessing.get_context("fork").Event()
+    out = tmp_path / "got"
+    child = multiprocessing.get_context("fork").Process(
+        target=_listen_in_child, args=(tmp_path, ready, out)
+    )
+    child.start()
+    try:
+        assert ready.wait(30)
+        assert notify("news", b"rc7", tmp_path) == 1
+        child.join(30)
+        assert out.read_bytes() == b"rc7"
+    finally:
+        child.kill()
+        child.join()
+
+
+def test_every_listener_hears_and_a_dead_ones_socket_is_removed(tmp_path: Path) -> None:
+    first, second, dead = (Listener("news", tmp_path) for _ in range(3))
+    dead.sock.close()  # its process died without closing: the file stays behind
+    assert dead.path.exists()
+    assert notify("news", b"x", tmp_path) == 2
+    assert first.wait(5) == [b"x"] and second.wait(5) == [b"x"]
+    assert not dead.path.exists()
+    assert notify("nobody-listens", b"x", tmp_path) == 0
+    first.close()
+    second.close()
+    assert notify("news", b"x", tmp_path) == 0
+
+
+def test_a_waiter_wakes_the_threads_waiting_for_news(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VPOP_STATE_DIR", str(tmp_path))
+    waiter = Waiter("done")
+    seen = waiter.generation()  # its listener exists from here on
+    woken: list[int] = []
+    thread = threading.Thread(target=lambda: woken.append(waiter.wait(seen, 30)))
+    thread.start()
+    notify("done", b"5", tmp_path / "wake")
+    thread.join(30)
+    assert woken and woken[0] > seen
+    assert waiter.wait(woken[0], 0.01) == woken[0]  # nothing new: back at its timeout
+
+
+@pytest.fixture
+def dispatcher_runs(tmp_path: Path) -> Iterator[tuple[Dispatcher, list[str], threading.Event]]:
+    """A dispatcher whose runs are recorded; a run of ``slow`` holds until released."""
+    runs: list[str] = []
+    release = threading.Event()
+    started = threading.Event()
+
+    def run(router: str) -> None:
+        runs.append(router)
+        if router == "slow":
+            started.set()
+            release.wait(30)
+
+    dispatcher = Dispatcher(2, run=run, base=tmp_path, check_seconds=60, waiting=set)
+    dispatcher.started_slow = started  # type: ignore[attr-defined]
+    dispatcher.start()
+    try:
+        yield dispatcher, runs, release
+    finally:
+        release.set()
+        dispatcher.stop(5)
+
+
+def _until(predicate: object, seconds: float = 10) -> None:
+    done = threading.Event()
+    for _ in range(int(seconds * 100)):
+        if callable(predicate) and predicate():
+            return
+        done.wait(0.01)
+    raise AssertionError("not reached in time")
+
+
+def test_an_announced_router_is_run_at_once(
+    dispatcher_runs: tuple[Dispatcher, list[str], threading.Event], tmp_path: Path
+) -> None:
+    dispatcher, runs, _ = dispatcher_runs
+    announce("rc1", tmp_path)
+    _until(lambda: runs == ["rc1"])  # the safety look is 60 s away: only the wake-up did it
+
+
+def test_announcements_during_a_run_make_one_more_run_not_one_each(
+    dispatcher_runs: tuple[Dispatcher, list[str], threading.Event], tmp_path: Path
+) -> None:
+    dispatcher, runs, release = dispatcher_runs
+    announce("slow", tmp_path)
+    assert dispatcher.started_slow.wait(10)  # type: ignore[attr-defined]
+    for _ in range(5):
+        announce("slow", tmp_path)
+    announce("rc2", tmp_path)  # another router is not held up by the slow one
+    _until(lambda: "rc2" in runs)
+    release.set()
+    _until(lambda: runs.count("slow") == 2)
+    announce("rc2", tmp_path)
+    _until(lambda: runs.count("rc2") == 2)
+    assert runs.count("slow") == 2
+
+
+def test_waiting_orders_nobody_announced_are_found_by_the_safety_look(tmp_path: Path) -> None:
+    runs: list[str] = []
+    dispatcher = Dispatcher(
+        1, run=runs.append, base=tmp_path, check_seconds=0.05, waiting=lambda: {"rc9"}
+    )
+    dispatcher.start()
+    try:
+        _until(lambda: runs.count("rc9") >= 2)  # at the start, then on a quiet look
+    finally:
+        dispatcher.stop(5)
+    assert not dispatcher.is_alive()
