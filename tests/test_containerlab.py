@@ -14,7 +14,7 @@ CLAB = Path(__file__).resolve().parent.parent / "lab" / "vpop.clab.yml"
 
 def test_clab_file_has_the_namespace_labs_nodes_links_and_addresses() -> None:
     clab = yaml.safe_load(CLAB.read_text())
-    topo = build_topology(4)
+    topo = build_topology(4, routers=2)  # the file is the default two-router lab
     nodes = clab["topology"]["nodes"]
     assert set(nodes) == set(topo.nodes)
     links = {tuple(link["endpoints"]) for link in clab["topology"]["links"]}

@@ -36,17 +36,31 @@ def lab() -> None:
     """The namespace lab of real FRR routers."""
 
 
+def _logins(node: dict[str, Any]) -> str:
+    """A router's two logins: ``ssh 127.0.0.1:P cli 127.0.0.1:Q``."""
+    text = f"ssh 127.0.0.1:{node['ssh']['port']}"
+    if "cli" in node:  # a lab built before the CLI login existed has none
+        text += f" cli 127.0.0.1:{node['cli']['port']}"
+    return text
+
+
 @lab.command("up")
 @click.option("--subscribers", default=4, show_default=True, type=click.IntRange(1, 64))
-def lab_up(subscribers: int) -> None:
+@click.option(
+    "--routers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(2, 8),
+    help="Routers rc1..rcN; every ISP has an uplink on each, subscribers go round-robin.",
+)
+def lab_up(subscribers: int, routers: int) -> None:
     """Build the lab (removing an old one first)."""
     from vpop.lab.service import Lab, register_lab
 
     _need_root("up")
     with reported_errors():
-        state = Lab().up(subscribers=subscribers)
-    routers = {n: v["ssh"]["port"] for n, v in state["nodes"].items() if "ssh" in v}
-    ports = ", ".join(f"{r} ssh 127.0.0.1:{p}" for r, p in routers.items())
+        state = Lab().up(subscribers=subscribers, routers=routers)
+    ports = ", ".join(f"{n} {_logins(v)}" for n, v in state["nodes"].items() if "ssh" in v)
     click.echo(f"lab up in {state['up_seconds']:.2f}s: {len(state['nodes'])} nodes; {ports}")
     with reported_errors():
         register_lab(state)
@@ -65,7 +79,7 @@ def lab_down() -> None:
 
 def _node_line(name: str, node: dict[str, Any]) -> str:
     """One node of ``lab status``: kind, namespace, state, ssh port, processes, problems."""
-    ssh = f"  ssh 127.0.0.1:{node['ssh']['port']}" if "ssh" in node else ""
+    ssh = f"  {_logins(node)}" if "ssh" in node else ""
     mark = {"up": "up", "degraded": "DEGRADED", "missing": "MISSING"}[node["state"]]
     line = f"{name:8} {node['kind']:10} {node['namespace']:14} {mark:8}{ssh}"
     processes = node.get("processes")

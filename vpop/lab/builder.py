@@ -1,9 +1,11 @@
 """The namespace lab: real FRR routers, ISP hosts and subscriber hosts on one machine.
 
-Each node is a Linux network namespace ``vpop-<node>``. Routers run zebra, staticd and pbrd
-in their namespace and are managed over real SSH at ``127.0.0.1:<port>``: one ``sshd`` per
-router in the root namespace whose forced command enters the router's namespace, so a
-session there has the router's ``vtysh``, ``nft`` and ``tc`` (as on Cumulus or VyOS).
+Each node is a Linux network namespace ``vpop-<node>``. Routers (``rc1`` .. ``rcN``, 2 to 8)
+run zebra, staticd and pbrd in their namespace and are managed over real SSH at
+``127.0.0.1:<port>``: one ``sshd`` per router in the root namespace whose forced command
+enters the router's namespace, so a session there has the router's ``vtysh``, ``nft`` and
+``tc`` (as on Cumulus or VyOS). The same sshd's second port is the router's CLI login, which
+lands in ``vtysh`` (:mod:`vpop.lab.login`).
 
 Every process the lab starts is recorded by PID (with its start time, so a recycled PID is
 never killed) in ``<lab_dir>/pids`` before anything else happens, and ``down`` also kills
@@ -30,6 +32,7 @@ from vpop.core.errors import LabError
 from vpop.core.settings import child_environment, load_settings
 from vpop.lab.health import FRR_DAEMONS, IP, daemon_command, lab_status, restore_router
 from vpop.lab.inventory import write_inventory
+from vpop.lab.login import host_key_file, sshd_config_file, write_logins
 from vpop.lab.processes import (
     checkpoint,
     free_port,
@@ -43,6 +46,7 @@ from vpop.lab.processes import (
 from vpop.lab.shop import config_path as shop_config_path
 from vpop.lab.topology import (
     DEFAULT_ISP,
+    DEFAULT_ROUTERS,
     NAMESPACE_PREFIX,
     PORTAL_ADDRESS,
     SERVICE_ADDRESS,
@@ -131,9 +135,15 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- up ----------------------------------------------------------------------------
-    def up(self, subscribers: int = 4) -> dict[str, Any]:
-        """Build a fresh lab (removing any old one first) and return its state."""
-        topo = build_topology(subscribers, self.prefix)
+    def up(self, subscribers: int = 4, routers: int = DEFAULT_ROUTERS) -> dict[str, Any]:
+        """Build a fresh lab of ``routers`` routers (removing any old one first) and return
+        its state.
+
+        Raises:
+            BadInput: a count out of range (subscribers 1..64, routers 2..8).
+            LabError: a step failed; what was built is removed again.
+        """
+        topo = build_topology(subscribers, self.prefix, routers)
         self.down()
         started = time.monotonic()
         try:
@@ -190,16 +200,22 @@ class Lab:
 
         procs: list[tuple[str, int]] = []
         ports: dict[str, int] = {}
+        cli_ports: dict[str, int] = {}
         for router in topo.routers:
             ports[router] = free_port()
-            procs += self._start_router(topo, router, ports[router])
-        # vpop logs in only where the host key is pinned: the lab pins its routers' own
+            cli_ports[router] = free_port()
+            while cli_ports[router] == ports[router]:
+                cli_ports[router] = free_port()
+            procs += self._start_router(topo, router, ports[router], cli_ports[router])
+        # vpop logs in only where the host key is pinned: the lab pins its routers' own, for
+        # the management and the CLI port alike (one sshd, one host key)
         write_known_hosts(
             self.dir / "known_hosts",
             [
-                f"{known_host_name('127.0.0.1', port)} {pub} vpop-lab:{router}\n"
-                for router, port in ports.items()
+                f"{known_host_name('127.0.0.1', port)} {pub} vpop-lab:{router}{what}\n"
+                for router in topo.routers
                 for pub in [self.host_key_file(router, public=True).read_text().strip()]
+                for port, what in ((ports[router], ""), (cli_ports[router], ":cli"))
             ],
         )
         for isp in topo.isps:
@@ -233,7 +249,7 @@ class Lab:
                 )
             )
         checkpoint("daemons")
-        self._wait_ready(topo, ports, procs)
+        self._wait_ready(topo, {**ports, **{f"{r} cli": p for r, p in cli_ports.items()}}, procs)
         for router in topo.routers:
             self._vtysh(router, "-f", str(self.dir / router / "frr.conf"))
         self._wait_routes(topo)
@@ -241,6 +257,7 @@ class Lab:
             "lab_dir": str(self.dir),
             "prefix": self.prefix,
             "subscribers": len(topo.subscribers),
+            "routers": len(topo.routers),
             "nodes": {
                 n: {
                     "namespace": topo.namespace(n),
@@ -249,7 +266,14 @@ class Lab:
                     else "isp"
                     if n in topo.isps
                     else "subscriber",
-                    **({"ssh": {"host": "127.0.0.1", "port": ports[n]}} if n in ports else {}),
+                    **(
+                        {
+                            "ssh": {"host": "127.0.0.1", "port": ports[n]},
+                            "cli": {"host": "127.0.0.1", "port": cli_ports[n], "username": "root"},
+                        }
+                        if n in ports
+                        else {}
+                    ),
                 }
                 for n in topo.nodes
             },
@@ -261,15 +285,12 @@ class Lab:
         write_inventory(self.dir / "hosts.yaml", topo, ports, self.dir / "known_hosts")
         return state
 
-    def _start_router(self, topo: Topology, router: str, port: int) -> list[tuple[str, int]]:
+    def _start_router(
+        self, topo: Topology, router: str, port: int, cli_port: int
+    ) -> list[tuple[str, int]]:
         rdir = self.dir / router
         rdir.mkdir()
         shutil.chown(rdir, "frr", "frr")
-        bindir = self.dir / "bin" / router
-        bindir.mkdir(parents=True)
-        vtysh = bindir / "vtysh"
-        vtysh.write_text(f'#!/bin/sh\nexec /usr/bin/vtysh --vty_socket {rdir} "$@"\n')
-        vtysh.chmod(0o755)
         default = next(u for u in topo.uplinks if u.router == router and u.isp == DEFAULT_ISP)
         (rdir / "frr.conf").write_text(
             f"frr defaults traditional\nhostname {router}\nip forwarding\n"
@@ -304,45 +325,16 @@ class Lab:
                     ),
                 )
             )
-        shell = self.dir / f"shell-{router}"
-        shell.write_text(
-            "#!/bin/sh\n"
-            f"export PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin PS1='{router}# ' "
-            f"VPOP_ROUTER={router} TERM=dumb FRR_VTY_DIR={rdir}\n"
-            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
-            f'  exec {IP} netns exec {ns} /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
-            "fi\n"
-            f"exec {IP} netns exec {ns} /bin/bash --norc --noprofile -i\n"
-        )
-        shell.chmod(0o755)
-        # each router its own host key, so that one can be replaced alone
-        host_key, host_pub = keypair()
-        self.host_key_file(router).write_bytes(host_key)
-        os.chmod(self.host_key_file(router), 0o600)
-        self.host_key_file(router, public=True).write_bytes(host_pub + b"\n")
-        cfg = self.dir / f"sshd-{router}.conf"
-        cfg.write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\n"
-            f"HostKey {self.host_key_file(router)}\n"
-            f"PidFile {self.dir / f'sshd-{router}.pid'}\n"
-            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
-            "PermitRootLogin prohibit-password\nAllowUsers root\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
-            "PrintMotd no\nPrintLastLog no\nMaxSessions 64\nMaxStartups 200\n"
-            f"ForceCommand {shell}\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
-            # bash sources ~/.bashrc for commands it runs for sshd unless SHLVL says it is
-            # nested; the lab's routers must not inherit the host's interactive setup
-            "SetEnv SHLVL=1\n"
-        )
+        write_logins(self.dir, router, ns, port, cli_port)
         procs.append((f"{router}/sshd", self._start_sshd(router)))
         return procs
 
     def host_key_file(self, router: str, *, public: bool = False) -> Path:
         """The private (or ``public``) host key file of ``router``'s sshd."""
-        return self.dir / f"ssh_host_ed25519_key-{router}{'.pub' if public else ''}"
+        return host_key_file(self.dir, router, public=public)
 
     def _start_sshd(self, router: str) -> int:
-        cfg = self.dir / f"sshd-{router}.conf"
+        cfg = sshd_config_file(self.dir, router)
         pid = self._spawn(
             [str(SSHD), "-D", "-e", "-f", str(cfg)],
             f"sshd {router}",
@@ -371,8 +363,11 @@ class Lab:
         pid = self._start_sshd(router)
         state = self.state()
         assert state is not None
-        port = state["nodes"][router]["ssh"]["port"]
-        wait_until(lambda: listening(port), f"{router}'s sshd", [(f"{router}/sshd", pid)])
+        node = state["nodes"][router]
+        for port in (node["ssh"]["port"], *([node["cli"]["port"]] if "cli" in node else [])):
+            wait_until(
+                functools.partial(listening, port), f"{router}'s sshd", [(f"{router}/sshd", pid)]
+            )
 
     def set_fault(self, router: str, fault: str | None) -> None:
         """Arm (or clear) a fault the lab's drill agent (:mod:`vpop.lab.drill_agent`) acts on:

@@ -1,9 +1,10 @@
 """A lab router's real health, and bringing a router back.
 
-A router is ``up`` when its namespace exists, its sshd runs and answers on its port with an
-SSH identification line, and its FRR daemons (zebra, staticd, pbrd) run; otherwise it is
-``degraded`` (or ``missing`` without its namespace). Processes are checked by the PIDs the lab
-recorded (with their start times, so a recycled PID or a zombie counts as dead), never by name.
+A router is ``up`` when its namespace exists, its sshd runs and answers on its ports (the
+management login's and the CLI login's) with an SSH identification line, and its FRR daemons
+(zebra, staticd, pbrd) run; otherwise it is ``degraded`` (or ``missing`` without its
+namespace). Processes are checked by the PIDs the lab recorded (with their start times, so a
+recycled PID or a zombie counts as dead), never by name.
 
 :func:`restore_router` restarts what is dead: the FRR daemons (all three when zebra died, since
 its clients must register with the new one), re-applying the router's startup configuration,
@@ -89,21 +90,30 @@ def _process(pids: dict[str, tuple[int, str | None]], what: str) -> dict[str, An
     return {"pid": pid or None, "alive": bool(pid) and alive(pid, start)}
 
 
-def router_health(lab_dir: Path, router: str, port: int) -> dict[str, Any]:
+def router_health(
+    lab_dir: Path, router: str, port: int, cli_port: int | None = None
+) -> dict[str, Any]:
     """The router's sshd and FRR daemons as they are now.
 
     Args:
         lab_dir: The lab's directory (its ``pids`` file).
         router: The router's name.
-        port: Its sshd's port on 127.0.0.1.
+        port: Its sshd's management port on 127.0.0.1.
+        cli_port: Its sshd's CLI (vtysh) port on 127.0.0.1, if it has one.
 
     Returns:
         ``{"state": "up" | "degraded", "processes": {name: {"pid", "alive"}}, "problems":
-        [...]}``; ``processes["sshd"]`` also has ``answers`` (an SSH banner on ``port``).
+        [...]}``; ``processes["sshd"]`` also has ``answers`` (an SSH banner on ``port``, and
+        on ``cli_port`` when given).
     """
     pids = recorded_pids(lab_dir / "pids")
     processes = {"sshd": _process(pids, f"sshd {router}")}
-    processes["sshd"]["answers"] = processes["sshd"]["alive"] and ssh_answers(port)
+    silent = [
+        p
+        for p in (port, cli_port)
+        if p is not None and not (processes["sshd"]["alive"] and ssh_answers(p))
+    ]
+    processes["sshd"]["answers"] = processes["sshd"]["alive"] and not silent
     for daemon in FRR_DAEMONS:
         processes[daemon] = _process(pids, f"{router}/{daemon}")
     problems = [
@@ -112,7 +122,7 @@ def router_health(lab_dir: Path, router: str, port: int) -> dict[str, Any]:
         if not proc["alive"]
     ]
     if processes["sshd"]["alive"] and not processes["sshd"]["answers"]:
-        problems.append(f"sshd does not answer on port {port}")
+        problems.append(f"sshd does not answer on port {', '.join(map(str, silent))}")
     return {"state": "degraded" if problems else "up", "processes": processes, "problems": problems}
 
 
@@ -131,7 +141,8 @@ def lab_status(lab: Lab, present: list[str]) -> dict[str, Any]:
         node["present"] = node["namespace"] in present
         node["state"] = "up" if node["present"] else "missing"
         if node["kind"] == "router":
-            health = router_health(lab.dir, name, node["ssh"]["port"])
+            cli_port = node["cli"]["port"] if "cli" in node else None
+            health = router_health(lab.dir, name, node["ssh"]["port"], cli_port)
             node["processes"] = health["processes"]
             node["problems"] = health["problems"]
             if node["present"]:
@@ -140,6 +151,7 @@ def lab_status(lab: Lab, present: list[str]) -> dict[str, Any]:
         "up": all(n["state"] == "up" for n in nodes.values()),
         "lab_dir": state["lab_dir"],
         "subscribers": state["subscribers"],
+        "routers": state.get("routers", sum(n["kind"] == "router" for n in nodes.values())),
         "nodes": nodes,
         "namespaces": present,
         "inventory": str(lab.dir / "hosts.yaml"),
@@ -175,7 +187,7 @@ def restore_router(lab: Lab, router: str) -> list[str]:
     if node["namespace"] not in namespaces:
         raise LabError(f"{router}'s namespace is gone; rebuild the lab with `vpop lab up`")
     port = node["ssh"]["port"]
-    health = router_health(lab.dir, router, port)
+    health = router_health(lab.dir, router, port, node["cli"]["port"] if "cli" in node else None)
     pids = recorded_pids(lab.dir / "pids")
     dead = [d for d in FRR_DAEMONS if not health["processes"][d]["alive"]]
     if "zebra" in dead:

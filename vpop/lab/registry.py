@@ -3,10 +3,15 @@
 A fresh lab has fresh routers with no selections, so the lab's lines lose theirs: the
 database then says what the routers say (every subscriber on the default ISP), and their open
 service sessions end (``line-removed``): the service they recorded stopped with the old lab.
+
+A lab of another router count puts a subscriber on another router (``sub3`` is on ``rc1`` with
+2 routers, on ``rc3`` with 4): its lab line (interface named after the subscriber, on a router
+``rcN``) moves with it, keeping its id and history, instead of a second line being made.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -18,6 +23,7 @@ from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
 from vpop.core.time import utcnow
 
+LAB_ROUTER = re.compile(r"rc\d+")
 LAB_ISPS = {
     "isp-a": ("ISP A", [("Basic 100", 100, 2900)]),
     "isp-b": ("ISP B", [("Fibre 500", 500, 4500), ("Fibre 1000", 1000, 6500)]),
@@ -39,8 +45,25 @@ def register_lab(state: dict[str, Any], url: str | None = None) -> None:
                     session.add(
                         Plan(isp_id=isp_id, name=plan, speed_mbps=speed, monthly_price_minor=price)
                     )
-        routers = {line["router"] for line in state["lines"]}
-        lab_lines = session.scalars(select(Line.id).where(Line.router.in_(routers))).all()
+        # every router of the lab (2..8), also one that has no subscriber line
+        routers = {line["router"] for line in state["lines"]} | {
+            name for name, node in state.get("nodes", {}).items() if node.get("kind") == "router"
+        }
+        # the lab subscribers' own lines, wherever an earlier lab put them
+        subscribers = {entry["subscriber"] for entry in state["lines"]}
+        movable = {
+            line.subscriber_id: line
+            for line in session.scalars(
+                select(Line).where(
+                    Line.subscriber_id.in_(subscribers), Line.interface == Line.subscriber_id
+                )
+            )
+            if LAB_ROUTER.fullmatch(line.router)
+        }
+        lab_lines = sorted(
+            {*session.scalars(select(Line.id).where(Line.router.in_(routers)))}
+            | {line.id for line in movable.values()}
+        )
         session.execute(delete(Selection).where(Selection.line_id.in_(lab_lines)))
         now = utcnow()
         for line_id in lab_lines:
@@ -58,8 +81,12 @@ def register_lab(state: dict[str, Any], url: str | None = None) -> None:
                 )
             ).first()
             if line is None:
+                line = movable.get(entry["subscriber"])
+            if line is None:
                 line = Line(router=entry["router"], interface=entry["interface"])
                 session.add(line)
+            line.router = entry["router"]
+            line.interface = entry["interface"]
             line.subscriber_id = entry["subscriber"]
             line.prefix = entry["prefix"]
             line.gateway = entry["gateway"]

@@ -6,8 +6,11 @@ test and the database registration all read the same description.
 Address plan (documentation ranges only):
 
 * subscriber ``subK`` (K from 1): ``192.0.2.4(K-1)/30``; router side ``.1``, host side ``.2``.
-* ISP ``i`` (a=0, b=1, ...) towards router ``j`` (rc1=0, rc2=1): ``198.51.100.4(2i+j)/30``;
-  router side ``.1``, ISP side ``.2``.
+* routers ``rc1`` .. ``rcN`` (N from 2 to 8, default 2); subscriber ``subK`` attaches to router
+  ``rc((K-1) mod N + 1)`` (round-robin).
+* ISP ``i`` (a=0, b=1, ...) towards router ``j`` (rc1=0, rc2=1, ...): ``198.51.100.4(Ni+j)/30``;
+  router side ``.1``, ISP side ``.2`` (with the default 2 routers: ``198.51.100.4(2i+j)/30``;
+  at most 3 x 8 = 24 subnets, 198.51.100.0-95, so ``PORTAL_ADDRESS`` stays free).
 * every ISP host answers on ``203.0.113.100`` (HTTP: its id; UDP 7: echo; TCP 9: discard),
   so the address a subscriber reaches tells which ISP its traffic really left through.
 """
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 
 from vpop.core.errors import BadInput
 
-ROUTERS = ("rc1", "rc2")
+DEFAULT_ROUTERS = 2
+MIN_ROUTERS = 2
+MAX_ROUTERS = 8
 ISPS = ("isp-a", "isp-b", "isp-c")
 DEFAULT_ISP = "isp-a"
 SERVICE_ADDRESS = "203.0.113.100"
@@ -28,6 +33,21 @@ SERVICE_ADDRESS = "203.0.113.100"
 PORTAL_ADDRESS = "198.51.100.200"
 MAX_SUBSCRIBERS = 64
 NAMESPACE_PREFIX = "vpop-"
+
+
+def router_names(count: int = DEFAULT_ROUTERS) -> tuple[str, ...]:
+    """The names of a lab's ``count`` routers: ``rc1`` .. ``rcN``.
+
+    Raises:
+        BadInput: when the count is outside 2..8.
+    """
+    if not MIN_ROUTERS <= count <= MAX_ROUTERS:
+        raise BadInput(f"--routers must be between {MIN_ROUTERS} and {MAX_ROUTERS}, not {count}")
+    return tuple(f"rc{j}" for j in range(1, count + 1))
+
+
+# the default lab's routers (what tests of the default lab and the containerlab file use)
+ROUTERS = router_names()
 
 
 @dataclass(frozen=True)
@@ -96,28 +116,33 @@ def _p2p(network: ipaddress.IPv4Network) -> tuple[str, str]:
     return f"{hosts[0]}/{network.prefixlen}", f"{hosts[1]}/{network.prefixlen}"
 
 
-def build_topology(subscribers: int = 4, prefix: str = NAMESPACE_PREFIX) -> Topology:
-    """Describe a lab with ``subscribers`` subscribers spread round-robin over the routers.
+def build_topology(
+    subscribers: int = 4, prefix: str = NAMESPACE_PREFIX, routers: int = DEFAULT_ROUTERS
+) -> Topology:
+    """Describe a lab of ``routers`` routers with ``subscribers`` subscribers spread
+    round-robin over them; every ISP has an uplink on every router.
 
     Raises:
-        BadInput: when the count is outside 1..64 (the /30 plan of 192.0.2.0/24).
+        BadInput: when the subscriber count is outside 1..64 (the /30 plan of 192.0.2.0/24)
+            or the router count outside 2..8.
     """
     if not 1 <= subscribers <= MAX_SUBSCRIBERS:
         raise BadInput(f"--subscribers must be between 1 and {MAX_SUBSCRIBERS}, not {subscribers}")
+    names_r = router_names(routers)
     links: list[Link] = []
     uplinks: list[Uplink] = []
     lines: list[Line] = []
     uplink_nets = list(ipaddress.IPv4Network("198.51.100.0/24").subnets(new_prefix=30))
     for i, isp in enumerate(ISPS):
-        for j, router in enumerate(ROUTERS):
-            net = uplink_nets[2 * i + j]
+        for j, router in enumerate(names_r):
+            net = uplink_nets[len(names_r) * i + j]
             r_addr, i_addr = _p2p(net)
             links.append(Link(router, isp, r_addr, isp, router, i_addr))
             uplinks.append(Uplink(isp, router, isp, r_addr, i_addr.split("/")[0]))
     sub_block = list(ipaddress.IPv4Network("192.0.2.0/24").subnets(new_prefix=30))
     names = tuple(f"sub{k}" for k in range(1, subscribers + 1))
     for k, sub in enumerate(names):
-        router = ROUTERS[k % len(ROUTERS)]
+        router = names_r[k % len(names_r)]
         r_addr, s_addr = _p2p(sub_block[k])
         links.append(Link(router, sub, r_addr, sub, "eth0", s_addr))
         host = s_addr.split("/")[0]
@@ -135,7 +160,7 @@ def build_topology(subscribers: int = 4, prefix: str = NAMESPACE_PREFIX) -> Topo
         )
     if not re.fullmatch(r"vpop-([a-z0-9]+-)?", prefix):
         raise BadInput(f"namespace prefix must look like 'vpop-' or 'vpop-x-', not {prefix!r}")
-    return Topology(ROUTERS, ISPS, names, tuple(links), tuple(lines), tuple(uplinks), prefix)
+    return Topology(names_r, ISPS, names, tuple(links), tuple(lines), tuple(uplinks), prefix)
 
 
 def node_pattern(prefix: str = NAMESPACE_PREFIX) -> re.Pattern[str]:
