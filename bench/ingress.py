@@ -225,33 +225,41 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply request counts.")
     parser.add_argument("--http-workers", default="2")
+    parser.add_argument("--http-threads", default="8")
     args = parser.parse_args()
     lab = Lab()
     state = lab.state()
     built = state is None
     if state is None:
         state = lab.up(subscribers=8)
-    work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
     key = secrets.token_bytes(32)
-    db_url = f"sqlite:///{work / 'vpop.sqlite'}"
-    register_lab(state, db_url)
-    dispose_engines()
-    env = {
-        **os.environ,
-        "VPOP_DATABASE_URL": db_url,
-        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
-        "VPOP_STATE_DIR": str(work),
-        "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
-    }
+
+    def fresh_env() -> dict[str, str]:
+        """A new database and state: one server's leftover orders never load the other."""
+        work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
+        db_url = f"sqlite:///{work / 'vpop.sqlite'}"
+        register_lab(state, db_url)
+        dispose_engines()
+        return {
+            **os.environ,
+            "VPOP_DATABASE_URL": db_url,
+            "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
+            "VPOP_STATE_DIR": str(work),
+            "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
+        }
+
     subscribers = [line["subscriber"] for line in state["lines"]]
     print(f"ingress: {len(subscribers)} subscribers on {len(state['uplinks']) // 3} routers")
     results = {}
     try:
         for name, options in (
-            ("(a) vpop serve (gunicorn)", ("--http-workers", args.http_workers)),
+            (
+                "(a) vpop serve (gunicorn)",
+                ("--http-workers", args.http_workers, "--http-threads", args.http_threads),
+            ),
             ("(b) --single-process", ("--single-process",)),
         ):
-            proc, port = start(env, *options)
+            proc, port = start(fresh_env(), *options)
             try:
                 results[name] = measure(name, port, key, subscribers, args.scale)
             finally:

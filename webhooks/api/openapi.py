@@ -1,12 +1,10 @@
-"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``, generated from the domains' models.
+"""The OpenAPI 3.1 document at ``/api/v1/openapi.json``, generated from the domains' models.
 
-:data:`OPERATIONS` is the table of routes: method, path, operationId, summary, parameters,
-request model, success status and model, problem statuses and security. :func:`document`
-assembles it, with pydantic's JSON schema of every model (``models_json_schema``) as the
-``components/schemas``: the request models are the parsers the routes run, so the document
-cannot drift from them. A test walks ``app.url_map`` (every route is here, nothing else),
-another validates the document, and the API's tests hold every real response against it.
-"""
+:data:`OPERATIONS`, the routes (method, path, operationId, summary, parameters, request and
+success models and status, problems, security), becomes the document in :func:`document` with
+pydantic's JSON schema of every model as ``components/schemas`` (the request models are the
+routes' parsers: no drift). Tests check every route is here, the document is valid, and every
+API response in a test matches it."""
 
 from __future__ import annotations
 
@@ -153,7 +151,10 @@ OPERATIONS = (
               "before `consent_expires_at`; confirmed, it runs like any order (docs/tenancy.md).",
               headers={"Location": "the order's URL", "Idempotent-Replayed": "`true` on a replay"}),
     Operation("get", f"{API}/orders/{{order_id}}", "getOrder", "One order", selection.Order,
-              problems=(401, 404), parameters=(_param("path", "order_id", ID),),
+              problems=(401, 404), parameters=(_param("path", "order_id", ID), _param(
+                  "header", "Prefer", {"type": "string"}, "`wait=N` (1-60 s): answer when the "
+                  "order is final or after N seconds (RFC 7240)")),
+              headers={"Preference-Applied": "`wait=N` when the request's wait was honoured"},
               description="admin and noc tokens read every order with the run's whole diff. "
               "An ISP token reads the orders its ISP requested, a portal token the orders it "
               "requested, with only the order's own line's part of the diff; any other order "
