@@ -227,6 +227,7 @@ def _serve_single(
         if with_radius:
             _stop_radius(radius_stopping)
         close_pool()
+    _exit_now(0)
 
 
 def _stop_radius(stopping: threading.Event) -> None:
