@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply request counts.")
     parser.add_argument("--http-workers", default="2")
     parser.add_argument("--http-threads", default="8")
+    parser.add_argument("--no-peer", action="store_true", help="Only (a) (for tuning runs).")
     args = parser.parse_args()
     lab = Lab()
     state = lab.state()
@@ -259,14 +260,17 @@ def main() -> None:
             ),
             ("(b) --single-process", ("--single-process",)),
         ):
+            if args.no_peer and "single" in name:
+                continue
             proc, port = start(fresh_env(), *options)
             try:
                 results[name] = measure(name, port, key, subscribers, args.scale)
             finally:
                 print(f"  {name:<28} stopped in {stop(proc):.2f} s (SIGTERM)")
-        (a, b) = results.values()
-        for what in a:
-            print(f"  ratio (a)/(b) {what:<10}: {a[what]['rate'] / b[what]['rate']:5.1f}x")
+        a = next(iter(results.values()))
+        for b in list(results.values())[1:]:
+            for what in a:
+                print(f"  ratio (a)/(b) {what:<10}: {a[what]['rate'] / b[what]['rate']:5.1f}x")
         c32, isps = a["POST c32"], a["GET isps"]
         ok = c32["rate"] >= 1000 and c32["p99"] <= 50 and c32["errors"] == 0
         print(

@@ -155,9 +155,9 @@ class Killer:
         from vpop.core.time import utcnow
 
         now = utcnow()
-        marker = f":{self.proc.pid}:"
+        markers = {f":{pid}:" for pid in process_family(self.proc.pid)}  # its worker child too
         return any(
-            lock.live(now) and marker in (lock.holder or "")
+            lock.live(now) and any(marker in (lock.holder or "") for marker in markers)
             for lock in read_locks(self.db_url, "router:")
         )
 
@@ -169,6 +169,20 @@ class Killer:
         self.held = held
         kill(self.proc)
         self.killed_at = time.monotonic()
+
+
+def process_family(pid: int) -> set[int]:
+    """``pid`` and its child processes (`vpop serve` runs its worker as a child)."""
+    family = {pid}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                family.add(int(entry.name))
+    return family
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -219,3 +219,21 @@ def pbrd_config(router: str, lab_dir: str) -> str:
     return "\n".join(
         line for line in out.stdout.splitlines() if "vpop" in line or line.startswith(" ")
     )
+
+
+def private_lab_env(work: Path, name: str, prefix: str) -> tuple[dict[str, str], Path]:
+    """The environment of a lab of a test's own (beside the shared one): its directory under
+    /run (the frr user must traverse it; pytest's tmp_path is root-only), its namespace
+    prefix, and a database, queue and state under ``work``; and that directory."""
+    lab_dir = Path("/run") / f"vpop-{name}-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "VPOP_LAB_DIR": str(lab_dir),
+        "VPOP_LAB_PREFIX": prefix,
+        "VPOP_DATABASE_URL": f"sqlite:///{work / 'vpop.sqlite'}",
+        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
+        "VPOP_STATE_DIR": str(work / "state"),
+    }
+    for variable in ("VPOP_SERVER_URL", "VPOP_INVENTORY_HOSTS"):
+        env.pop(variable, None)  # `vpop select` applies orders in-process, on the lab's hosts
+    return env, lab_dir

@@ -8,12 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.lab.helpers import private_lab_env
 from tests.lab.helpers import run_vpop as vpop
 
 pytestmark = pytest.mark.lab
@@ -27,17 +27,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
     work = tmp_path_factory.mktemp("restore")
-    lab_dir = Path("/run") / f"vpop-restore-{uuid.uuid4().hex[:8]}"
-    environment = {
-        **os.environ,
-        "VPOP_LAB_DIR": str(lab_dir),
-        "VPOP_LAB_PREFIX": PREFIX,
-        "VPOP_DATABASE_URL": f"sqlite:///{work / 'vpop.sqlite'}",
-        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
-        "VPOP_STATE_DIR": str(work / "state"),
-    }
-    for name in ("VPOP_SERVER_URL", "VPOP_INVENTORY_HOSTS"):
-        environment.pop(name, None)
+    environment, lab_dir = private_lab_env(work, "restore", PREFIX)
     try:
         up = vpop(environment, "lab", "up", "--subscribers", "2")
         assert up.returncode == 0, up.stderr

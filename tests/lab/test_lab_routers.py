@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import run_vpop
+from tests.lab.helpers import private_lab_env, run_vpop
 from vpop.lab.builder import lab_namespaces
 
 pytestmark = pytest.mark.lab
@@ -32,18 +31,7 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, s
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
     work = tmp_path_factory.mktemp("routers4")
-    # a lab directory the frr user can traverse (pytest's tmp_path is root-only)
-    lab_dir = Path("/run") / f"vpop-r4-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "VPOP_LAB_DIR": str(lab_dir),
-        "VPOP_LAB_PREFIX": PREFIX,
-        "VPOP_DATABASE_URL": f"sqlite:///{work / 'vpop.sqlite'}",
-        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
-        "VPOP_STATE_DIR": str(work / "state"),
-    }
-    env.pop("VPOP_SERVER_URL", None)  # `vpop select` applies the order in-process
-    env.pop("VPOP_INVENTORY_HOSTS", None)
+    env, lab_dir = private_lab_env(work, "r4", PREFIX)
     try:
         up = run_vpop(env, "lab", "up", "--routers", "4", "--subscribers", "8")
         assert up.returncode == 0, up.stdout + up.stderr

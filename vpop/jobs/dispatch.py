@@ -18,6 +18,7 @@ waiting orders before it lets the lock go).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import threading
@@ -81,10 +82,10 @@ class Dispatcher(threading.Thread):
         super().__init__(name="vpop-dispatch", daemon=True)
         self.listener = Listener(CHANNEL, base)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vpop-run")
-        self.run_router = run or run_router
+        self.stop_event = threading.Event()
+        self.run_router = run or functools.partial(run_router, stopping=self.stop_event.is_set)
         self.check_seconds = check_seconds
         self.waiting = waiting or waiting_routers
-        self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._again: set[str] = set()
@@ -160,9 +161,10 @@ class Dispatcher(threading.Thread):
             self._running.discard(router)
 
 
-def run_router(router: str) -> object:
-    """Apply the router's waiting orders; if more came while the lock was held, go again."""
-    runs = engine.process_router(router)
-    if router in waiting_routers():
+def run_router(router: str, stopping: Callable[[], bool] | None = None) -> object:
+    """Apply the router's waiting orders; if more came while the lock was held, go again
+    (unless ``stopping`` says the worker is stopping)."""
+    runs = engine.process_router(router, stopping=stopping)
+    if (stopping is None or not stopping()) and router in waiting_routers():
         announce(router)
     return runs

@@ -58,7 +58,7 @@ class Worker:
     def stop(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self._stopping.set()
-        self.dispatcher.stop(timeout / 2)
+        self.dispatcher.stop(timeout * 0.75)  # a run in progress gets most of the time
         stop_background(self.consumer, max(0.0, deadline - time.monotonic()))
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from nornir.core.task import MultiResult
@@ -46,10 +46,11 @@ from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
-from vpop.selection.confirm import Cut, confirm_selection, read_cut
+from vpop.selection.confirm import confirm_selection, read_cut
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.outcomes import Outcome, explain, finish_run
 from vpop.selection.signals import order_finished, reconcile_needed
 
 log = logging.getLogger(__name__)
@@ -64,20 +65,6 @@ class UnknownRouter(VpopError):
 
     code = "VPOP-404-ROUTER"
     status = 404
-
-
-@dataclass
-class Outcome:
-    """What a device run produced, in plain data."""
-
-    failed: bool
-    exception: BaseException | None = None
-    diff: str = ""
-    changed: bool = False
-    result: dict[str, Any] = field(default_factory=dict)
-    # the lines' raw counters read right after a successful push (accounting's cut): when,
-    # and per interface (bytes in, bytes out, packets in, packets out)
-    cut: Cut | None = None
 
 
 def _device_run(
@@ -159,30 +146,21 @@ def _new_run(session: Session, router: str, kind: str, trigger: str, requester: 
     return run
 
 
-def _finish_run(run: Run, outcome: Outcome, timings: dict[str, float], status: RunStatus) -> None:
-    run.status = status.value
-    run.diff = outcome.diff
-    run.finished_at = utcnow()
-    run.timings = {k: round(v * 1000, 2) for k, v in timings.items()}
-    run.result = {
-        run.router: {
-            "failed": outcome.failed,
-            "changed": outcome.changed,
-            "pushed": outcome.result.get("pushed", []),
-            "installed": outcome.result.get("installed", {}),
-            "exception": repr(outcome.exception) if outcome.exception else None,
-        }
-    }
-    run.error = str(outcome.exception) if outcome.exception else None
-
-
-def process_router(router: str, url: str | None = None, *, wait: float = 0.0) -> list[int]:
+def process_router(
+    router: str,
+    url: str | None = None,
+    *,
+    wait: float = 0.0,
+    stopping: Callable[[], bool] | None = None,
+) -> list[int]:
     """Apply every RECEIVED order of ``router`` under its lock; return the ids of the runs made.
 
     Args:
         router: The router's name.
         url: The database (default: the configured one).
         wait: Seconds to wait for the router's lock while another holder has it.
+        stopping: Asked between rounds: True ends the work after the current run (a worker
+            that is stopping lets the lock go; the orders still waiting stay RECEIVED).
 
     Raises:
         LockBusy: another holder kept the router's lock for the whole wait (it re-checks for
@@ -191,6 +169,8 @@ def process_router(router: str, url: str | None = None, *, wait: float = 0.0) ->
     runs: list[int] = []
     with router_lock(router, wait=wait, url=url):
         for _round in range(MAX_ROUNDS):
+            if runs and stopping is not None and stopping():
+                break
             with session_scope(url) as session:
                 fence_router(router, session)  # claim only while the lock is ours
                 dry, real = _claim(session, router)
@@ -228,11 +208,11 @@ def _dry_run_order(
         run = session.get(Run, run_id)
         order = session.get(Order, order_id)
         assert run is not None and order is not None
-        _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+        finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
         if order.status == OrderStatus.RUNNING.value:
             order.diff = outcome.diff
             order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
-            order.error = None if ok else _explain(outcome.exception, router)
+            order.error = None if ok else explain(outcome.exception, router)
             order.finished_at = utcnow()
     _notify_final([order_id])
     return run_id
@@ -290,7 +270,7 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
             fence_router(router, session)  # the outcome is recorded only while the lock is ours
             done_run = session.get(Run, run_id)
             assert done_run is not None
-            _finish_run(done_run, outcome, timings, run_status)
+            finish_run(done_run, outcome, timings, run_status)
             for order in session.scalars(
                 select(Order).where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
             ):
@@ -310,7 +290,7 @@ def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: st
                     confirm_selection(session, order, outcome.cut)
                 else:
                     order.status = status_for_orders.value
-                    order.error = _explain(err, router) + rollback_note
+                    order.error = explain(err, router) + rollback_note
                 if order.status != OrderStatus.UNKNOWN.value:
                     final_ids.append(order.id)
             audit(
@@ -372,7 +352,7 @@ def _record_lock_lost(
     with session_scope(url) as session:
         run = session.get(Run, run_id)
         if run is not None and run.status == RunStatus.RUNNING.value:
-            _finish_run(run, outcome, timings, RunStatus.UNKNOWN)
+            finish_run(run, outcome, timings, RunStatus.UNKNOWN)
             run.error = note
         for order in session.scalars(
             select(Order).where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
@@ -444,7 +424,7 @@ def reconcile(
                     fence_router(router, session)  # a late holder reports nothing
                 run = session.get(Run, run_id)  # type: ignore[assignment]
                 assert run is not None
-                _finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
+                finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
                 if ok and not dry_run and mark_orders:
                     for order in session.scalars(
                         select(Order).where(
@@ -478,22 +458,6 @@ def reconcile(
         raise unknown_router
     _notify_final(reconciled)
     return run
-
-
-def _explain(err: BaseException | None, router: str) -> str:
-    if err is None:
-        return "unknown error"
-    if isinstance(err, RouterUnreachable):
-        if "VPOP-HOSTKEY" in str(err):  # reached, but refused before anything was sent
-            return f"router {router} was refused (host key); nothing was changed: {err}"
-        return f"router {router} is unreachable; nothing was changed: {err}"
-    if isinstance(err, PushRejected):
-        return f"router {router} rejected the change: {err}"
-    if isinstance(err, PushInterrupted):
-        return f"the session to {router} broke during the push; router state unknown: {err}"
-    if isinstance(err, VerifyFailed):
-        return f"router {router} did not show the change after the push: {err}"
-    return f"{type(err).__name__}: {err}"
 
 
 def _notify_final(order_ids: list[int]) -> None:
