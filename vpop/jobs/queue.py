@@ -46,7 +46,7 @@ from vpop.core.locks import (
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 from vpop.core.wake import JOBS, QOS, Listener, notify
-from vpop.jobs.dispatch import announce, run_router
+from vpop.jobs.dispatch import announce, run_router, waiting_routers
 from vpop.selection import service as engine
 from vpop.selection.service import Order, OrderStatus
 
@@ -223,12 +223,22 @@ def storage_problem() -> str | None:
 
 @huey.task()  # type: ignore[untyped-decorator]
 def reconcile_task(router: str) -> int | None:
-    """Converge one router to the confirmed selections (waits up to one lease for the lock)."""
+    """Converge one router to the confirmed selections (waits up to one lease for the lock);
+    orders that came while it held the router's lock are announced when it lets go."""
     try:
         return engine.reconcile(router, requester="auto-reconcile", wait=lock_ttl()).id
     except LockBusy:
         log.info("reconcile of %s skipped: its lock stayed busy (the sweep tries again)", router)
         return None
+    finally:
+        _announce_if_waiting(router)
+
+
+def _announce_if_waiting(router: str) -> None:
+    """After holding a router's lock for something else: a worker that found it busy left
+    the router's new orders to the holder, so the holder announces them."""
+    if router in waiting_routers():
+        announce(router)
 
 
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
@@ -396,7 +406,11 @@ def lease_task(lease_id: int) -> str:
     """Provision (or end) a lease on its router; retried while the router is unreachable."""
     from vpop.leasing.service import provision
 
-    return provision(lease_id)
+    try:
+        return provision(lease_id)
+    finally:  # it held its router's lock: orders that came meanwhile were left to it
+        for router in waiting_routers():
+            announce(router)
 
 
 def enqueue_lease(lease_id: int) -> None:
