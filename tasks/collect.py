@@ -9,6 +9,7 @@ counters' values), so a selection never resets a subscriber's counters.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from nornir.core.task import Result, Task
@@ -23,6 +24,7 @@ class CollectError(Exception):
     """Counters could not be read from the router."""
 
 
+@lru_cache(maxsize=65536)  # read for every line of every poll; interface names are few
 def counter_names(interface: str) -> tuple[str, str]:
     """The named counters of a line: traffic from the subscriber, and to it."""
     base = _UNSAFE.sub("_", interface)
@@ -75,7 +77,8 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
         agent = router_agent(task)
         data = _read(agent)
         changed = False
-        wanted = {n for i in lines for n in counter_names(i)}
+        names = [counter_names(i) for i in lines]
+        wanted = {n for pair in names for n in pair}
         have = set(data["counters"])
         if data["table_handle"] is None or have != wanted or set(data["counted"]) != set(lines):
             script = acct_script(lines, have)
@@ -88,20 +91,15 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
         raise CollectError(f"{task.host.name}: {err}") from err
     interfaces: dict[str, dict[str, int]] = {}
     boot_ids: dict[str, str] = {}
-    for name, (ifindex, rxb, txb, rxp, txp, errors, drops) in data["interfaces"].items():
-        interfaces[name] = {
-            "rx_bytes": rxb,
-            "tx_bytes": txb,
-            "rx_packets": rxp,
-            "tx_packets": txp,
-            "errors": errors,
-            "drops": drops,
-        }
+    for name, (ifindex, *counters) in data["interfaces"].items():
+        # rx_bytes, tx_bytes, rx_packets, tx_packets, errors, drops: the agent's order
+        interfaces[name] = dict(zip(_INTERFACE_KEYS, counters, strict=True))
         boot_ids[f"interface:{name}"] = str(ifindex)
     named = data["counters"]
+    table = data["table_handle"]
     line_counters: dict[str, dict[str, int]] = {}
-    for interface in lines:
-        up, down = (named.get(n, [0, 0, None]) for n in counter_names(interface))
+    for interface, (up_name, down_name) in zip(lines, names, strict=True):
+        up, down = named.get(up_name, _ABSENT), named.get(down_name, _ABSENT)
         line_counters[interface] = {
             "rx_bytes": up[1],
             "tx_bytes": down[1],
@@ -110,7 +108,7 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
             "errors": 0,
             "drops": 0,
         }
-        boot_ids[f"line:{interface}"] = f"{data['table_handle']}:{up[2]}:{down[2]}"
+        boot_ids[f"line:{interface}"] = f"{table}:{up[2]}:{down[2]}"
     result: dict[str, Any] = {
         "interfaces": interfaces,
         "lines": line_counters,
@@ -118,6 +116,10 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
         "boot_ids": boot_ids,
     }
     return Result(host=task.host, result=result, changed=changed)
+
+
+_INTERFACE_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+_ABSENT = (0, 0, None)  # a line the table does not count (yet): packets, bytes, handle
 
 
 def read_line_counters(task: Task, *, lines: list[str]) -> Result:

@@ -20,7 +20,15 @@ from vpop.accounting.sessions import (
     session_view,
     switch_line,
 )
-from vpop.accounting.usage import Cut, Measured, cut_of, measured, record_poll, split
+from vpop.accounting.usage import (
+    Cut,
+    Measured,
+    cut_of,
+    measured,
+    measured_counts,
+    record_poll,
+    split,
+)
 
 __all__ = [
     "END_REASONS",
@@ -40,6 +48,7 @@ __all__ = [
     "end_line",
     "list_sessions",
     "measured",
+    "measured_counts",
     "mirror_radius",
     "record_poll",
     "session_view",

@@ -87,16 +87,43 @@ def measured(
         None for a delta with nothing to count (a first poll, a duplicate or out-of-order
         reading, an implausible reset); covered only when ``note`` is None or ``wrap``.
     """
-    if not usable or not values or seconds <= 0 or note == "duplicate":
+    if not values:
+        return None
+    return measured_counts(
+        seconds, _raw(values), note, usable, None if after is None else _raw(after)
+    )
+
+
+def measured_counts(
+    seconds: float,
+    counts: Sequence[int],
+    note: str | None,
+    usable: bool,
+    after: tuple[int, int, int, int] | None = None,
+) -> Measured | None:
+    """:func:`measured` of counts already in order: what the poller passes for each line.
+
+    Args:
+        seconds: The delta's interval.
+        counts: Its increases: ``bytes_in, bytes_out, packets_in, packets_out`` (a line's or
+            uplink's rx bytes, tx bytes, rx packets, tx packets); more items are ignored.
+        note: Its note.
+        usable: Whether its values are measurements.
+        after: The raw counters read at the poll, in the same order.
+
+    Returns:
+        As :func:`measured`.
+    """
+    if not usable or seconds <= 0 or note == "duplicate":
         return None
     return Measured(
-        seconds=seconds,
-        bytes_in=int(values.get("rx_bytes", 0)),
-        bytes_out=int(values.get("tx_bytes", 0)),
-        packets_in=int(values.get("rx_packets", 0)),
-        packets_out=int(values.get("tx_packets", 0)),
-        covered=note in (None, "wrap"),
-        after=None if after is None or note in ("reset", "wrap") else _raw(after),
+        seconds,
+        int(counts[0]),
+        int(counts[1]),
+        int(counts[2]),
+        int(counts[3]),
+        note in (None, "wrap"),
+        None if after is None or note in ("reset", "wrap") else after,
     )
 
 

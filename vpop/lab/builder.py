@@ -67,6 +67,20 @@ def lab_namespaces(prefix: str = NAMESPACE_PREFIX) -> list[str]:
     return sorted(n for n in names if pattern.fullmatch(n))
 
 
+def _inherited_fds() -> list[int]:
+    """This process's descriptors above 2 that a spawned child would inherit."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        number = int(name)
+        if number > 2:
+            try:
+                if os.get_inheritable(number):
+                    found.append(number)
+            except OSError:  # the listing's own descriptor, closed by now
+                continue
+    return found
+
+
 class Lab:
     """One lab on this machine, its state kept under ``lab_dir``."""
 
@@ -99,6 +113,9 @@ class Lab:
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, fd, 1),
                     (os.POSIX_SPAWN_DUP2, fd, 2),
+                    # nothing else this process inherited (a caller's `flock` descriptor would
+                    # hold that lock for as long as the lab runs)
+                    *((os.POSIX_SPAWN_CLOSE, other) for other in _inherited_fds()),
                 ],
                 setsid=True,
             )

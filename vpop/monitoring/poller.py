@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
 from tasks.probe import probe_isps
-from vpop.accounting.service import Measured, measured, record_poll
+from vpop.accounting.service import record_poll
 from vpop.catalogue.service import Isp, Line
-from vpop.core.db import session_scope
+from vpop.core.db import get_engine, session_scope
 from vpop.core.settings import load_settings
 from vpop.core.signals import emit
 from vpop.core.time import as_utc, utcnow
@@ -49,8 +49,8 @@ from vpop.leasing.service import (
     utilisation_pct,
 )
 from vpop.monitoring import rollups
-from vpop.monitoring.bulk import Table_, _insert_many
-from vpop.monitoring.counters import Reading, delta
+from vpop.monitoring.bulk import SAMPLE_COLUMNS, PollSeries, Table_, _insert_many, bound_time
+from vpop.monitoring.counters import COUNTERS, Last, Reading, Steps
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
 from vpop.monitoring.signals import utilisation_event
 from vpop.network.service import one_router, open_nornir
@@ -111,7 +111,8 @@ class MonitorSettings(BaseModel):
         super().__init__(**{**configured, **overrides})
 
 
-_last: dict[tuple[str, str, str], Reading] = {}
+# per (router, kind), the previous reading of each series by name
+_last: dict[tuple[str, str], dict[str, Last]] = {}
 
 
 # per router, the time of the last poll this process stored: when the poll log names a later
@@ -139,7 +140,7 @@ def _log_poll(job: str, router: str, started: float, error: str | None, url: str
         )
 
 
-COUNTER_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
+COUNTER_KEYS = COUNTERS
 
 
 def _refresh_previous(session: Session, router: str) -> None:
@@ -156,10 +157,18 @@ def _refresh_previous(session: Session, router: str) -> None:
     _load_previous(session, router)
 
 
-# the router's newest stored counter poll: a Core statement built once (read every poll)
-_NEWEST_POLL = select(func.max(PollLog.at)).where(
-    PollLog.job == "counters", PollLog.router == bindparam("router"), PollLog.ok.is_(True)
+# the router's newest stored counter poll: a Core statement built once (read every poll);
+# newest first on the (job, at) index, so it reads a row per router, not the job's history
+_NEWEST_POLL = (
+    select(PollLog.at)
+    .where(PollLog.job == "counters", PollLog.router == bindparam("router"), PollLog.ok.is_(True))
+    .order_by(PollLog.at.desc())
+    .limit(1)
 )
+# the interfaces of a router's lines (what the router counts per line)
+_LINES = select(Line.interface).where(Line.router == bindparam("router"))
+_POLL_LOG = Table_(PollLog)
+_SAMPLES = Table_(CounterSample)
 
 
 def _load_previous(session: Session, router: str) -> None:
@@ -171,11 +180,11 @@ def _load_previous(session: Session, router: str) -> None:
         .group_by(CounterSample.kind, CounterSample.name)
     )
     for row in session.scalars(select(CounterSample).where(CounterSample.id.in_(newest))):
-        values = {k: getattr(row, k) for k in COUNTER_KEYS}
-        # the boot id is not stored: a restart since is caught by the decrease rules
-        _last[(router, row.kind, row.name)] = Reading(
-            at=row.at, values=values, width=64, boot_id=None
-        )
+        values = tuple(getattr(row, k) for k in COUNTERS)
+        # checked as any reading is; the boot id is not stored: a restart since is caught
+        # by the decrease rules
+        Reading(at=row.at, values=dict(zip(COUNTERS, values, strict=True)), width=64)
+        _last.setdefault((router, row.kind), {})[row.name] = Last(row.at, values, 64, None)
 
 
 def _poll_router(
@@ -192,7 +201,9 @@ def _poll_router(
     raised: never fatal to the scheduler, never silent.
     """
     try:
-        with open_nornir() as nr:
+        # a serial runner: the run is on one host, and closing the connections (handing the
+        # session back to the pool) needs no thread pool either
+        with open_nornir(runner=_SERIAL) as nr:
             target = one_router(nr, router)
             host = target.inventory.hosts.get(router)
             if host is None:
@@ -206,6 +217,9 @@ def _poll_router(
         raise
 
 
+_SERIAL = {"plugin": "serial", "options": {}}
+
+
 def poll_counters(
     router: str, url: str | None = None, settings: MonitorSettings | None = None
 ) -> dict[str, Any]:
@@ -215,8 +229,8 @@ def poll_counters(
     """
     settings = settings or MonitorSettings()
     started = time.perf_counter()
-    with session_scope(url) as session:
-        lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
+    with get_engine(url).connect() as connection:  # a read: no ORM session needed
+        lines = list(connection.execute(_LINES, {"router": router}).scalars().all())
     data: dict[str, Any] = _poll_router(
         "counters", router, url, started, collect_counters, lambda host: {"lines": lines}
     )
@@ -230,75 +244,24 @@ def poll_counters(
         leases = list(
             session.scalars(select(Lease).where(Lease.router == router, Lease.status == "active"))
         )
-        uplinks = {lease.uplink for lease in leases}
-        used: dict[str, dict[str, Measured]] = {"line": {}, "interface": {}}
-        rates: dict[tuple[str, str], dict[str, Any]] = {}
-        rows: list[dict[str, Any]] = []
-        for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
-            for name, values in table.items():
-                reading = Reading(
-                    at=now,
-                    values=values,
-                    width=data["width"],
-                    boot_id=data["boot_ids"].get(f"{kind}:{name}"),
-                )
-                result = delta(
-                    _last.get((router, kind, name)),
-                    reading,
-                    expected_interval=settings.counters_seconds,
-                    max_rate=MAX_RATE,
-                )
-                _last[(router, kind, name)] = reading
-                row = {
-                    "router": router,
-                    "kind": kind,
-                    "name": name,
-                    "at": now,
-                    **values,
-                    "seconds": None,
-                    "rx_bps": None,
-                    "tx_bps": None,
-                    "rx_pps": None,
-                    "tx_pps": None,
-                    "new_errors": None,
-                    "new_drops": None,
-                    "note": result.note,
-                    "session_id": None,
-                }
-                if result.note:
-                    summary["notes"][f"{kind}:{name}"] = result.note
-                if result.usable:
-                    r = result.rates
-                    row.update(
-                        seconds=result.seconds,
-                        rx_bps=r["rx_bytes"] * 8,
-                        tx_bps=r["tx_bytes"] * 8,
-                        rx_pps=r["rx_packets"],
-                        tx_pps=r["tx_packets"],
-                        new_errors=result.values["errors"],
-                        new_drops=result.values["drops"],
-                    )
-                    rates[(kind, name)] = row
-                    if kind == "line" or name in uplinks:
-                        m = measured(
-                            result.seconds, result.values, result.note, result.usable, values
-                        )
-                        if m is not None:
-                            used[kind][name] = m
-                rows.append(row)
-        sessions = record_poll(
-            session, router=router, at=now, lines=used["line"], uplinks=used["interface"]
+        steps = Steps(
+            now, data["width"], expected_interval=settings.counters_seconds, max_rate=MAX_RATE
         )
-        for row in rows:
-            if row["kind"] == "line":
-                row["session_id"] = sessions.get(row["name"])
-        _insert_many(session, Table_(CounterSample), rows)
-        summary["samples"] = len(rows)
+        poll = PollSeries(router, bound_time(session, _SAMPLES.c.at, now), summary["notes"], _last)
+        uplinks = {lease.uplink for lease in leases}
+        poll.read("interface", data["interfaces"], data["boot_ids"], steps, uplinks)
+        poll.read("line", data["lines"], data["boot_ids"], steps, None)
+        sessions = record_poll(
+            session, router=router, at=now, lines=poll.used_lines, uplinks=poll.used_uplinks
+        )
+        poll.attribute(sessions)
+        _insert_many(session, _SAMPLES, poll.rows, SAMPLE_COLUMNS)
+        summary["samples"] = len(poll.rows)
         for lease in leases:
-            uplink_rate = rates.get(("interface", lease.uplink))
+            uplink_rate = poll.uplink_rates.get(lease.uplink)
             if uplink_rate is None:
                 continue
-            rx_bps, tx_bps = uplink_rate["rx_bps"], uplink_rate["tx_bps"]
+            rx_bps, tx_bps = uplink_rate
             pct = utilisation_pct(rx_bps, tx_bps, lease.committed_mbps)
             rate_mbps = max(rx_bps, tx_bps) / 1e6
             session.add(
@@ -313,14 +276,16 @@ def poll_counters(
                 session, rollups.series_name("util_mbps", "lease", str(lease.id)), now, rate_mbps
             )
             event_ids += _step_events(session, lease, now, pct, summary)
-        session.add(
-            PollLog(
-                job="counters",
-                router=router,
-                at=now,
-                ok=True,
-                seconds=time.perf_counter() - started,
-            )
+        session.connection().execute(
+            _POLL_LOG.insert(),
+            {
+                "job": "counters",
+                "router": router,
+                "at": now,
+                "ok": True,
+                "seconds": time.perf_counter() - started,
+                "error": None,
+            },
         )
     _polled[router] = now
     for event_id in event_ids:
