@@ -125,7 +125,7 @@ def serve(
 
 #: The worker and the scheduler yield the CPU to the API when both want it: accepting an
 #: order is what a caller waits for, and a busy worker applies more orders per run anyway.
-WORKER_NICENESS = 5
+WORKER_NICENESS = 10
 
 
 def _supervise(
