@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,10 +187,12 @@ def netns(node: str) -> str:
     return os.environ.get("VPOP_LAB_PREFIX", "vpop-") + node
 
 
-def curl(sub: str) -> str:
-    """Which ISP answers the subscriber at 203.0.113.100 (real traffic through the routers)."""
+def curl(sub: str, prefix: str | None = None) -> str:
+    """Which ISP answers the subscriber at 203.0.113.100 (real traffic through the routers),
+    in the lab under test or in the lab of namespace ``prefix``."""
+    namespace = netns(sub) if prefix is None else prefix + sub
     out = subprocess.run(
-        ["ip", "netns", "exec", netns(sub), "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
+        ["ip", "netns", "exec", namespace, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -219,6 +224,23 @@ def pbrd_config(router: str, lab_dir: str) -> str:
     return "\n".join(
         line for line in out.stdout.splitlines() if "vpop" in line or line.startswith(" ")
     )
+
+
+@contextmanager
+def private_lab(
+    work: Path, name: str, prefix: str, *up: str
+) -> Iterator[tuple[dict[str, str], str]]:
+    """A lab of the test's own (:func:`private_lab_env`) brought up with ``vpop lab up *up``:
+    its environment and what `lab up` printed; taken down (and checked down) at the end."""
+    env, lab_dir = private_lab_env(work, name, prefix)
+    try:
+        started = run_vpop(env, "lab", "up", *up)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield env, started.stdout
+    finally:
+        down = run_vpop(env, "lab", "down")
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        assert down.returncode == 0, down.stderr
 
 
 def private_lab_env(work: Path, name: str, prefix: str) -> tuple[dict[str, str], Path]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import private_lab_env
+from tests.lab.helpers import curl, private_lab
 from tests.lab.helpers import run_vpop as vpop
 
 pytestmark = pytest.mark.lab
@@ -27,26 +25,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
     work = tmp_path_factory.mktemp("restore")
-    environment, lab_dir = private_lab_env(work, "restore", PREFIX)
-    try:
-        up = vpop(environment, "lab", "up", "--subscribers", "2")
-        assert up.returncode == 0, up.stderr
+    with private_lab(work, "restore", PREFIX, "--subscribers", "2") as (environment, _):
         yield environment
-    finally:
-        vpop(environment, "lab", "down")
-        shutil.rmtree(lab_dir, ignore_errors=True)
-
-
-def curl(sub: str) -> str:
-    """Which ISP answers the subscriber at 203.0.113.100, through the lab's routers."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", PREFIX + sub, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return out.stdout.strip() or f"(curl failed: {out.stderr.strip()})"
 
 
 def recorded_pid(env: dict[str, str], what: str) -> int:
@@ -71,7 +51,7 @@ def select(env: dict[str, str], isp: str) -> None:
     """`vpop select sub1 ISP` succeeds and sub1's traffic leaves through ISP."""
     done = vpop(env, "select", "sub1", isp)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert curl("sub1") == isp
+    assert curl("sub1", PREFIX) == isp
 
 
 def test_a_dead_sshd_is_degraded_and_restore_brings_management_back(

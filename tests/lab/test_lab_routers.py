@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.helpers import private_lab_env, run_vpop
+from tests.lab.helpers import curl, private_lab, run_vpop
 from vpop.lab.builder import lab_namespaces
 
 pytestmark = pytest.mark.lab
@@ -31,28 +30,9 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, s
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, FRR, sshd)")
     work = tmp_path_factory.mktemp("routers4")
-    env, lab_dir = private_lab_env(work, "r4", PREFIX)
-    try:
-        up = run_vpop(env, "lab", "up", "--routers", "4", "--subscribers", "8")
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield env, up.stdout
-    finally:
-        down = run_vpop(env, "lab", "down")
-        shutil.rmtree(lab_dir, ignore_errors=True)
-        assert down.returncode == 0, down.stderr
-        assert lab_namespaces(PREFIX) == []
-
-
-def curl(sub: str) -> str:
-    """Which ISP answers the subscriber at 203.0.113.100 (real traffic through the routers)."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", PREFIX + sub, "curl", "-sS", "-m", "5", "http://203.0.113.100/"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return out.stdout.strip() or f"(curl failed: {out.stderr.strip()})"
+    with private_lab(work, "r4", PREFIX, "--routers", "4", "--subscribers", "8") as lab:
+        yield lab
+    assert lab_namespaces(PREFIX) == []
 
 
 def test_four_routers_are_up_and_reached_over_ssh(four: tuple[dict[str, str], str]) -> None:
@@ -100,20 +80,20 @@ def test_subscribers_on_the_added_routers_reach_isp_a_by_default(
     on = {line["subscriber"]: line["router"] for line in lines}
     assert on == {f"sub{k}": ROUTERS[(k - 1) % 4] for k in range(1, 9)}
     for sub in ("sub3", "sub7", "sub4", "sub8"):
-        assert curl(sub) == "isp-a", sub
+        assert curl(sub, PREFIX) == "isp-a", sub
 
 
 def test_a_selection_for_a_subscriber_on_rc4_moves_its_traffic(
     four: tuple[dict[str, str], str],
 ) -> None:
     env, _ = four
-    assert curl("sub4") == "isp-a"
+    assert curl("sub4", PREFIX) == "isp-a"
     done = run_vpop(env, "select", "sub4", "isp-c")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on rc4" in done.stdout and "DONE_SUCCESS" in done.stdout
-    assert curl("sub4") == "isp-c"
-    assert curl("sub8") == "isp-a"  # the same router's other subscriber is untouched
-    assert curl("sub3") == "isp-a"
+    assert curl("sub4", PREFIX) == "isp-c"
+    assert curl("sub8", PREFIX) == "isp-a"  # the same router's other subscriber is untouched
+    assert curl("sub3", PREFIX) == "isp-a"
     back = run_vpop(env, "select", "sub4", "isp-a")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert curl("sub4") == "isp-a"
+    assert curl("sub4", PREFIX) == "isp-a"

@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import click
@@ -115,9 +116,8 @@ def serve(
         _cannot_start(err)
     if shop:
         _configure_shops(host, port)
-    radius_stopping = threading.Event()
     if single_process:
-        _serve_single(host, port, workers, listeners, with_radius, radius_stopping)
+        _serve_single(host, port, workers, listeners, with_radius)
         return
     status = _supervise(host, port, workers, http_workers, http_threads, listeners, with_radius)
     _exit_now(status)  # everything is stopped: skip the interpreter's slow tear-down
@@ -140,7 +140,7 @@ def _supervise(
     """Run the API (gunicorn), the worker and the scheduler as supervised children."""
     from vpop.core.db import dispose_engines
     from vpop.jobs import wiring
-    from vpop.jobs.runner import Scheduler, Worker, run_until_signal
+    from vpop.jobs.runner import Part, Scheduler, Worker, run_until_signal
     from vpop.jobs.supervisor import Child, Supervisor
     from vpop.monitoring.service import routers
     from webhooks import wsgi
@@ -150,24 +150,22 @@ def _supervise(
     def api() -> int:
         return wsgi.serve(fds, http_workers, http_threads)
 
-    def worker_main() -> int:
-        _close(listeners)
-        os.nice(WORKER_NICENESS)
-        wiring.connect()
-        run_until_signal([Worker(workers)])
-        return 0
+    def background(make: Callable[[], Part]) -> Callable[[], int]:
+        """A child that runs one part (niced, without the listening sockets) until SIGTERM."""
 
-    def scheduler_main() -> int:
-        _close(listeners)
-        os.nice(WORKER_NICENESS)
-        wiring.connect()
-        run_until_signal([Scheduler(routers())])
-        return 0
+        def main() -> int:
+            _close(listeners)
+            os.nice(WORKER_NICENESS)
+            wiring.connect()
+            run_until_signal([make()])
+            return 0
+
+        return main
 
     children = [
         Child("API server", api),
-        Child("worker", worker_main),
-        Child("scheduler", scheduler_main),
+        Child("worker", background(lambda: Worker(workers))),
+        Child("scheduler", background(lambda: Scheduler(routers()))),
     ]
     radius_stopping = threading.Event()
     if with_radius:  # FreeRADIUS's first requests wait in the listening socket's backlog
@@ -196,7 +194,6 @@ def _serve_single(
     workers: int,
     listeners: list[socket.socket],
     with_radius: bool,
-    radius_stopping: threading.Event,
 ) -> None:
     """The previous model: API (Werkzeug), worker and scheduler threads in this process."""
     from werkzeug.serving import make_server
@@ -208,6 +205,7 @@ def _serve_single(
     from webhooks import create_app
 
     wiring.connect()  # before the first request: an accepted order is announced at once
+    radius_stopping = threading.Event()
     app = create_app()
     servers = [
         make_server(name[0], name[1], app, threaded=True, fd=sock.fileno())
@@ -302,8 +300,7 @@ def _portal_sockets() -> list[socket.socket]:
 
 @click.command(cls=OneLineCommand)
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32))
-@click.option("--upgrade/--no-upgrade", default=True, hidden=True)
-def worker(workers: int, upgrade: bool) -> None:
+def worker(workers: int) -> None:
     """Run a worker process (router runs and queued jobs) until SIGTERM; more of them, on
     this or other machines sharing the database and queue, scale out."""
     from tasks.connection import close_pool
@@ -312,8 +309,7 @@ def worker(workers: int, upgrade: bool) -> None:
     from vpop.jobs.runner import Worker, run_until_signal
 
     try:
-        if upgrade:
-            migrate.upgrade()
+        migrate.upgrade()
         wiring.connect()
         part = Worker(workers)
     except (OSError, VpopError) as err:
@@ -326,8 +322,7 @@ def worker(workers: int, upgrade: bool) -> None:
 
 
 @click.command(cls=OneLineCommand)
-@click.option("--upgrade/--no-upgrade", default=True, hidden=True)
-def scheduler(upgrade: bool) -> None:
+def scheduler() -> None:
     """Run the scheduler (the sweep; counters, probes, leases and payments at their
     intervals) until SIGTERM. Run one per installation."""
     from vpop.core import migrate
@@ -336,8 +331,7 @@ def scheduler(upgrade: bool) -> None:
     from vpop.monitoring.service import routers
 
     try:
-        if upgrade:
-            migrate.upgrade()
+        migrate.upgrade()
         wiring.connect()
         part = Scheduler(routers())
     except (OSError, VpopError) as err:

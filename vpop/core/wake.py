@@ -84,6 +84,11 @@ class Listener:
                 break
         return payloads
 
+    def interrupt(self) -> None:
+        """Wake this listener's :meth:`wait` now, with an empty payload (a stop)."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"", str(self.path))
+
     def close(self) -> None:
         """Remove the socket (senders stop finding it)."""
         with contextlib.suppress(FileNotFoundError):

@@ -17,10 +17,8 @@ waiting orders before it lets the lock go).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,21 +36,27 @@ from vpop.selection.service import Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
-#: The wake-up channel of new orders (payload: the router's name).
-CHANNEL = ORDERS
-
 #: Seconds between two looks for waiting orders nobody announced (a safety net).
 CHECK_SECONDS = 1.0
 
 
 def announce(router: str, base: Path | None = None) -> None:
     """Tell every worker process that ``router`` has orders waiting (after the commit)."""
-    notify(CHANNEL, router.encode(), base)
+    notify(ORDERS, router.encode(), base)
 
 
 def announce_finished(order_id: int) -> None:
     """Tell the API processes that order ``order_id`` ended (their long-polls look again)."""
     notify(FINISHED, str(order_id).encode())
+
+
+def announce_waiting(router: str | None = None) -> None:
+    """Announce every router with waiting orders (only ``router``, when named): what a
+    holder of a router's lock does when it lets go, since a worker that found the lock busy
+    left the router's new orders to it."""
+    waiting = waiting_routers()
+    for name in waiting if router is None else waiting & {router}:
+        announce(name)
 
 
 def waiting_routers() -> set[str]:
@@ -66,7 +70,7 @@ def waiting_routers() -> set[str]:
 
 
 class Dispatcher(threading.Thread):
-    """Listens on :data:`CHANNEL` and runs each announced router on a pool of threads."""
+    """Listens on the ``orders`` channel and runs each announced router on a pool of threads."""
 
     def __init__(
         self,
@@ -80,7 +84,7 @@ class Dispatcher(threading.Thread):
         waiting orders); listen in ``base`` (default: the state directory's); ``waiting``
         names the routers with waiting orders (default: :func:`waiting_routers`)."""
         super().__init__(name="vpop-dispatch", daemon=True)
-        self.listener = Listener(CHANNEL, base)
+        self.listener = Listener(ORDERS, base)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vpop-run")
         self.stop_event = threading.Event()
         self.run_router = run or functools.partial(run_router, stopping=self.stop_event.is_set)
@@ -114,8 +118,7 @@ class Dispatcher(threading.Thread):
         still going then is left to the lock's lease and the next start's recovery)."""
         deadline = time.monotonic() + timeout
         self.stop_event.set()
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(b"", str(self.listener.path))  # out of its wait at once
+        self.listener.interrupt()  # out of its wait at once
         self.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             running = list(self._futures)
@@ -151,7 +154,8 @@ class Dispatcher(threading.Thread):
                 pass  # another process holds it and looks for waiting orders before it lets go
             except Exception:
                 log.exception("run of %s failed", router)
-                self._again.discard(router)  # not again at once: the safety look retries
+                with self._lock:  # not again at once: the safety look retries
+                    self._again.discard(router)
             with self._lock:
                 if router not in self._again or self.stop_event.is_set():
                     self._running.discard(router)
@@ -165,6 +169,6 @@ def run_router(router: str, stopping: Callable[[], bool] | None = None) -> objec
     """Apply the router's waiting orders; if more came while the lock was held, go again
     (unless ``stopping`` says the worker is stopping)."""
     runs = engine.process_router(router, stopping=stopping)
-    if (stopping is None or not stopping()) and router in waiting_routers():
-        announce(router)
+    if stopping is None or not stopping():
+        announce_waiting(router)
     return runs

@@ -46,7 +46,7 @@ from vpop.core.locks import (
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 from vpop.core.wake import JOBS, QOS, Listener, notify
-from vpop.jobs.dispatch import announce, run_router, waiting_routers
+from vpop.jobs.dispatch import announce, announce_waiting, run_router, waiting_routers
 from vpop.selection import service as engine
 from vpop.selection.service import Order, OrderStatus
 
@@ -116,20 +116,16 @@ def opened_storage() -> BaseStorage | None:
 _wake = threading.Event()
 
 
-#: The wake-up channel of queued jobs (callbacks, reconciles, monitoring, leases, CoA).
-JOBS_CHANNEL = JOBS
-
-
 def wake_workers() -> None:
     """Tell idle workers, in this process and in the worker processes, that a job waits."""
     _wake.set()
-    notify(JOBS_CHANNEL)
+    notify(JOBS)  # the channel of queued jobs (callbacks, reconciles, monitoring, leases, CoA)
 
 
 def forward_wakeups(stop: threading.Event) -> threading.Thread:
     """Start a thread that wakes this process's idle workers when another process queues a
     job (the ``jobs`` channel), until ``stop`` is set."""
-    listener = Listener(JOBS_CHANNEL)
+    listener = Listener(JOBS)
 
     def forward() -> None:
         try:
@@ -231,14 +227,7 @@ def reconcile_task(router: str) -> int | None:
         log.info("reconcile of %s skipped: its lock stayed busy (the sweep tries again)", router)
         return None
     finally:
-        _announce_if_waiting(router)
-
-
-def _announce_if_waiting(router: str) -> None:
-    """After holding a router's lock for something else: a worker that found it busy left
-    the router's new orders to the holder, so the holder announces them."""
-    if router in waiting_routers():
-        announce(router)
+        announce_waiting(router)
 
 
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
@@ -290,10 +279,7 @@ def recover() -> dict[str, Any]:
     """
     recovered = engine.recover_abandoned()
     expired = clear_expired()
-    with session_scope() as session:
-        waiting = set(
-            session.scalars(select(Order.router).where(Order.status == OrderStatus.RECEIVED.value))
-        )
+    waiting = waiting_routers()
     for router in recovered:
         enqueue_reconcile(router, delay=0)
     for router in waiting:
@@ -409,8 +395,7 @@ def lease_task(lease_id: int) -> str:
     try:
         return provision(lease_id)
     finally:  # it held its router's lock: orders that came meanwhile were left to it
-        for router in waiting_routers():
-            announce(router)
+        announce_waiting()
 
 
 def enqueue_lease(lease_id: int) -> None:

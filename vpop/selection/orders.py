@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp, Line, Selection, Subscriber
 from vpop.core.audit import AuditEntry, audit
@@ -82,41 +81,6 @@ class Caller:
     role: str  # admin | noc | portal | isp | merchant | webhook
     isp: str | None = None
     merchant: str | None = None  # a merchant token's payee id (its ISP is ``isp``)
-
-
-def resolve_line(session: Session, req: SelectionRequest) -> Line:
-    """Identity: find the line a request names (subscriber's first line, or an identifier).
-
-    Raises:
-        NotFound: no such subscriber or line.
-    """
-    stmt = select(Line)
-    if req.subscriber is not None:
-        if session.get(Subscriber, req.subscriber) is None:
-            raise NotFound(f"unknown subscriber {req.subscriber!r}", code="VPOP-404-SUBSCRIBER")
-        stmt = stmt.where(Line.subscriber_id == req.subscriber).order_by(Line.id)
-    elif req.calling_number is not None:
-        stmt = stmt.where(Line.calling_number == req.calling_number)
-    elif req.circuit_id is not None:
-        stmt = stmt.where(Line.circuit_id == req.circuit_id)
-    elif req.access_id is not None:
-        stmt = stmt.where(Line.access_id == req.access_id)
-    else:
-        raise BadInput("name the line: subscriber, calling_number, circuit_id or access_id")
-    line = session.scalars(stmt.limit(1)).first()
-    if line is None:
-        raise NotFound("no line matches the given identifier", code="VPOP-404-LINE")
-    return line
-
-
-def resolve_isp(session: Session, isp_id: str, caller: Caller) -> Isp:
-    """Policy: the ISP must exist, and an ISP's token may only choose itself."""
-    isp = session.get(Isp, isp_id)
-    if isp is None:
-        raise NotFound(f"unknown ISP {isp_id!r}", code="VPOP-404-ISP")
-    if caller.role == "isp" and caller.isp != isp_id:
-        raise Forbidden(f"an ISP token for {caller.isp!r} cannot select {isp_id!r}")
-    return isp
 
 
 @dataclass(frozen=True)
@@ -194,7 +158,6 @@ _LINE_BY = {
     "circuit_id": Prepared(_LINE.where(Line.circuit_id == bindparam("value")), {}),
     "access_id": Prepared(_LINE.where(Line.access_id == bindparam("value")), {}),
 }
-_ISP = Prepared(select(Isp.id).where(Isp.id == bindparam("isp")), {})
 _SUBSCRIBER = Prepared(select(Subscriber.id).where(Subscriber.id == bindparam("subscriber")), {})
 
 

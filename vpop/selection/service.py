@@ -30,8 +30,6 @@ from vpop.selection.orders import (
     SelectionRequest,
     order_view,
     request_reconcile,
-    resolve_isp,
-    resolve_line,
     submit_selection,
 )
 from vpop.selection.portal_links import DEFAULT_TTL, LinkRefused, make_token, read_token
@@ -87,8 +85,6 @@ __all__ = [
     "order_view",
     "read_token",
     "recommend",
-    "resolve_isp",
-    "resolve_line",
     "schemas",
     "send_order_callback",
     "submit_selection",

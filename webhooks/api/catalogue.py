@@ -128,14 +128,21 @@ def list_isps() -> Response:
     url = current_app.config["DATABASE_URL"]
     generation = _qos_measured.generation()
     now = time.monotonic()
-    cached = _isps_cache.get(url)
-    if cached is None or cached[0] != generation or now - cached[1] >= ISPS_CACHE_SECONDS:
+
+    def fresh() -> bytes | None:
+        cached = _isps_cache.get(url)
+        if cached is None or cached[0] != generation or now - cached[1] >= ISPS_CACHE_SECONDS:
+            return None
+        return cached[2]
+
+    body = fresh()
+    if body is None:
         with _isps_lock:  # one thread builds; the others wait for its answer
-            cached = _isps_cache.get(url)
-            if cached is None or cached[0] != generation or now - cached[1] >= ISPS_CACHE_SECONDS:
+            body = fresh()
+            if body is None:
                 body = current_app.json.dumps(catalogue(url)).encode() + b"\n"
-                cached = _isps_cache[url] = (generation, time.monotonic(), body)
-    return Response(cached[2], mimetype="application/json")
+                _isps_cache[url] = (generation, time.monotonic(), body)
+    return Response(body, mimetype="application/json")
 
 
 def catalogue(url: str) -> dict[str, Any]:
