@@ -138,7 +138,25 @@ class CommandResult:
         return self.exit_status == 0
 
 
-AGENT_SOURCE = (Path(__file__).resolve().parent / "router_agent.py").read_text()
+TASKS_DIR = Path(__file__).resolve().parent
+KERNEL_IMPORT = "from tasks.router_kernel import counters, nft, rules  # inlined when sent\n"
+
+
+def compose_agent(directory: Path = TASKS_DIR) -> str:
+    """The agent's source as routers get it: ``router_kernel.py``, then ``router_agent.py``
+    without its import of the former (one standard-library script for ``python3 -c``).
+
+    Raises:
+        RuntimeError: the agent no longer imports the kernel part the way this expects.
+    """
+    agent = (directory / "router_agent.py").read_text()
+    if agent.count(KERNEL_IMPORT) != 1:
+        raise RuntimeError(f"{directory / 'router_agent.py'}: no {KERNEL_IMPORT.strip()!r}")
+    kernel = (directory / "router_kernel.py").read_text()
+    return kernel + "\n\n" + agent.replace(KERNEL_IMPORT, "")
+
+
+AGENT_SOURCE = compose_agent()
 
 
 def agent_source(extras: dict[str, Any]) -> str:

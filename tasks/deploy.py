@@ -52,25 +52,68 @@ def _agent(task: Task) -> Agent:
         raise RouterUnreachable(f"{task.host.name}: {err}") from err
 
 
-def _read_pbr(agent: Agent) -> str:
-    """The vpop-owned part of pbrd's running configuration, canonical."""
-    pbr = agent.call({"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]})
-    if not pbr["ok"]:
-        raise DeployError(f"cannot read pbrd configuration: {pbr.get('error')}")
-    return frr_config.canonical(pbr["outputs"][0]["output"])
+PBR_STATE = ["show running-config", "show pbr map json", "show pbr nexthop-groups json"]
+
+
+def _batch(agent: Agent, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several agent requests in one round trip; their answers in order."""
+    answer = agent.call({"op": "batch", "requests": requests})
+    answers: list[dict[str, Any]] = answer.get("answers", [])
+    if len(answers) != len(requests):
+        raise DeployError(f"router agent answered a batch badly: {answer.get('error')}")
+    return answers
+
+
+def _acl(answer: dict[str, Any]) -> str:
+    # rendered tables say "counter packets 0 bytes 0": compare rules, not traffic
+    return frr_config.zero_nft_counters(answer["output"]) if answer["ok"] else ""
 
 
 def _read(agent: Agent) -> dict[str, str]:
-    pbr = _read_pbr(agent)
-    acl = agent.call({"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]})
-    return {
-        "pbr": pbr,
-        # rendered tables say "counter packets 0 bytes 0": compare rules, not traffic
-        "acl": frr_config.zero_nft_counters(acl["output"]) if acl["ok"] else "",
-    }
+    pbr, acl = _batch(
+        agent,
+        [
+            {"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]},
+            {"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]},
+        ],
+    )
+    if not pbr["ok"]:
+        raise DeployError(f"cannot read pbrd configuration: {pbr.get('error')}")
+    return {"pbr": frr_config.canonical(pbr["outputs"][0]["output"]), "acl": _acl(acl)}
 
 
-def _installed(agent: Agent, running: str | None = None) -> dict[str, str | None]:
+def _observe(
+    agent: Agent, *, acl: str | None, counters: str | None
+) -> tuple[dict[str, str], dict[str, str | None], dict[str, list[int]] | None]:
+    """One round trip: pbrd's configuration and what is installed, the ACL table (unless
+    ``acl`` is already known) and, when ``counters`` names a table, its named counters.
+
+    Returns:
+        (state ``{"pbr", "acl"}``, :func:`_installed`'s map, counters or None).
+    """
+    requests: list[dict[str, Any]] = [
+        {"op": "vty", "daemon": "pbrd", "commands": PBR_STATE},
+        {"op": "rules"},
+    ]
+    if acl is None:
+        requests.append({"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]})
+    if counters is not None:
+        requests.append({"op": "counters", "table": ["inet", counters], "links": False})
+    answers = _batch(agent, requests)
+    vty, rules = answers[0], answers[1]
+    if not vty["ok"]:
+        raise DeployError(f"cannot read pbr state: {vty.get('error')}")
+    if not rules["ok"]:
+        raise DeployError(f"cannot read kernel rules: {rules.get('error')}")
+    running, maps, groups = (o["output"] for o in vty["outputs"])
+    state = {"pbr": frr_config.canonical(running), "acl": _acl(answers[2]) if acl is None else acl}
+    named = answers[-1].get("counters") if counters is not None and answers[-1]["ok"] else None
+    return state, _installed(running, maps, groups, rules["rules"]), named
+
+
+def _installed(
+    running: str, maps: str, groups: str, rules: list[dict[str, Any]]
+) -> dict[str, str | None]:
     """Policy name -> the routing instance its traffic really uses (None if not in effect).
 
     pbrd's own view (``show pbr map json``) says "installed" even for a policy bound to an
@@ -78,34 +121,14 @@ def _installed(agent: Agent, running: str | None = None) -> dict[str, str | None
     effect only when a kernel rule from the policy's source prefix, in on the interface the
     policy is bound to, looks up the table of the policy's nexthop-group.
     """
-    vty = agent.call(
-        {
-            "op": "vty",
-            "daemon": "pbrd",
-            "commands": [
-                "show pbr map json",
-                "show pbr nexthop-groups json",
-                "show running-config",
-            ],
-        }
-    )
-    if not vty["ok"]:
-        raise DeployError(f"cannot read pbr state: {vty.get('error')}")
-    maps, groups, running = (o["output"] for o in vty["outputs"])
-    rules = agent.call({"op": "run", "argv": ["ip", "-j", "rule", "show"]})
-    if not rules["ok"]:
-        raise DeployError(f"cannot read kernel rules: {rules['output']}")
-    tables = {g["name"]: str(g["id"]) for g in json.loads(groups or "[]")}
+    tables = {g["name"]: int(g["id"]) for g in json.loads(groups or "[]")}
     bound = {
         line.split()[1]: block.header.split()[1]
         for block in frr_config.parse_blocks(running)
         if block.kind == "interface"
         for line in block.body
     }
-    kernel = {
-        (r.get("iif"), r.get("src"), str(r.get("table")))
-        for r in json.loads(rules["output"] or "[]")
-    }
+    kernel = {(r["iif"], r["src"], r["table"]) for r in rules}
     out: dict[str, str | None] = {}
     for pmap in json.loads(maps or "[]"):
         name = pmap.get("name", "")
@@ -133,11 +156,10 @@ def read_state(task: Task) -> Result:
     """
     agent = _agent(task)
     try:
-        state: dict[str, Any] = _read(agent)
-        state["installed"] = _installed(agent)
+        observed, installed, _ = _observe(agent, acl=None, counters=None)
     except ShellError as err:
         raise RouterUnreachable(f"{task.host.name}: {err}") from err
-    return Result(host=task.host, result=state)
+    return Result(host=task.host, result={**observed, "installed": installed})
 
 
 def diff_config(running: dict[str, str], intended: dict[str, str]) -> str:
@@ -147,7 +169,13 @@ def diff_config(running: dict[str, str], intended: dict[str, str]) -> str:
     )
 
 
-def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None = None) -> Result:
+def deploy_config(
+    task: Task,
+    *,
+    intended: dict[str, str],
+    dry_run: bool | None = None,
+    counters: str | None = None,
+) -> Result:
     """Make the router's vpop-owned state equal ``intended`` (``{"pbr": ..., "acl": ...}``).
 
     Reads the running state, computes the diff, and stops there on a dry run or an empty
@@ -157,7 +185,10 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
 
     Sets ``Result.diff`` (unified diff, running -> intended), ``Result.changed`` (True only
     when something was pushed) and ``Result.result`` (``{"pushed": [commands], "state":
-    state read back, "installed": {policy: nexthop-group}}``).
+    state read back, "installed": {policy: nexthop-group}}``, and, when ``counters`` names
+    an nftables table of the router, ``"counters"``: its named counters ``{name: [packets,
+    bytes, handle]}`` read in the same round trip as the verified state, left out when the
+    table cannot be read). A read-back is one round trip to the router's agent.
 
     Raises:
         RouterUnreachable: nothing was sent. PushRejected: a command was refused.
@@ -175,9 +206,13 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
         result: dict[str, Any] = {"pushed": [], "state": running, "dry_run": dry}
         if not dry:  # nothing to push: still report what is installed, for verification
             try:
-                result["installed"] = _installed(agent, running["pbr"])
+                _, result["installed"], named = _observe(
+                    agent, acl=running["acl"], counters=counters
+                )
             except ShellError as err:
                 raise RouterUnreachable(f"{task.host.name}: {err}") from err
+            if named is not None:
+                result["counters"] = named
         return Result(host=task.host, diff=diff, changed=False, result=result)
     pushed: list[str] = []
     try:
@@ -201,7 +236,9 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
                 )
             pushed.append("nft -f <table inet vpop>")
         acl_pushed = running["acl"] != want["acl"]
-        state, installed = _settle(agent, want, None if acl_pushed else running["acl"])
+        state, installed, named = _settle(
+            agent, want, None if acl_pushed else running["acl"], counters
+        )
     except ShellError as err:
         raise PushInterrupted(
             f"{task.host.name}: session broke after {len(pushed)} command(s): {err}"
@@ -210,21 +247,19 @@ def deploy_config(task: Task, *, intended: dict[str, str], dry_run: bool | None 
         raise VerifyFailed(
             f"{task.host.name}: state read back differs from intended:\n" + diff_config(state, want)
         )
-    return Result(
-        host=task.host,
-        diff=diff,
-        changed=True,
-        result={"pushed": pushed, "state": state, "installed": installed},
-    )
+    result = {"pushed": pushed, "state": state, "installed": installed}
+    if named is not None:
+        result["counters"] = named
+    return Result(host=task.host, diff=diff, changed=True, result=result)
 
 
 def _settle(
-    agent: Agent, want: dict[str, str], acl: str | None
-) -> tuple[dict[str, str], dict[str, str | None]]:
+    agent: Agent, want: dict[str, str], acl: str | None, counters: str | None
+) -> tuple[dict[str, str], dict[str, str | None], dict[str, list[int]] | None]:
     """Read back until every intended policy's rule is installed (bounded wait).
 
     ``acl`` is the ACL text already known to be on the router (None: read it back too,
-    because it was just pushed).
+    because it was just pushed); ``counters`` as :func:`_observe` takes it.
     """
     expected = {
         b.header.split()[1]: next(
@@ -235,9 +270,8 @@ def _settle(
     }
     deadline = time.monotonic() + INSTALL_WAIT
     while True:
-        state = _read(agent) if acl is None else {"pbr": _read_pbr(agent), "acl": acl}
-        installed = _installed(agent, state["pbr"])
+        state, installed, named = _observe(agent, acl=acl, counters=counters)
         done = all(installed.get(policy) == group for policy, group in expected.items())
         if done or time.monotonic() > deadline:
-            return state, installed
+            return state, installed, named
         time.sleep(0.002)

@@ -37,9 +37,9 @@ def instance_tables(agent: Agent) -> dict[str, int]:
 
 def _ensure_mark_rule(agent: Agent, table: int) -> None:
     """Locally generated packets marked ``table`` look up that table (idempotent)."""
-    rules = agent.call({"op": "run", "argv": ["ip", "-j", "rule", "show"]})
-    for rule in json.loads(rules["output"] or "[]") if rules["ok"] else []:
-        if rule.get("fwmark") in (hex(table), str(table)) and rule.get("table") == str(table):
+    rules = agent.call({"op": "rules"})
+    for rule in rules.get("rules", []) if rules["ok"] else []:
+        if rule.get("fwmark") == table and rule.get("table") == table:
             return
     argv = ["ip", "rule", "add", "fwmark", str(table), "lookup", str(table)]
     added = agent.call({"op": "run", "argv": [*argv, "priority", str(RULE_PRIORITY)]})

@@ -31,6 +31,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+# this file is sent to routers with tasks/router_kernel.py before it, in place of this line:
+from tasks.router_kernel import counters, nft, rules  # inlined when sent
+
 VTY_DIR = os.environ.get("FRR_VTY_DIR", "/var/run/frr")
 _sockets: dict[str, socket.socket] = {}
 
@@ -85,7 +88,11 @@ def vty(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(req: dict[str, Any]) -> dict[str, Any]:
-    """Run one program (argv list, optional stdin); never through a shell."""
+    """Run one program (argv list, optional stdin); never through a shell. ``nft`` runs in
+    this process through libnftables (:func:`router_kernel.nft`)."""
+    if req["argv"][0] == "nft":
+        status, out, err = nft(req["argv"][1:], req.get("stdin", ""))
+        return {"ok": status == 0, "status": status, "output": out + err}
     proc = subprocess.run(
         req["argv"],
         input=req.get("stdin", "").encode(),
@@ -189,70 +196,6 @@ def throughput(req: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "bytes": acked, "seconds": elapsed, "mbps": acked * 8 / elapsed / 1e6}
 
 
-def _interfaces(output: bytes) -> dict[str, list[Any]]:
-    """``ip -s -j link`` as ``{ifname: [ifindex, rx/tx bytes, rx/tx packets, errors, drops]}``."""
-    interfaces = {}
-    for entry in json.loads(output or b"[]"):
-        stats = entry.get("stats64", {})
-        rx, tx = stats.get("rx", {}), stats.get("tx", {})
-        interfaces[entry["ifname"]] = [
-            entry.get("ifindex"),
-            rx.get("bytes", 0),
-            tx.get("bytes", 0),
-            rx.get("packets", 0),
-            tx.get("packets", 0),
-            rx.get("errors", 0) + tx.get("errors", 0),
-            rx.get("dropped", 0) + tx.get("dropped", 0),
-        ]
-    return interfaces
-
-
-def counters(req: dict[str, Any]) -> dict[str, Any]:
-    """Interface counters (``ip -s -j link``) and an nftables table's named counters and
-    counted interfaces (``nft -j list table``), both parsed here so that only the figures
-    cross the SSH session, not hundreds of kilobytes of JSON. ``"links": false`` skips the
-    interfaces (the line counters alone, read right after a push)."""
-    interfaces: dict[str, list[Any]] = {}
-    if req.get("links", True):
-        link = subprocess.run(
-            ["ip", "-s", "-j", "link", "show"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=30,
-        )
-        if link.returncode != 0:
-            return {"ok": False, "error": link.stdout.decode(errors="replace")}
-        interfaces = _interfaces(link.stdout)
-    table = subprocess.run(
-        ["nft", "-j", "list", "table", *req["table"]],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        timeout=30,
-    )
-    handle, named, counted = None, {}, []
-    if table.returncode == 0:
-        for item in json.loads(table.stdout)["nftables"]:
-            if "table" in item:
-                handle = item["table"]["handle"]
-            elif "counter" in item:
-                c = item["counter"]
-                named[c["name"]] = [c["packets"], c["bytes"], c["handle"]]
-            elif "rule" in item:
-                for expr in item["rule"].get("expr", []):
-                    match = expr.get("match", {})
-                    if match.get("left", {}).get("meta", {}).get("key") in ("iifname", "oifname"):
-                        counted.append(str(match.get("right")))
-    return {
-        "ok": True,
-        "interfaces": interfaces,
-        "table_handle": handle,
-        "counters": named,
-        "counted": sorted(set(counted)),
-    }
-
-
 # ---- the operation table: what this agent does, and nothing else -----------------------
 #
 # A request names an operation of OPS and carries only its arguments, each checked before
@@ -271,7 +214,6 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a NUL would end a vty command early
 RUN_TABLE: tuple[tuple[Any, ...], ...] = (
     ("nft", "-f", "-"),  # the script on stdin, checked by _check_nft_script
     ("nft", "list", "table", "inet", VPOP_TABLE),
-    ("ip", "-j", "rule", "show"),
     ("ip", "rule", "add", "fwmark", UINT, "lookup", UINT, "priority", UINT),
     ("tc", "-j", "qdisc", "show", "dev", IFNAME),
     ("tc", "qdisc", "del", "dev", IFNAME, "root"),
@@ -364,7 +306,28 @@ OPS: dict[str, Op] = {
         throughput, {"mark": MARK, "target": IPV4}, {"seconds": _number(0.01, 60), "port": PORT}
     ),
     "counters": Op(counters, {"table": ('["inet", "vpop..."]', _is_table)}, {"links": BOOL}),
+    "rules": Op(rules, {}, {}),
+    "batch": Op(
+        lambda req: batch(req),
+        {"requests": ("1..16 requests, none of them a batch", lambda v: _is_batch(v))},
+        {},
+    ),
 }
+
+
+def _is_batch(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= 16
+        and all(isinstance(r, dict) and r.get("op") != "batch" for r in value)
+    )
+
+
+def batch(req: dict[str, Any]) -> dict[str, Any]:
+    """Several requests in one round trip, in order, each checked and answered on its own
+    (one refused or failed does not stop the next); ``ok`` when every one is."""
+    answers = [serve(r) for r in req["requests"]]
+    return {"ok": all(a.get("ok") for a in answers), "answers": answers}
 
 
 def _nft_statements(script: str) -> list[list[str]]:

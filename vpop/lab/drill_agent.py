@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.connection import AGENT_SOURCE
 from vpop.core.errors import LabError
 from vpop.core.settings import PROJECT_ROOT
 
-PRODUCT_AGENT = PROJECT_ROOT / "tasks" / "router_agent.py"
+PRODUCT_AGENT = PROJECT_ROOT / "tasks" / "router_agent.py"  # and router_kernel.py before it
 AGENT_FILE = "drill_agent.py"
 MAIN_CALL = '\nif __name__ == "__main__":\n    main()\n'
 
@@ -70,12 +71,13 @@ def drill_agent_source(faults_dir: Path, product: str | None = None) -> str:
 
     Args:
         faults_dir: where the routers' fault files are (``<lab_dir>/faults``).
-        product: the product agent's source (default: ``tasks/router_agent.py``).
+        product: the product agent's source (default: the one routers get,
+            :data:`tasks.connection.AGENT_SOURCE`).
 
     Raises:
         LabError: the product agent no longer ends with its ``main()`` call.
     """
-    source = PRODUCT_AGENT.read_text() if product is None else product
+    source = AGENT_SOURCE if product is None else product
     if not source.endswith(MAIN_CALL) or "OPS: dict[str, Op]" not in source:
         raise LabError(
             f"{PRODUCT_AGENT}: no operation table or final main() call to install the drills"

@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from nornir.core import Nornir
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tasks.collect import read_line_counters
+from tasks.collect import counter_names
 from vpop.accounting.service import switch_line
 from vpop.catalogue.service import Line, Selection
 from vpop.core.time import utcnow
@@ -24,23 +23,24 @@ log = logging.getLogger(__name__)
 Cut = tuple[datetime, dict[str, tuple[int, int, int, int]]]
 
 
-def read_cut(target: Nornir, router: str, session: Session) -> Cut | None:
-    """The router's line counters read right after a push: where accounting cuts a moved
-    line's traffic between its old and its new session. None when they cannot be read (the
-    move is then shared out by time at the next poll); never fails the run."""
-    lines = list(session.scalars(select(Line.interface).where(Line.router == router)))
-    if not lines:
+def cut_at(
+    at: datetime, named: dict[str, list[int]] | None, router: str, session: Session
+) -> Cut | None:
+    """The router's line counters as the push's read-back found them (``named``: the
+    accounting table's named counters, read in the same round trip that verified the push,
+    :func:`tasks.deploy.deploy_config`): where accounting cuts a moved line's traffic between
+    its old and its new session. None when they could not be read (the move is then shared
+    out by time at the next poll); never fails the run."""
+    if named is None:
+        log.warning("%s: counters not read after the push", router)
         return None
-    multi = target.run(task=read_line_counters, lines=lines, on_failed=True)[router]
-    if multi.failed:
-        log.warning("%s: counters not read after the push: %s", router, multi[0].exception)
-        return None
-    at = utcnow()
-    counted: dict[str, dict[str, int]] = multi[0].result
-    return at, {
-        interface: (c["rx_bytes"], c["tx_bytes"], c["rx_packets"], c["tx_packets"])
-        for interface, c in counted.items()
-    }
+    lines = session.scalars(select(Line.interface).where(Line.router == router))
+    counted: dict[str, tuple[int, int, int, int]] = {}
+    for interface in lines:
+        up, down = (named.get(n) for n in counter_names(interface))
+        if up is not None and down is not None:
+            counted[interface] = (up[1], down[1], up[0], down[0])
+    return at, counted
 
 
 def confirm_selection(

@@ -32,6 +32,7 @@ from nornir.core.task import MultiResult
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tasks.collect import ACCT_TABLE
 from tasks.deploy import (
     PushInterrupted,
     PushRejected,
@@ -46,7 +47,7 @@ from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
-from vpop.selection.confirm import confirm_selection, read_cut
+from vpop.selection.confirm import confirm_selection, cut_at
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
@@ -88,15 +89,22 @@ def _device_run(
         if not dry_run:
             fence_router(router)  # a late holder whose lease ended must not push
         device_started = time.perf_counter()
-        results = target.run(task=deploy_config, intended=rendered, dry_run=dry_run, on_failed=True)
+        # an frr router's accounting counters come back with the verified read-back: the cut
+        counted = ACCT_TABLE if not dry_run and host.platform == "frr" else None
+        results = target.run(
+            task=deploy_config,
+            intended=rendered,
+            dry_run=dry_run,
+            counters=counted,
+            on_failed=True,
+        )
         timings["device"] = time.perf_counter() - device_started
         multi: MultiResult = results[router]
+        first = multi[0]
         cut = None
-        if not dry_run and not multi.failed and host.platform == "frr":
-            cut_started = time.perf_counter()
-            cut = read_cut(target, router, session)
-            timings["cut"] = time.perf_counter() - cut_started
-    first = multi[0]
+        if counted is not None and not multi.failed:
+            named = first.result.get("counters") if isinstance(first.result, dict) else None
+            cut = cut_at(utcnow(), named, router, session)
     outcome = Outcome(
         failed=multi.failed,
         exception=first.exception,
