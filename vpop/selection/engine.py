@@ -179,6 +179,8 @@ def process_router(
         for _round in range(MAX_ROUNDS):
             if runs and stopping is not None and stopping():
                 break
+            if runs and not _waiting(router, url):
+                break  # a read: the fence and the claim below write
             with session_scope(url) as session:
                 fence_router(router, session)  # claim only while the lock is ours
                 dry, real = _claim(session, router)
@@ -186,13 +188,36 @@ def process_router(
                     [(o.id, o.line_id, o.isp_id, o.requester) for o in dry],
                     [(o.id, o.line_id, o.isp_id, o.requester) for o in real],
                 )
+                # the run of the real orders is made in the claim's transaction
+                run_id = _new_selection_run(session, router, real) if real else 0
             if not claimed[0] and not claimed[1]:
                 break
             for order_id, line_id, isp_id, requester in claimed[0]:
                 runs.append(_dry_run_order(router, order_id, line_id, isp_id, requester, url))
             if claimed[1]:
-                runs.append(_apply_orders(router, claimed[1], url))
+                runs.append(_apply_orders(router, run_id, claimed[1], url))
     return runs
+
+
+def _waiting(router: str, url: str | None) -> bool:
+    """Whether the router has RECEIVED orders now (one read)."""
+    with session_scope(url) as session:
+        found = session.scalar(
+            select(Order.id)
+            .where(Order.router == router, Order.status == OrderStatus.RECEIVED.value)
+            .limit(1)
+        )
+    return found is not None
+
+
+def _new_selection_run(session: Session, router: str, orders: list[Order]) -> int:
+    """The run that applies ``orders`` (coalesced): made, and the orders pointed at it."""
+    ids = [o.id for o in orders]
+    requesters = ", ".join(sorted({o.requester for o in orders}))
+    run = _new_run(session, router, "selection", "orders " + ",".join(map(str, ids)), requesters)
+    for order in orders:
+        order.run_id = run.id
+    return run.id
 
 
 def _dry_run_order(
@@ -226,18 +251,13 @@ def _dry_run_order(
     return run_id
 
 
-def _apply_orders(router: str, claimed: list[tuple[int, int, str, str]], url: str | None) -> int:
+def _apply_orders(
+    router: str, run_id: int, claimed: list[tuple[int, int, str, str]], url: str | None
+) -> int:
     started = time.perf_counter()
     ids = [c[0] for c in claimed]
     overrides = {line_id: isp_id for _, line_id, isp_id, _ in claimed}
     requesters = ", ".join(sorted({c[3] for c in claimed}))
-    with session_scope(url) as session:
-        run = _new_run(
-            session, router, "selection", "orders " + ",".join(map(str, ids)), requesters
-        )
-        for order in session.scalars(select(Order).where(Order.id.in_(ids))):
-            order.run_id = run.id
-        run_id = run.id
     with session_scope(url) as session:
         try:
             outcome, timings = _device_run(router, overrides, False, session)
