@@ -36,13 +36,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BigInteger, String, or_, select, update
+from sqlalchemy import BigInteger, String, bindparam, or_, select, update
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from vpop.core.db import Base, UTCDateTime, session_scope
+from vpop.core.db import Base, UTCDateTime, get_engine, session_scope
 from vpop.core.errors import VpopError
+from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 
@@ -122,6 +125,54 @@ def new_holder_id() -> str:
     )[:200]
 
 
+def _statements() -> dict[str, Prepared]:
+    c = Lock.__table__.c
+    when, name, holder, token = c.expires_at.type, c.name.type, c.holder.type, c.token.type
+    return {
+        "take": Prepared(
+            update(Lock)
+            .where(
+                Lock.name == bindparam("n"),
+                or_(Lock.holder.is_(None), Lock.expires_at < bindparam("at")),
+            )
+            .values(
+                holder=bindparam("h"),
+                token=Lock.token + 1,
+                acquired_at=bindparam("at"),
+                expires_at=bindparam("until"),
+            )
+            .returning(Lock.token),
+            {"n": name, "at": when, "h": holder, "until": when},
+        ),
+        "extend": Prepared(
+            update(Lock)
+            .where(
+                Lock.name == bindparam("n"),
+                Lock.holder == bindparam("h"),
+                Lock.token == bindparam("tok"),
+                Lock.expires_at >= bindparam("at"),
+            )
+            .values(expires_at=bindparam("until")),
+            {"n": name, "h": holder, "tok": token, "at": when, "until": when},
+        ),
+        "release": Prepared(
+            update(Lock)
+            .where(
+                Lock.name == bindparam("n"),
+                Lock.holder == bindparam("h"),
+                Lock.token == bindparam("tok"),
+            )
+            .values(holder=None, expires_at=None),
+            {"n": name, "h": holder, "tok": token},
+        ),
+    }
+
+
+#: The statements of the hot lock operations (taken, renewed and let go on every run),
+#: compiled once per dialect and run on the driver's cursor (:mod:`vpop.core.prepared`).
+_SQL = _statements()
+
+
 def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> int | None:
     """Take the lock if it is free or its lease ended; one attempt, no waiting.
 
@@ -136,17 +187,15 @@ def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> i
     """
     now = utcnow()
     expires = now + timedelta(seconds=ttl)
-    with session_scope(url) as session:
-        taken = session.execute(
-            update(Lock)
-            .where(Lock.name == name, or_(Lock.holder.is_(None), Lock.expires_at < now))
-            .values(holder=holder, token=Lock.token + 1, acquired_at=now, expires_at=expires)
-            .execution_options(synchronize_session=False)
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        row = (
+            _SQL["take"]
+            .run(cursor, dialect, {"n": name, "at": now, "h": holder, "until": expires})
+            .fetchone()
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            token = session.scalar(select(Lock.token).where(Lock.name == name))
-            assert token is not None
-            return int(token)
+        if row is not None:
+            return int(row[0])
+    with session_scope(url) as session:
         if session.scalar(select(Lock.name).where(Lock.name == name)) is not None:
             return None  # a live holder has it
     try:
@@ -165,24 +214,27 @@ def renew(name: str, holder: str, token: int, ttl: float, url: str | None = None
     Returns:
         False when the lease ended or another holder took the lock (it is lost).
     """
-    with session_scope(url) as session:
-        return _extend(session, name, holder, token, ttl)
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        return _extend_on(cursor, dialect, name, holder, token, ttl)
 
 
 def _extend(session: Session, name: str, holder: str, token: int, ttl: float) -> bool:
+    """:func:`renew` inside the session's transaction (on its driver connection)."""
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        return _extend_on(cursor, connection.dialect, name, holder, token, ttl)
+    finally:
+        cursor.close()
+
+
+def _extend_on(
+    cursor: Any, dialect: Dialect, name: str, holder: str, token: int, ttl: float
+) -> bool:
     now = utcnow()
-    done = session.execute(
-        update(Lock)
-        .where(
-            Lock.name == name,
-            Lock.holder == holder,
-            Lock.token == token,
-            Lock.expires_at >= now,
-        )
-        .values(expires_at=now + timedelta(seconds=ttl))
-        .execution_options(synchronize_session=False)
-    )
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    params = {"n": name, "h": holder, "tok": token, "at": now}
+    done = _SQL["extend"].run(cursor, dialect, params | {"until": now + timedelta(seconds=ttl)})
+    return bool(done.rowcount == 1)
 
 
 def release(name: str, holder: str, token: int, url: str | None = None) -> bool:
@@ -193,14 +245,9 @@ def release(name: str, holder: str, token: int, url: str | None = None) -> bool:
     Returns:
         True when this call freed the lock.
     """
-    with session_scope(url) as session:
-        done = session.execute(
-            update(Lock)
-            .where(Lock.name == name, Lock.holder == holder, Lock.token == token)
-            .values(holder=None, expires_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        done = _SQL["release"].run(cursor, dialect, {"n": name, "h": holder, "tok": token})
+        return bool(done.rowcount == 1)
 
 
 def read_locks(url: str | None = None, prefix: str = "") -> list[LockState]:
