@@ -138,3 +138,12 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     factory = sessionmaker(get_engine(url), expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def write_scope(url: str | None = None) -> Iterator[Session]:
+    """:func:`session_scope` for a short write transaction of a hot path, queued on the
+    database's :func:`write_gate` (on SQLite the other gated writers wait for it there, woken
+    when it ends, instead of sleeping in SQLite's busy handler). Never nest one in another."""
+    with write_gate(get_engine(url)), session_scope(url) as session:
+        yield session

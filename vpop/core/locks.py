@@ -43,7 +43,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from vpop.core.db import Base, UTCDateTime, get_engine, session_scope
+from vpop.core.db import Base, UTCDateTime, get_engine, session_scope, write_gate
 from vpop.core.errors import VpopError
 from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.settings import load_settings
@@ -173,6 +173,14 @@ def _statements() -> dict[str, Prepared]:
 _SQL = _statements()
 
 
+@contextmanager
+def _gated(url: str | None) -> Iterator[tuple[Any, Dialect]]:
+    """A lock statement's transaction, queued on the database's write gate."""
+    engine = get_engine(url)
+    with write_gate(engine), raw_transaction(engine) as found:
+        yield found
+
+
 def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> int | None:
     """Take the lock if it is free or its lease ended; one attempt, no waiting.
 
@@ -187,7 +195,7 @@ def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> i
     """
     now = utcnow()
     expires = now + timedelta(seconds=ttl)
-    with raw_transaction(get_engine(url)) as (cursor, dialect):
+    with _gated(url) as (cursor, dialect):
         row = (
             _SQL["take"]
             .run(cursor, dialect, {"n": name, "at": now, "h": holder, "until": expires})
@@ -214,7 +222,7 @@ def renew(name: str, holder: str, token: int, ttl: float, url: str | None = None
     Returns:
         False when the lease ended or another holder took the lock (it is lost).
     """
-    with raw_transaction(get_engine(url)) as (cursor, dialect):
+    with _gated(url) as (cursor, dialect):
         return _extend_on(cursor, dialect, name, holder, token, ttl)
 
 
@@ -245,7 +253,7 @@ def release(name: str, holder: str, token: int, url: str | None = None) -> bool:
     Returns:
         True when this call freed the lock.
     """
-    with raw_transaction(get_engine(url)) as (cursor, dialect):
+    with _gated(url) as (cursor, dialect):
         done = _SQL["release"].run(cursor, dialect, {"n": name, "h": holder, "tok": token})
         return bool(done.rowcount == 1)
 

@@ -41,7 +41,7 @@ from tasks.deploy import (
     deploy_config,
 )
 from vpop.core.audit import audit
-from vpop.core.db import session_scope
+from vpop.core.db import session_scope, write_scope
 from vpop.core.errors import ConfigError, VpopError
 from vpop.core.locks import LockLost
 from vpop.core.signals import emit
@@ -181,7 +181,7 @@ def process_router(
                 break
             if runs and not _waiting(router, url):
                 break  # a read: the fence and the claim below write
-            with session_scope(url) as session:
+            with write_scope(url) as session:
                 fence_router(router, session)  # claim only while the lock is ours
                 dry, real = _claim(session, router)
                 claimed = (
@@ -224,7 +224,7 @@ def _dry_run_order(
     router: str, order_id: int, line_id: int, isp_id: str, requester: str, url: str | None
 ) -> int:
     started = time.perf_counter()
-    with session_scope(url) as session:
+    with write_scope(url) as session:
         run_id = _new_run(session, router, "dry_run", f"order {order_id}", requester).id
         order = session.get(Order, order_id)
         assert order is not None
@@ -237,7 +237,7 @@ def _dry_run_order(
         outcome, timings = Outcome(failed=True, exception=exc), {}
     timings["total"] = time.perf_counter() - started
     ok = not outcome.failed
-    with session_scope(url) as session:
+    with write_scope(url) as session:
         run = session.get(Run, run_id)
         order = session.get(Order, order_id)
         assert run is not None and order is not None
@@ -294,7 +294,7 @@ def _apply_orders(
     final_ids: list[int] = []
     unverified: list[int] = []
     try:
-        with session_scope(url) as session:
+        with write_scope(url) as session:
             fence_router(router, session)  # the outcome is recorded only while the lock is ours
             done_run = session.get(Run, run_id)
             assert done_run is not None
@@ -346,7 +346,7 @@ def _settle_unverified(
     router: str, unverified: list[int], rolled_back: bool, final_ids: list[int], url: str | None
 ) -> None:
     """Orders pushed but not in effect: DONE_FAILED after a rollback, else UNKNOWN."""
-    with session_scope(url) as session:
+    with write_scope(url) as session:
         fence_router(router, session)
         for order in session.scalars(select(Order).where(Order.id.in_(unverified))):
             if rolled_back:
@@ -377,7 +377,7 @@ def _record_lock_lost(
         f"the router lock was lost during this run ({lost}); the router's state is unknown "
         "and a reconcile is scheduled"
     )
-    with session_scope(url) as session:
+    with write_scope(url) as session:
         run = session.get(Run, run_id)
         if run is not None and run.status == RunStatus.RUNNING.value:
             finish_run(run, outcome, timings, RunStatus.UNKNOWN)
@@ -430,7 +430,7 @@ def reconcile(
     with router_lock(router, wait=wait, url=url):
         # the run is committed before the device is touched: a dead holder's run is found
         # (and closed) by recover_abandoned, and no write transaction spans the device run
-        with session_scope(url) as session:
+        with write_scope(url) as session:
             run = _new_run(session, router, "reconcile", "reconcile", requester)
             run.dry_run = dry_run
             run_id = run.id
@@ -447,7 +447,7 @@ def reconcile(
         ok = not outcome.failed
         reconciled: list[int] = []
         try:
-            with session_scope(url) as session:
+            with write_scope(url) as session:
                 if ok and not dry_run:
                     fence_router(router, session)  # a late holder reports nothing
                 run = session.get(Run, run_id)  # type: ignore[assignment]
