@@ -349,3 +349,34 @@ def test_the_engine_fence_fails_for_a_router_lock_whose_lease_ended(
             fence_router(router)  # nor push
     # leaving the block released nothing of the rival's
     assert locks.live_locks(sqlite_url, f"router:{router}") == {f"router:{router}"}
+
+
+def _gate_free(sqlite_url: str) -> bool:
+    """Whether another process could take the database's write gate now (``flock -n``)."""
+    gate = sqlite_url.removeprefix("sqlite:///") + ".gate"
+    return subprocess.run(["flock", "-n", gate, "true"], timeout=30).returncode == 0
+
+
+def test_hot_writes_queue_on_the_write_gate_and_let_it_go(sqlite_url: str) -> None:
+    from vpop.core.db import write_scope
+
+    name = _name()
+    assert locks.try_acquire(name, "a", 30, sqlite_url) is not None
+    assert _gate_free(sqlite_url)  # the lock statements let the gate go with their commit
+    with write_scope(sqlite_url) as session:
+        assert not _gate_free(sqlite_url)  # another process's gated writer waits here
+        session.add(Isp(id=f"gate-{uuid.uuid4().hex[:8]}", name="Gate"))
+    assert _gate_free(sqlite_url)
+    with pytest.raises(RuntimeError), write_scope(sqlite_url):
+        raise RuntimeError("a failed transaction")
+    assert _gate_free(sqlite_url)  # and after a rollback
+
+
+def test_write_scope_on_postgresql_is_a_plain_transaction(pg_url: str) -> None:
+    from vpop.core.db import write_scope
+
+    isp = f"gate-{uuid.uuid4().hex[:8]}"
+    with write_scope(pg_url) as session:
+        session.add(Isp(id=isp, name="Gate"))
+    with session_scope(pg_url) as session:
+        assert session.get(Isp, isp) is not None
