@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from nornir.core.task import Result, Task
 
 from tasks.connection import Agent, ShellError, router_agent
 
 ACCT_TABLE = "vpop_acct"
+#: The counters of a series, in the order of the tuples :func:`collect_counters` returns.
+COUNTER_NAMES = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -68,20 +70,21 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
 
     Sets ``Result.result`` to ``{"interfaces": {ifname: counters}, "lines": {interface:
     counters}, "width": 64, "boot_ids": {"interface:<ifname>" | "line:<interface>": id}}``
-    where counters are ``rx_bytes, tx_bytes, rx_packets, tx_packets, errors, drops`` (for a
-    line, rx is from the subscriber and tx is to it) and a boot id changes when the counter
-    was recreated (interface index, nft table/counter handles), which marks a reset.
-    ``changed`` is True only when the accounting table had to be updated.
+    where counters are a tuple ``(rx_bytes, tx_bytes, rx_packets, tx_packets, errors,
+    drops)`` (:data:`COUNTER_NAMES`; for a line, rx is from the subscriber and tx is to it)
+    and a boot id changes when the counter was recreated (interface index, nft table/counter
+    handles), which marks a reset. ``changed`` is True only when the accounting table had
+    to be updated.
     """
     try:
         agent = router_agent(task)
         data = _read(agent)
         changed = False
-        names = [counter_names(i) for i in lines]
-        wanted = {n for pair in names for n in pair}
-        have = set(data["counters"])
-        if data["table_handle"] is None or have != wanted or set(data["counted"]) != set(lines):
-            script = acct_script(lines, have)
+        plan = _plan(tuple(lines))
+        have = data["counters"].keys()
+        counted = data["counted"]
+        if data["table_handle"] is None or have != plan.wanted or set(counted) != plan.lines:
+            script = acct_script(lines, set(have))
             applied = agent.call({"op": "run", "argv": ["nft", "-f", "-"], "stdin": script})
             if not applied["ok"]:
                 raise CollectError(f"cannot update {ACCT_TABLE}: {applied['output'].strip()}")
@@ -89,26 +92,22 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
             changed = True
     except ShellError as err:
         raise CollectError(f"{task.host.name}: {err}") from err
-    interfaces: dict[str, dict[str, int]] = {}
+    interfaces: dict[str, tuple[int, ...]] = {}
     boot_ids: dict[str, str] = {}
-    for name, (ifindex, *counters) in data["interfaces"].items():
-        # rx_bytes, tx_bytes, rx_packets, tx_packets, errors, drops: the agent's order
-        interfaces[name] = dict(zip(_INTERFACE_KEYS, counters, strict=True))
-        boot_ids[f"interface:{name}"] = str(ifindex)
+    for name, entry in data["interfaces"].items():
+        # ifindex, then rx_bytes, tx_bytes, rx_packets, tx_packets, errors, drops: the
+        # agent's order, COUNTER_NAMES'
+        if len(entry) != _FIGURES:
+            raise CollectError(f"{task.host.name}: interface {name}: {len(entry)} figures")
+        interfaces[name] = tuple(entry[1:])
+        boot_ids["interface:" + name] = str(entry[0])
     named = data["counters"]
     table = data["table_handle"]
-    line_counters: dict[str, dict[str, int]] = {}
-    for interface, (up_name, down_name) in zip(lines, names, strict=True):
+    line_counters: dict[str, tuple[int, ...]] = {}
+    for interface, key, up_name, down_name in plan.each:
         up, down = named.get(up_name, _ABSENT), named.get(down_name, _ABSENT)
-        line_counters[interface] = {
-            "rx_bytes": up[1],
-            "tx_bytes": down[1],
-            "rx_packets": up[0],
-            "tx_packets": down[0],
-            "errors": 0,
-            "drops": 0,
-        }
-        boot_ids[f"line:{interface}"] = f"{table}:{up[2]}:{down[2]}"
+        line_counters[interface] = (up[1], down[1], up[0], down[0], 0, 0)
+        boot_ids[key] = f"{table}:{up[2]}:{down[2]}"
     result: dict[str, Any] = {
         "interfaces": interfaces,
         "lines": line_counters,
@@ -118,36 +117,19 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
     return Result(host=task.host, result=result, changed=changed)
 
 
-_INTERFACE_KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "errors", "drops")
 _ABSENT = (0, 0, None)  # a line the table does not count (yet): packets, bytes, handle
+_FIGURES = len(COUNTER_NAMES) + 1  # an interface's: its index, then its counters
 
 
-def read_line_counters(task: Task, *, lines: list[str]) -> Result:
-    """Read the named counters of ``lines`` alone, changing nothing (no interfaces, no
-    update of the accounting table): what the engine reads right after a push, so that
-    accounting cuts a moved line's traffic where the router moved it.
+class _Plan(NamedTuple):
+    """What a poll of a set of lines reads, worked out once per set (every poll asks)."""
 
-    Sets ``Result.result`` to ``{interface: {"rx_bytes", "tx_bytes", "rx_packets",
-    "tx_packets"}}`` for the lines the table counts (a line it does not count yet is left
-    out).
-    """
-    try:
-        answer = router_agent(task).call(
-            {"op": "counters", "table": ["inet", ACCT_TABLE], "links": False}
-        )
-    except ShellError as err:
-        raise CollectError(f"{task.host.name}: {err}") from err
-    if not answer["ok"]:
-        raise CollectError(f"cannot read counters: {answer.get('error')}")
-    named = answer["counters"]
-    counted: dict[str, dict[str, int]] = {}
-    for interface in lines:
-        up, down = (named.get(n) for n in counter_names(interface))
-        if up is not None and down is not None:
-            counted[interface] = {
-                "rx_bytes": up[1],
-                "tx_bytes": down[1],
-                "rx_packets": up[0],
-                "tx_packets": down[0],
-            }
-    return Result(host=task.host, result=counted)
+    each: tuple[tuple[str, str, str, str], ...]  # interface, boot id key, up, down counter
+    wanted: frozenset[str]  # every line's counter names
+    lines: frozenset[str]
+
+
+@lru_cache(maxsize=256)
+def _plan(lines: tuple[str, ...]) -> _Plan:
+    each = tuple((i, "line:" + i, *counter_names(i)) for i in lines)
+    return _Plan(each, frozenset(n for e in each for n in e[2:]), frozenset(lines))

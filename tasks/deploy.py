@@ -169,6 +169,29 @@ def diff_config(running: dict[str, str], intended: dict[str, str]) -> str:
     )
 
 
+def diff_each(task: Task, *, intended: list[dict[str, str]]) -> Result:
+    """Dry runs of several intended states at once: the router's state is read once (one
+    round trip) and each intended state (``{"pbr": ..., "acl": ...}``) diffed against it,
+    as :func:`deploy_config` does on a dry run. Nothing is pushed.
+
+    Sets ``Result.result`` to ``{"diffs": [unified diff per intended state], "state":
+    the state read}``; ``changed`` is False.
+
+    Raises:
+        RouterUnreachable: the state could not be read.
+    """
+    agent = _agent(task)
+    try:
+        running = _read(agent)
+    except ShellError as err:
+        raise RouterUnreachable(f"{task.host.name}: {err}") from err
+    diffs = [
+        diff_config(running, {"pbr": frr_config.canonical(i["pbr"]), "acl": i["acl"]})
+        for i in intended
+    ]
+    return Result(host=task.host, changed=False, result={"diffs": diffs, "state": running})
+
+
 def deploy_config(
     task: Task,
     *,

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
+from tasks.collect import COUNTER_NAMES
 from tests.pg import PG_BIN
 from tests.test_postgres import pg_url  # noqa: F401 (fixture)
 from vpop.core.db import dispose_engines, session_scope
@@ -182,8 +183,25 @@ def answer(step: int, boot: str) -> dict[str, Any]:
     return {"interfaces": interfaces, "lines": lines, "width": 64, "boot_ids": boot_ids}
 
 
-def test_the_poller_stores_what_delta_says(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    replies = iter([answer(1, "a"), answer(2, "a"), answer(3, "b"), answer(4, "b")])
+def as_tuples(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each series' counters a tuple in COUNTERS order, as collect_counters
+    returns them (``answer`` gives mappings by name, as the poller also accepts)."""
+    tables = {
+        kind: {name: tuple(values[k] for k in COUNTERS) for name, values in data[kind].items()}
+        for kind in ("interfaces", "lines")
+    }
+    return {**data, **tables}
+
+
+def test_the_counters_are_in_the_same_order_on_both_sides() -> None:
+    assert COUNTER_NAMES == COUNTERS  # tasks may not import vpop: two names, one order
+
+
+@pytest.mark.parametrize("shape", [as_tuples, dict], ids=["tuples", "mappings"])
+def test_the_poller_stores_what_delta_says(
+    url: str, monkeypatch: pytest.MonkeyPatch, shape: Any
+) -> None:
+    replies = iter([shape(answer(s, "a" if s < 3 else "b")) for s in (1, 2, 3, 4)])
     monkeypatch.setattr(poller, "_poll_router", lambda *_args: next(replies))
     monkeypatch.setattr(poller, "_last", {})
     monkeypatch.setattr(poller, "_polled", {})
@@ -230,3 +248,28 @@ def test_the_poller_stores_what_delta_says(url: str, monkeypatch: pytest.MonkeyP
     assert stored == expected
     notes = {(s["notes"].get("interface:resets"), s["notes"].get("line:b1")) for s in summaries}
     assert ("reset", None) in notes and (None, "reset") in notes  # the boot id changed
+
+
+def test_rows_beyond_one_statement_are_all_inserted_in_order(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpop.monitoring import bulk
+
+    per_row = len(bulk.SAMPLE_COLUMNS)
+    monkeypatch.setattr(bulk, "MAX_PARAMETERS", 7 * per_row + 3)  # 7 rows per statement
+    table = bulk.Table_(CounterSample)
+    with session_scope(url) as session:
+        at = bulk.bound_time(session, table.c.at, T0)
+        rows = [
+            ["rc1", "line", f"b{i}", at, i, 2 * i, 3, 4, 0, 0, *(None,) * 7, None, None]
+            for i in range(50)
+        ]
+        assert all(len(row) == per_row for row in rows)
+        bulk._insert_many(session, table, rows, bulk.SAMPLE_COLUMNS)  # noqa: SLF001
+    with session_scope(url) as session:
+        stored = session.execute(
+            select(CounterSample.name, CounterSample.tx_bytes, CounterSample.at).order_by(
+                CounterSample.id
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [(f"b{i}", 2 * i, T0) for i in range(50)]

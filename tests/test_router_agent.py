@@ -216,7 +216,7 @@ NFT_ESCAPES = [
         ({"op": "run", "argv": ["ip", "-j", "rule", "show"]}, "is not a command"),
         ({"op": "run", "argv": ["tc", "qdisc", "del", "dev", "-force", "root"]}, "not a command"),
         ({"op": "run", "argv": ["tc", "qdisc", "del", "dev", "a/../b", "root"]}, "not a command"),
-        ({"op": "run", "argv": ["tc", "-j", "qdisc", "show", "dev", "x"], "stdin": "x"}, "no stdin"),
+        ({"op": "run", "argv": ["tc", "-j", "qdisc", "show", "dev", "x"], "stdin": "x"}, "stdin"),
         ({"op": "run", "argv": "ip -j rule show"}, "argument 'argv' must be a list of words"),
         ({"op": "run", "argv": ["ip"], "shell": True}, "unknown argument 'shell'"),
         ({"op": "run"}, "missing argument 'argv'"),

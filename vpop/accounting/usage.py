@@ -16,9 +16,9 @@ time the line had a session. Rollups are written at the bucket of the poll time 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.engine import Connection
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from vpop.accounting.buckets import bucket_of
 from vpop.accounting.models import PERIODS, ServiceSession, UsageRollup
 from vpop.catalogue.service import Line
+from vpop.core.prepared import Prepared
 from vpop.core.time import as_utc
 from vpop.leasing.service import Lease
 
@@ -36,8 +37,7 @@ _MICRO = timedelta(microseconds=1)
 _COUNTERS = ("bytes_in", "bytes_out", "packets_in", "packets_out")
 
 
-@dataclass(frozen=True)
-class Measured:
+class Measured(NamedTuple):  # a tuple, not a dataclass: a poll makes one per line
     """One counter delta of a line or an uplink, in the subscriber's (or lease's) directions.
 
     Attributes:
@@ -214,7 +214,7 @@ def _update_sessions(
     sql = f"UPDATE service_sessions SET {sets}, last_counted_at = {mark} WHERE id = {mark}"
     # in id order: two concurrent writers lock rows in the same order (PostgreSQL)
     params = [(*adds, stamp, session_id) for session_id, adds in sorted(additions.items())]
-    connection.exec_driver_sql(sql, params)
+    _executemany(connection, sql, params)
 
 
 def _upsert_rollups(
@@ -235,7 +235,16 @@ def _upsert_rollups(
     for period in PERIODS:
         bucket = _bind_time(connection, column, bucket_of(at, period))
         params.extend((period, *key, bucket, *adds) for key, adds in ordered)
-    connection.exec_driver_sql(sql, params)
+    _executemany(connection, sql, params)
+
+
+def _executemany(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """``executemany`` on the driver's cursor of ``connection`` (in its transaction)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 def subscriber_keys(subscriber_id: str, isp_id: str) -> tuple[RollupKey, RollupKey]:
@@ -388,15 +397,19 @@ def record_poll(
     return attributed
 
 
-# a line's selection sessions, with the line's interface: built once, bound per poll
+# a line's selection sessions, with the line's interface: compiled once, bound per poll
 _ON_ROUTER = (
     select(Line.interface, ServiceSession.id, ServiceSession.subscriber_id, ServiceSession.isp_id)
     .join(Line, Line.id == ServiceSession.line_id)
     .where(Line.router == bindparam("router"), ServiceSession.source == "selection")
 )
 # open and started before every delta's interval: each holds its line for the whole delta
-_WHOLE = _ON_ROUTER.where(
-    ServiceSession.ended_at.is_(None), ServiceSession.started_at <= bindparam("earliest")
+# (the common case, read on the driver's cursor: no times to convert)
+_WHOLE = Prepared(
+    _ON_ROUTER.where(
+        ServiceSession.ended_at.is_(None), ServiceSession.started_at <= bindparam("earliest")
+    ),
+    {"earliest": ServiceSession.__table__.c.started_at.type},
 )
 # started or ended within the longest interval: shared out by time (split)
 _CHANGED = _ON_ROUTER.add_columns(
@@ -431,11 +444,16 @@ def _attribute_lines(
     query reads, with their times, the sessions that started or ended within the longest
     interval, which :func:`split` shares out.
     """
-    earliest = at - timedelta(seconds=max(m.seconds for m in lines.values()))
+    earliest = at - timedelta(seconds=max(map(_seconds_of, lines.values())))
     connection = session.connection()
     bound = {"router": router, "earliest": earliest, "at": at}
+    cursor = connection.connection.cursor()
+    try:
+        whole = _WHOLE.run(cursor, connection.dialect, bound).fetchall()
+    finally:
+        cursor.close()
     sessions, rollups = tally.sessions, tally.rollups
-    for interface, session_id, subscriber_id, isp_id in connection.execute(_WHOLE, bound):
+    for interface, session_id, subscriber_id, isp_id in whole:
         m = lines.get(interface)
         if m is None:
             continue
@@ -468,6 +486,9 @@ def _attribute_lines(
                 seen.add(key)
         if parts:
             attributed[interface] = parts[-1][0]
+
+
+_seconds_of = attrgetter("seconds")
 
 
 def cut_of(at: datetime | None, values: Sequence[int | None]) -> Cut | None:

@@ -1,4 +1,4 @@
-"""A poll's counter series as sample rows, inserted with one driver-level executemany.
+"""A poll's counter series as sample rows, inserted with one multi-row INSERT.
 
 Every series of every poll (about 400 per router and poll) goes through
 :meth:`PollSeries.read`: one :meth:`~vpop.monitoring.counters.Steps.step`, one row tuple in
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -41,15 +43,17 @@ def _insert_many(
     rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
     columns: Sequence[str] | None = None,
 ) -> None:
-    """Insert rows with one driver-level executemany.
+    """Insert rows with multi-row ``INSERT ... VALUES (...), (...)`` on the driver's cursor.
 
     The ORM's and even Core's per-row parameter processing was most of a poll's CPU (a poll
-    stores ~400 rows). Rows are either mappings of column names, whose ``at`` values (one
-    timestamp shared by every row of the call) get their type's processing once here, or,
-    with ``columns``, sequences in that order holding what the driver takes already (a time
-    from :func:`bound_time`): the poller builds those directly. The placeholder style
-    follows the driver (qmark for SQLite, format for psycopg), so the statement stays
-    portable.
+    stores ~400 rows), and then the driver's per-row work of an executemany: one statement
+    of many rows costs about three quarters of it. Rows are either mappings of column
+    names, whose ``at`` values (one timestamp shared by every row of the call) get their
+    type's processing once here, or, with ``columns``, sequences in that order holding what
+    the driver takes already (a time from :func:`bound_time`): the poller builds those
+    directly. The placeholder style follows the driver (qmark for SQLite, format for
+    psycopg), so the statement stays portable; a statement carries at most
+    :data:`MAX_PARAMETERS` values (SQLite allows 32,766, PostgreSQL 65,535).
 
     Raises:
         ValueError: mapping rows that do not share one ``at``.
@@ -58,10 +62,11 @@ def _insert_many(
         return
     connection = session.connection()
     dialect = connection.dialect
+    values: Sequence[Sequence[Any]]
     if columns is None:
         dicts: Sequence[Mapping[str, Any]] = rows  # type: ignore[assignment]
         columns = list(dicts[0])
-        values: list[Any] = list(map(itemgetter(*columns), dicts))  # tuples, built in C
+        values = list(map(itemgetter(*columns), dicts))  # tuples, built in C
         if "at" in columns:
             at = dicts[0]["at"]
             if any(row["at"] is not at for row in dicts):
@@ -69,13 +74,28 @@ def _insert_many(
             index, stored = columns.index("at"), bound_time(session, table.c["at"], at)
             values = [(*v[:index], stored, *v[index + 1 :]) for v in values]
     else:
-        values = list(map(tuple, rows))  # SQLAlchemy takes tuples only
+        values = rows  # type: ignore[assignment]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    connection.exec_driver_sql(sql, values)
+    per_statement = max(1, MAX_PARAMETERS // len(columns))
+    cursor = connection.connection.cursor()
+    try:
+        for first in range(0, len(values), per_statement):
+            chunk = values[first : first + per_statement]
+            sql = _insert_sql(table.name, tuple(columns), mark, len(chunk))
+            cursor.execute(sql, tuple(chain.from_iterable(chunk)))
+    finally:
+        cursor.close()
+
+
+#: The most values one INSERT of :func:`_insert_many` binds.
+MAX_PARAMETERS = 30_000
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...], mark: str, rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (...), ...`` for ``rows`` rows."""
+    row = f"({', '.join(mark for _ in columns)})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
 
 
 #: The columns of a poll's counter samples, in the order the poller builds their rows.
@@ -97,6 +117,30 @@ SAMPLE_COLUMNS = (
 )
 _NO_RATES = (None,) * 7
 _counters_of = itemgetter(*COUNTERS)
+
+
+def _as_tuples(
+    kind: str, table: Mapping[str, Sequence[int]] | Mapping[str, Mapping[str, int]]
+) -> Mapping[str, tuple[int, ...]]:
+    """``table`` with each series' counters as a tuple in :data:`COUNTERS` order.
+
+    Raises:
+        ValueError: a series given by name that lacks a counter.
+    """
+    # one table comes one way (a mix is refused by the steps: a mapping is no counter)
+    first = next(iter(table.values()), ())
+    if type(first) is tuple:
+        return table  # type: ignore[return-value]
+    converted: dict[str, tuple[int, ...]] = {}
+    for name, values in table.items():
+        if isinstance(values, Mapping):
+            try:
+                converted[name] = _counters_of(values)
+            except KeyError as err:
+                raise ValueError(f"counter series {kind}:{name} lacks counter {err}") from err
+        else:
+            converted[name] = tuple(values)
+    return converted
 
 
 class PollSeries:
@@ -133,27 +177,32 @@ class PollSeries:
     def read(
         self,
         kind: str,
-        table: dict[str, dict[str, int]],
-        boot_ids: dict[str, str],
+        table: Mapping[str, Sequence[int]] | Mapping[str, Mapping[str, int]],
+        boot_ids: Mapping[str, str],
         steps: Steps,
         uplinks: set[str] | None,
     ) -> None:
         """Step every series of ``kind`` (``uplinks`` None: lines) and keep what it gives.
 
+        Args:
+            kind: ``interface`` or ``line``.
+            table: Each series' counters by name: a tuple in :data:`COUNTERS` order (what
+                ``collect_counters`` gives) or a mapping by counter name.
+            boot_ids: Boot ids by ``"<kind>:<name>"``.
+            steps: The poll's steps.
+            uplinks: The leased uplinks among the interfaces; None for lines.
+
         Raises:
             ValueError: a series without the six counters, or with a value no counter has.
         """
         router, at, is_line, prefix = self.router, self.at, uplinks is None, kind + ":"
-        rows, line_rows, step = self.rows, self.line_rows, steps.step
+        rows, line_rows, notes = self.rows, self.line_rows, self.notes
+        used = self.used_lines if is_line else self.used_uplinks
         last = self.last.setdefault((router, kind), {})
-        for name, values in table.items():
-            try:
-                counters = _counters_of(values)
-            except KeyError as err:
-                raise ValueError(f"counter series {kind}:{name} lacks counter {err}") from err
-            last[name], seconds, deltas, rates, note, usable = step(
-                last.get(name), counters, boot_ids.get(prefix + name)
-            )
+        series = _as_tuples(kind, table)
+        for name, counters, seconds, deltas, rates, note, usable in steps.each(
+            series, last, boot_ids, prefix
+        ):
             if usable and deltas is not None and rates is not None:
                 rx_bps, tx_bps = rates[0] * 8, rates[1] * 8
                 row = [
@@ -173,15 +222,15 @@ class PollSeries:
                     None,
                 ]
                 if is_line or name in uplinks:  # type: ignore[operator]
-                    m = measured_counts(seconds, deltas, note, usable, counters[:4])
+                    m = measured_counts(seconds, deltas, note, usable, counters[:4])  # type: ignore[arg-type]
                     if m is not None:
-                        (self.used_lines if is_line else self.used_uplinks)[name] = m
+                        used[name] = m
                     if not is_line:
                         self.uplink_rates[name] = (rx_bps, tx_bps)
             else:
                 row = [router, kind, name, at, *counters, *_NO_RATES, note, None]
             if note:
-                self.notes[prefix + name] = note
+                notes[prefix + name] = note
             rows.append(row)
             if is_line:
                 line_rows[name] = row

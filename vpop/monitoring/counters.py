@@ -11,7 +11,7 @@ with ``max_rate`` it never returns one larger than the link could carry.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -231,6 +231,14 @@ class Change(NamedTuple):
     usable: bool
 
 
+#: One series' step, as :meth:`Steps.each` yields it: ``(name, values, seconds, deltas,
+#: rates, note, usable)`` (a :class:`Change` without its ``last``, with the series' name
+#: and reading).
+Step = tuple[
+    str, tuple[int, ...], float, tuple[int, ...] | None, tuple[float, ...] | None, Note | None, bool
+]
+
+
 class Steps:
     """:func:`delta` for the many series of one poll, read at the same time ``at``.
 
@@ -239,6 +247,8 @@ class Steps:
     same width and boot id, every counter up, every rate within ``max_rate``) with plain
     arithmetic on the six counters, and hands any other case to :func:`delta` itself, so
     the rules are only those of :func:`delta` (a property test holds the two equal).
+    :meth:`each` does it for a whole table of series in one loop (what a poll calls);
+    :meth:`step` is :meth:`each` for one.
     """
 
     def __init__(
@@ -282,52 +292,90 @@ class Steps:
             ValueError: a counter is not an int within the width, or an argument of the
                 poll is invalid (see :func:`delta`).
         """
-        if (
-            last is not None
-            and self._fast
-            and last.width == self.width
-            and (last.boot_id is None or boot_id is None or last.boot_id == boot_id)
-            and len(values) == 6  # noqa: PLR2004 (the six COUNTERS)
-        ):
-            seconds = self._seconds.get(last.at)
-            if seconds is None:
-                seconds = self._seconds[last.at] = (self.at - last.at).total_seconds()
-            # unrolled: this runs for every series of every poll
-            a0, a1, a2, a3, a4, a5 = values
-            b0, b1, b2, b3, b4, b5 = last.values
-            d0, d1, d2, d3, d4, d5 = a0 - b0, a1 - b1, a2 - b2, a3 - b3, a4 - b4, a5 - b5
-            top = self._top
+        kept = {} if last is None else {"": last}
+        boot_ids = {} if boot_id is None else {"": boot_id}
+        for _, _, seconds, deltas, rates, note, usable in self.each({"": values}, kept, boot_ids):
+            return Change(kept[""], seconds, deltas, rates, note, usable)
+        raise AssertionError("unreachable: one series in, one step out")
+
+    def each(
+        self,
+        series: Mapping[str, tuple[int, ...]],
+        last: dict[str, Last],
+        boot_ids: Mapping[str, str],
+        prefix: str = "",
+    ) -> Iterator[Step]:
+        """:meth:`step` for every series of a table, updating ``last`` as it goes.
+
+        Args:
+            series: Each series' reading (:data:`COUNTERS` order) by name.
+            last: Each series' previous reading by name; a series' entry is replaced by its
+                new reading when it is stepped.
+            boot_ids: Boot ids by ``prefix + name`` (a series without one has none).
+            prefix: What a series' name is prefixed with in ``boot_ids``.
+
+        Yields:
+            ``(name, values, seconds, deltas, rates, note, usable)`` per series, in
+            ``series`` order: the fields of :class:`Change` without its ``last``.
+
+        Raises:
+            ValueError: as :meth:`step`.
+        """
+        at, width, top, gap, times = self.at, self.width, self._top, self._gap, self._seconds
+        l0, l1, l2, l3, l4, l5 = self._limits
+        fast = self._fast
+        for name, values in series.items():
+            before = last.get(name)
+            boot_id = boot_ids.get(prefix + name) if prefix else boot_ids.get(name)
             if (
-                seconds > 0
-                and d0 >= 0 <= d1
-                and d2 >= 0 <= d3
-                and d4 >= 0 <= d5
-                and type(a0) is int  # a bool or a float is for Reading to refuse
-                and type(a1) is int
-                and type(a2) is int
-                and type(a3) is int
-                and type(a4) is int
-                and type(a5) is int
-                and a0 < top
-                and a1 < top
-                and a2 < top
-                and a3 < top
-                and a4 < top
-                and a5 < top
+                before is not None
+                and fast
+                and before.width == width
+                and (before.boot_id is None or boot_id is None or before.boot_id == boot_id)
+                and len(values) == 6  # noqa: PLR2004 (the six COUNTERS)
             ):
-                r0, r1, r2 = d0 / seconds, d1 / seconds, d2 / seconds
-                r3, r4, r5 = d3 / seconds, d4 / seconds, d5 / seconds
-                l0, l1, l2, l3, l4, l5 = self._limits
-                if r0 <= l0 and r1 <= l1 and r2 <= l2 and r3 <= l3 and r4 <= l4 and r5 <= l5:
-                    return Change(
-                        Last(self.at, values, self.width, boot_id),
-                        seconds,
-                        (d0, d1, d2, d3, d4, d5),
-                        (r0, r1, r2, r3, r4, r5),
-                        "gap" if seconds > self._gap else None,
-                        True,
-                    )
-        return self._general(last, values, boot_id)
+                seconds = times.get(before.at)
+                if seconds is None:
+                    seconds = times[before.at] = (at - before.at).total_seconds()
+                # unrolled: this runs for every series of every poll
+                a0, a1, a2, a3, a4, a5 = values
+                b0, b1, b2, b3, b4, b5 = before.values
+                d0, d1, d2, d3, d4, d5 = a0 - b0, a1 - b1, a2 - b2, a3 - b3, a4 - b4, a5 - b5
+                if (
+                    seconds > 0
+                    and d0 >= 0 <= d1
+                    and d2 >= 0 <= d3
+                    and d4 >= 0 <= d5
+                    and type(a0) is int  # a bool or a float is for Reading to refuse
+                    and type(a1) is int
+                    and type(a2) is int
+                    and type(a3) is int
+                    and type(a4) is int
+                    and type(a5) is int
+                    and a0 < top
+                    and a1 < top
+                    and a2 < top
+                    and a3 < top
+                    and a4 < top
+                    and a5 < top
+                ):
+                    r0, r1, r2 = d0 / seconds, d1 / seconds, d2 / seconds
+                    r3, r4, r5 = d3 / seconds, d4 / seconds, d5 / seconds
+                    if r0 <= l0 and r1 <= l1 and r2 <= l2 and r3 <= l3 and r4 <= l4 and r5 <= l5:
+                        last[name] = Last(at, values, width, boot_id)
+                        yield (
+                            name,
+                            values,
+                            seconds,
+                            (d0, d1, d2, d3, d4, d5),
+                            (r0, r1, r2, r3, r4, r5),
+                            "gap" if seconds > gap else None,
+                            True,
+                        )
+                        continue
+            change = self._general(before, values, boot_id)
+            last[name] = change.last
+            yield (name, values, *change[1:])
 
     def _general(self, last: Last | None, values: tuple[int, ...], boot_id: str | None) -> Change:
         previous = None

@@ -27,7 +27,8 @@ from typing import Any
 from nornir.core.inventory import Host
 from nornir.core.task import Result
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
 from tasks.collect import collect_counters
@@ -35,9 +36,10 @@ from tasks.probe import probe_isps
 from vpop.accounting.service import record_poll
 from vpop.catalogue.service import Isp, Line
 from vpop.core.db import get_engine, session_scope
+from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.settings import load_settings
 from vpop.core.signals import emit
-from vpop.core.time import as_utc, utcnow
+from vpop.core.time import utcnow
 from vpop.lab.service import SERVICE_ADDRESS
 from vpop.leasing.service import (
     EventState,
@@ -143,7 +145,7 @@ def _log_poll(job: str, router: str, started: float, error: str | None, url: str
 COUNTER_KEYS = COUNTERS
 
 
-def _refresh_previous(session: Session, router: str) -> None:
+def _refresh_previous(session: Session, cursor: Any, dialect: Dialect, router: str) -> None:
     """Make the reading cache of ``router`` hold its newest stored readings.
 
     Kept as it is when this process stored the router's latest successful counter poll (the
@@ -151,23 +153,37 @@ def _refresh_previous(session: Session, router: str) -> None:
     """
     mine = _polled.get(router)
     if mine is not None:
-        newest = session.connection().execute(_NEWEST_POLL, {"router": router}).scalar()
-        if newest is None or as_utc(newest) <= mine:
+        params = {"router": router, "since": mine}
+        if _POLLED_SINCE.run(cursor, dialect, params).fetchone() is None:
             return
     _load_previous(session, router)
 
 
-# the router's newest stored counter poll: a Core statement built once (read every poll);
-# newest first on the (job, at) index, so it reads a row per router, not the job's history
-_NEWEST_POLL = (
-    select(PollLog.at)
-    .where(PollLog.job == "counters", PollLog.router == bindparam("router"), PollLog.ok.is_(True))
-    .order_by(PollLog.at.desc())
-    .limit(1)
+# a successful counter poll of the router stored after ``since``: another process polled it.
+# Statements of every poll are compiled once and run on the driver's cursor (Prepared).
+_POLLED_SINCE = Prepared(
+    select(PollLog.id)
+    .where(
+        PollLog.job == "counters",
+        PollLog.at > bindparam("since"),
+        PollLog.router == bindparam("router"),
+        PollLog.ok.is_(True),
+    )
+    .limit(1),
+    {"since": PollLog.__table__.c.at.type},
 )
 # the interfaces of a router's lines (what the router counts per line)
-_LINES = select(Line.interface).where(Line.router == bindparam("router"))
-_POLL_LOG = Table_(PollLog)
+_LINES = Prepared(select(Line.interface).where(Line.router == bindparam("router")), {})
+# whether the router has active leases (their objects are loaded only then)
+_ACTIVE_LEASE = Prepared(
+    select(Lease.id).where(Lease.router == bindparam("router"), Lease.status == "active").limit(1),
+    {},
+)
+_POLL_LOG_COLUMNS = ("job", "router", "at", "ok", "seconds", "error")
+_INSERT_POLL_LOG = Prepared(
+    insert(PollLog).values({name: bindparam(name) for name in _POLL_LOG_COLUMNS}),
+    {name: PollLog.__table__.c[name].type for name in _POLL_LOG_COLUMNS},
+)
 _SAMPLES = Table_(CounterSample)
 
 
@@ -229,21 +245,29 @@ def poll_counters(
     """
     settings = settings or MonitorSettings()
     started = time.perf_counter()
-    with get_engine(url).connect() as connection:  # a read: no ORM session needed
-        lines = list(connection.execute(_LINES, {"router": router}).scalars().all())
+    engine = get_engine(url)
+    dialect = engine.dialect
+    with raw_transaction(engine) as (cursor, _):  # a read
+        lines = [row[0] for row in _LINES.run(cursor, dialect, {"router": router}).fetchall()]
     data: dict[str, Any] = _poll_router(
         "counters", router, url, started, collect_counters, lambda host: {"lines": lines}
     )
     now = utcnow()
     summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
     event_ids: list[int] = []
-    with session_scope(url) as session:  # one transaction per poll
-        _refresh_previous(session, router)
+    # one transaction per poll (session_scope's, without a sessionmaker per call)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        cursor = session.connection().connection.cursor()
+        _refresh_previous(session, cursor, dialect, router)
         # until this transaction commits, the cache holds readings that may never be stored
         _polled.pop(router, None)
-        leases = list(
-            session.scalars(select(Lease).where(Lease.router == router, Lease.status == "active"))
-        )
+        leases: list[Lease] = []
+        if _ACTIVE_LEASE.run(cursor, dialect, {"router": router}).fetchone() is not None:
+            leases = list(
+                session.scalars(
+                    select(Lease).where(Lease.router == router, Lease.status == "active")
+                )
+            )
         steps = Steps(
             now, data["width"], expected_interval=settings.counters_seconds, max_rate=MAX_RATE
         )
@@ -276,8 +300,9 @@ def poll_counters(
                 session, rollups.series_name("util_mbps", "lease", str(lease.id)), now, rate_mbps
             )
             event_ids += _step_events(session, lease, now, pct, summary)
-        session.connection().execute(
-            _POLL_LOG.insert(),
+        _INSERT_POLL_LOG.run(
+            cursor,
+            dialect,
             {
                 "job": "counters",
                 "router": router,
@@ -287,6 +312,7 @@ def poll_counters(
                 "error": None,
             },
         )
+        cursor.close()
     _polled[router] = now
     for event_id in event_ids:
         emit(utilisation_event, event_id)

@@ -6,19 +6,37 @@ plugin (:mod:`vpop.network.inventory`), which ``nornir.yaml`` selects. Credentia
 added by the ``vpop_credentials`` transform function from the settings
 (``VPOP_ROUTER_*``), or, for lab routers, from the lab's key file under ``VPOP_LAB_DIR``
 (outside the repository).
+
+Loading and transforming the inventory is done once per version of what it is built
+from (``nornir.yaml``, the hosts, groups and defaults files, the hosts' known-hosts files,
+the settings); every run gets its own copy of the hosts, groups and defaults, so runs,
+even concurrent ones, share no Host, connection or data.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from nornir.core import Nornir
 from nornir.core.configuration import Config
-from nornir.core.inventory import ConnectionOptions, Host
+from nornir.core.inventory import (
+    BaseAttributes,
+    ConnectionOptions,
+    Defaults,
+    Group,
+    Groups,
+    Host,
+    Hosts,
+    Inventory,
+    ParentGroups,
+)
 from nornir.core.plugins.connections import ConnectionPluginRegister
 from nornir.core.plugins.inventory import InventoryPluginRegister, TransformFunctionRegister
 from nornir.core.plugins.runners import RunnersPluginRegister
@@ -157,17 +175,76 @@ def nornir_config(settings: Settings | None = None) -> dict[str, Any]:
     return data
 
 
-@contextmanager
-def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[Nornir]:
-    """A fresh Nornir for one run; its connections are closed when the block ends.
+_E = TypeVar("_E", bound=Host)
 
-    Equivalent to ``InitNornir(**nornir_config())`` (a test checks it), built directly so
-    that plugin discovery and YAML parsing are not repeated for every run.
+#: A file's version: modification time, size and inode (None: the file does not exist).
+FileVersion = tuple[int, int, int] | None
+
+
+def file_version(path: Path) -> FileVersion:
+    """What tells one version of ``path`` from another, without reading it."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """An inventory loaded and transformed once, and what it was built from.
+
+    ``inventory`` is never handed out: every run gets a copy (:func:`copy_inventory`).
     """
-    _register_plugins()
+
+    settings: Settings  # open_nornir's (the hosts file)
+    credentials: Settings  # load_settings()'s (what the transform reads)
+    hosts_path: Path
+    sources: tuple[tuple[Path, FileVersion], ...]
+    data: dict[str, Any]
+    inventory: Inventory
+
+    def current(self, settings: Settings, credentials: Settings, hosts_path: Path) -> bool:
+        """Whether nothing it was built from has changed since."""
+        return (
+            hosts_path == self.hosts_path
+            and settings == self.settings
+            and credentials == self.credentials
+            and all(file_version(path) == version for path, version in self.sources)
+        )
+
+
+_parsed: _Parsed | None = None
+_parse_lock = threading.Lock()
+
+
+def _parse(
+    settings: Settings,
+    credentials: Settings,
+    hosts_path: Path,
+    overrides: dict[str, Any] | None = None,
+) -> _Parsed:
+    """Load ``nornir.yaml`` and the inventory, and apply the transform function.
+
+    The files' versions are read before the files, so a change made while they are read
+    is seen by the next call.
+
+    Args:
+        settings: open_nornir's settings (the hosts file).
+        credentials: The settings the transform reads.
+        hosts_path: The hosts file of ``settings``.
+        overrides: ``inventory`` options of open_nornir's overrides, if any.
+
+    Raises:
+        ConfigError: an invalid ``nornir.yaml`` or inventory, another inventory plugin.
+    """
+    config_version = file_version(NORNIR_CONFIG)
     data = nornir_config(settings)
-    for section, values in overrides.items():
-        data[section] = {**data.get(section, {}), **values}
+    if overrides:
+        data["inventory"] = {**data["inventory"], **overrides}
+    options = data["inventory"].get("options", {})
+    files = [Path(options[k]) for k in ("host_file", "group_file", "defaults_file") if k in options]
+    versions = [(path, file_version(path)) for path in files]
     config = Config.from_dict(**data)
     if config.inventory.plugin != PLUGIN_NAME:
         raise ConfigError(f"vpop reads its inventory with {PLUGIN_NAME} (inventory.plugin)")
@@ -177,7 +254,114 @@ def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[
         transform = TransformFunctionRegister.get_plugin(config.inventory.transform_function)
         for host in inventory.hosts.values():
             transform(host, **(config.inventory.transform_function_options or {}))
+    # the transform records only the known-hosts files' names (sessions read them), so
+    # their versions may be taken after it
+    beside = hosts_file(credentials)
+    pins = {known_hosts_file(host, credentials, beside) for host in inventory.hosts.values()}
+    versions += [(path, file_version(path)) for path in sorted(pins)]
+    return _Parsed(
+        settings,
+        credentials,
+        hosts_path,
+        ((NORNIR_CONFIG, config_version), *versions),
+        data,
+        inventory,
+    )
+
+
+def _cached_parse(settings: Settings | None) -> _Parsed:
+    """The parsed inventory for ``settings``, from the cache while it is current."""
+    global _parsed
+    credentials = load_settings()
+    settings = settings or credentials
+    hosts_path = hosts_file(settings)
+    found = _parsed
+    if found is not None and found.current(settings, credentials, hosts_path):
+        return found
+    with _parse_lock:  # one parse at a time; a caller that waited finds it done
+        found = _parsed
+        if found is None or not found.current(settings, credentials, hosts_path):
+            found = _parsed = _parse(settings, credentials, hosts_path)
+        return found
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of inventory data (YAML's mappings, lists and scalars; others deepcopied)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _clone(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _clone(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
+def _options(options: dict[str, ConnectionOptions]) -> dict[str, ConnectionOptions]:
+    return {
+        name: ConnectionOptions(**BaseAttributes.dict(o), extras=_clone(o.extras))
+        for name, o in options.items()
+    }
+
+
+def copy_inventory(inventory: Inventory) -> Inventory:
+    """A copy of ``inventory`` that shares no mutable object with it.
+
+    New Host, Group and Defaults objects with their own data, connection options and
+    (empty) connections; their own attributes as they are (not what they inherit).
+    """
+    old = inventory.defaults
+    defaults = Defaults(
+        **BaseAttributes.dict(old),
+        data=_clone(old.data),
+        connection_options=_options(old.connection_options),
+    )
+
+    def element(typ: type[_E], item: Host) -> _E:
+        return typ(
+            name=item.name,
+            **BaseAttributes.dict(item),
+            data=_clone(item.data),
+            connection_options=_options(item.connection_options),
+            defaults=defaults,
+        )
+
+    groups = Groups({n: element(Group, g) for n, g in inventory.groups.items()})
+    hosts = Hosts({n: element(Host, h) for n, h in inventory.hosts.items()})
+    for copies, originals in ((groups, inventory.groups), (hosts, inventory.hosts)):
+        for name, item in originals.items():
+            copies[name].groups = ParentGroups(groups[g.name] for g in item.groups)
+    return Inventory(hosts=hosts, groups=groups, defaults=defaults)
+
+
+@contextmanager
+def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[Nornir]:
+    """A fresh Nornir for one run; its connections are closed when the block ends.
+
+    Equivalent to ``InitNornir(**nornir_config())`` (a test checks it), built directly so
+    that plugin discovery, YAML parsing and the transform are not repeated for every run:
+    the inventory is loaded and transformed once per version of its sources and copied
+    for each run. Thread-safe.
+
+    Raises:
+        ConfigError: an invalid ``nornir.yaml`` or inventory.
+    """
+    _register_plugins()
+    if "inventory" in overrides:  # another inventory than nornir.yaml's: not cached
+        credentials = load_settings()
+        chosen = settings or credentials
+        parsed = _parse(chosen, credentials, hosts_file(chosen), overrides.pop("inventory"))
+    else:
+        parsed = _cached_parse(settings)
+    data = parsed.data
+    if overrides:
+        data = {**data, **{s: {**data.get(s, {}), **v} for s, v in overrides.items()}}
+    config = Config.from_dict(**data)
     runner = RunnersPluginRegister.get_plugin(config.runner.plugin)(**config.runner.options)
+    inventory = copy_inventory(parsed.inventory)
     nr = Nornir(inventory=inventory, runner=runner, config=config, data=GlobalState())
     try:
         yield nr

@@ -48,10 +48,11 @@ from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import one_router, open_nornir
 from vpop.selection.confirm import confirm_selection, cut_at
+from vpop.selection.dry_runs import run_dry_orders
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
-from vpop.selection.outcomes import Outcome, explain, finish_run
+from vpop.selection.outcomes import Outcome, UnknownRouter, explain, finish_run
 from vpop.selection.signals import order_finished, reconcile_needed
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,6 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 1000  # a bounded loop: one router never keeps a worker forever
 # one run per batch of orders; False makes one run per order (the benchmark's baseline)
 COALESCE = True
-
-
-class UnknownRouter(VpopError):
-    """The router is not in the inventory."""
-
-    code = "VPOP-404-ROUTER"
-    status = 404
 
 
 def _device_run(
@@ -184,18 +178,19 @@ def process_router(
             with write_scope(url) as session:
                 fence_router(router, session)  # claim only while the lock is ours
                 dry, real = _claim(session, router)
-                claimed = (
-                    [(o.id, o.line_id, o.isp_id, o.requester) for o in dry],
-                    [(o.id, o.line_id, o.isp_id, o.requester) for o in real],
-                )
-                # the run of the real orders is made in the claim's transaction
-                run_id = _new_selection_run(session, router, real) if real else 0
-            if not claimed[0] and not claimed[1]:
+                # the runs are made in the claim's transaction: one per dry run, one for
+                # the real orders (coalesced)
+                dry_runs = [
+                    (o.id, _new_dry_run(session, router, o), o.line_id, o.isp_id) for o in dry
+                ]
+                real_run = _new_selection_run(session, router, real) if real else 0
+                claimed = [(o.id, o.line_id, o.isp_id, o.requester) for o in real]
+            if not dry_runs and not claimed:
                 break
-            for order_id, line_id, isp_id, requester in claimed[0]:
-                runs.append(_dry_run_order(router, order_id, line_id, isp_id, requester, url))
-            if claimed[1]:
-                runs.append(_apply_orders(router, run_id, claimed[1], url))
+            if dry_runs:
+                runs.extend(run_dry_orders(router, dry_runs, url))
+            if claimed:
+                runs.append(_apply_orders(router, real_run, claimed, url))
     return runs
 
 
@@ -210,6 +205,12 @@ def _waiting(router: str, url: str | None) -> bool:
     return found is not None
 
 
+def _new_dry_run(session: Session, router: str, order: Order) -> int:
+    """The run of one dry-run order: made, and the order pointed at it."""
+    order.run_id = _new_run(session, router, "dry_run", f"order {order.id}", order.requester).id
+    return order.run_id
+
+
 def _new_selection_run(session: Session, router: str, orders: list[Order]) -> int:
     """The run that applies ``orders`` (coalesced): made, and the orders pointed at it."""
     ids = [o.id for o in orders]
@@ -218,37 +219,6 @@ def _new_selection_run(session: Session, router: str, orders: list[Order]) -> in
     for order in orders:
         order.run_id = run.id
     return run.id
-
-
-def _dry_run_order(
-    router: str, order_id: int, line_id: int, isp_id: str, requester: str, url: str | None
-) -> int:
-    started = time.perf_counter()
-    with write_scope(url) as session:
-        run_id = _new_run(session, router, "dry_run", f"order {order_id}", requester).id
-        order = session.get(Order, order_id)
-        assert order is not None
-        order.run_id = run_id
-    # no write transaction spans the device run (the lock's heartbeat writes meanwhile)
-    try:
-        with session_scope(url) as session:
-            outcome, timings = _device_run(router, {line_id: isp_id}, True, session)
-    except Exception as exc:  # nothing was pushed: render, intent or inventory failed
-        outcome, timings = Outcome(failed=True, exception=exc), {}
-    timings["total"] = time.perf_counter() - started
-    ok = not outcome.failed
-    with write_scope(url) as session:
-        run = session.get(Run, run_id)
-        order = session.get(Order, order_id)
-        assert run is not None and order is not None
-        finish_run(run, outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED)
-        if order.status == OrderStatus.RUNNING.value:
-            order.diff = outcome.diff
-            order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
-            order.error = None if ok else explain(outcome.exception, router)
-            order.finished_at = utcnow()
-    _notify_final([order_id])
-    return run_id
 
 
 def _apply_orders(

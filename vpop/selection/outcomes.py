@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.deploy import PushInterrupted, PushRejected, RouterUnreachable, VerifyFailed
+from vpop.core.errors import VpopError
 from vpop.core.time import utcnow
 from vpop.selection.confirm import Cut
 from vpop.selection.models import Run, RunStatus
+
+
+class UnknownRouter(VpopError):
+    """The router is not in the inventory."""
+
+    code = "VPOP-404-ROUTER"
+    status = 404
 
 
 @dataclass

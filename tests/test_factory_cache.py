@@ -1,0 +1,173 @@
+"""open_nornir loads and transforms the inventory once per version of its sources, and every
+run still gets a Nornir of its own: hosts, groups, data and connections are never shared."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nornir.core.configuration import Config
+from nornir.core.plugins.connections import ConnectionPluginRegister
+
+from vpop.core.settings import Settings
+from vpop.network.factory import open_nornir
+from vpop.network.inventory import VpopInventory
+
+HOSTS = "r1:\n  hostname: 127.0.0.1\n  port: 2222\n  groups: [frr, lab]\n  data: {site: a}\n"
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every real load of the inventory plugin, counted (the load itself runs unchanged)."""
+    calls: list[int] = []
+    real = VpopInventory.load
+
+    def counted(self: VpopInventory) -> Any:
+        calls.append(threading.get_ident())
+        return real(self)
+
+    monkeypatch.setattr(VpopInventory, "load", counted)
+    return calls
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A hosts file of its own (a fresh cache entry), with its known_hosts beside it."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text(HOSTS)
+    monkeypatch.setenv("VPOP_INVENTORY_HOSTS", str(path))
+    monkeypatch.delenv("VPOP_KNOWN_HOSTS", raising=False)
+    return path
+
+
+def edit(path: Path, text: str) -> None:
+    """Rewrite ``path`` as an editor would, a moment later than its last version."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_second_run_reuses_the_loaded_inventory(hosts: Path, loads: list[int]) -> None:
+    with open_nornir() as first:
+        assert first.inventory.hosts["r1"].port == 2222
+    assert len(loads) == 1
+    with open_nornir() as second, open_nornir(Settings()) as third:
+        assert second.inventory.dict() == first.inventory.dict() == third.inventory.dict()
+    assert len(loads) == 1
+
+
+def test_an_edited_hosts_file_is_seen_by_the_next_run(hosts: Path, loads: list[int]) -> None:
+    with open_nornir() as nr:
+        assert sorted(nr.inventory.hosts) == ["r1"]
+    edit(hosts, HOSTS.replace("2222", "2223"))  # the same size: the time tells
+    with open_nornir() as nr:
+        assert nr.inventory.hosts["r1"].port == 2223
+    edit(hosts, HOSTS + "r2:\n  hostname: 127.0.0.2\n  groups: [ios]\n")
+    with open_nornir() as nr:
+        assert sorted(nr.inventory.hosts) == ["r1", "r2"]
+        assert nr.inventory.hosts["r2"].platform == "ios"
+    assert len(loads) == 3
+
+
+def test_a_known_hosts_file_or_setting_change_is_seen_by_the_next_run(
+    hosts: Path, loads: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = hosts.parent / "known_hosts"
+    with open_nornir() as nr:
+        extras = nr.inventory.hosts["r1"].get_connection_parameters("vpop_shell").extras
+        assert (extras or {})["known_hosts"] == str(known)
+    known.write_text("[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPinnedLater\n")
+    with open_nornir():  # a newly pinned key: the transform runs again
+        pass
+    assert len(loads) == 2
+    monkeypatch.setenv("VPOP_ROUTER_USERNAME", "noc")
+    with open_nornir() as nr:
+        assert nr.inventory.hosts["r1"].username == "noc"
+    assert len(loads) == 3
+
+
+class Recorder:
+    """A connection plugin that only records that it was opened and closed."""
+
+    closed: list[str | None] = []
+
+    def __init__(self) -> None:
+        self.hostname: str | None = None
+
+    def open(
+        self,
+        hostname: str | None,
+        username: str | None,
+        password: str | None,
+        port: int | None,
+        platform: str | None,
+        extras: dict[str, Any] | None = None,
+        configuration: Config | None = None,
+    ) -> None:
+        self.hostname = hostname
+
+    def close(self) -> None:
+        Recorder.closed.append(self.hostname)
+
+    @property
+    def connection(self) -> Any:
+        return self.hostname
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    Recorder.closed = []
+    ConnectionPluginRegister.register("recorder", Recorder)
+    yield "recorder"
+    ConnectionPluginRegister.deregister("recorder")
+
+
+def test_two_runs_share_no_host_group_data_or_connection(
+    hosts: Path, loads: list[int], recorder: str
+) -> None:
+    with open_nornir() as one, open_nornir() as two:
+        a, b = one.inventory.hosts["r1"], two.inventory.hosts["r1"]
+        assert a is not b and a.dict() == b.dict()
+        assert a.data is not b.data and a.defaults is not b.defaults
+        assert a.connection_options["vpop_shell"] is not b.connection_options["vpop_shell"]
+        assert a.connection_options["vpop_shell"].extras is not (
+            b.connection_options["vpop_shell"].extras
+        )
+        assert {id(g) for g in a.groups}.isdisjoint(id(g) for g in b.groups)
+        assert a.groups[0] is one.inventory.groups["frr"]  # linked within its own run
+        a.data["scratch"] = 1
+        a.open_connection(recorder, configuration=Config())
+        assert "scratch" not in b.data and b.connections == {}
+        assert a.get_connection(recorder, one.config) == "127.0.0.1"
+        assert Recorder.closed == []
+    assert Recorder.closed == ["127.0.0.1"]  # closed when its run ended, once
+    with open_nornir() as three:
+        assert "scratch" not in three.inventory.hosts["r1"].data
+        assert three.inventory.hosts["r1"].connections == {}
+    assert len(loads) == 1
+
+
+def test_concurrent_first_runs_load_once_and_get_their_own_hosts(
+    hosts: Path, loads: list[int]
+) -> None:
+    edit(hosts, HOSTS.replace("site: a", "site: b"))  # nothing cached for this version yet
+    start = threading.Barrier(8)
+    got: list[Any] = []
+
+    def run() -> None:
+        start.wait()
+        with open_nornir() as nr:
+            got.append(nr.inventory.hosts["r1"])
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(got) == 8 and len({id(h) for h in got}) == 8
+    assert {h["site"] for h in got} == {"b"}
+    assert len(loads) == 1

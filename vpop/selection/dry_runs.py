@@ -1,0 +1,123 @@
+"""Dry-run orders, a router's batch at a time: the router's state is read once for every dry
+run the engine claimed in a round, each order's intended state rendered and diffed against
+it (:func:`tasks.deploy.diff_each`), and every run and order closed in one transaction.
+
+Each order keeps its own run (made in the claim's transaction), its own diff and its own
+outcome: an order whose intent cannot be built or rendered fails alone; a router that cannot
+be read fails the batch. Nothing is pushed, so no fence is needed before the device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tasks.deploy import diff_each
+from vpop.catalogue.service import Line
+from vpop.core.db import session_scope, write_scope
+from vpop.core.errors import ConfigError
+from vpop.core.signals import emit
+from vpop.core.time import utcnow
+from vpop.network.service import one_router, open_nornir, render_router
+from vpop.selection.intent import build_intent
+from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.outcomes import Outcome, UnknownRouter, explain, finish_run
+from vpop.selection.signals import order_finished
+
+#: A claimed dry run: (order id, its run's id, line id, ISP id).
+DryRun = tuple[int, int, int, str]
+
+
+def run_dry_orders(router: str, claimed: list[DryRun], url: str | None) -> list[int]:
+    """Diff every claimed dry-run order of ``router`` against one read of the router, close
+    their runs and orders, and say that they ended; return the runs' ids."""
+    started = time.perf_counter()
+    try:
+        with session_scope(url) as session:
+            outcomes = _diffs(router, claimed, session)
+    except Exception as exc:  # the router or its inventory: every order of the batch fails
+        outcomes = [(Outcome(failed=True, exception=exc), {}) for _ in claimed]
+    total = time.perf_counter() - started
+    ids = [c[0] for c in claimed]
+    with write_scope(url) as session:
+        runs = {
+            r.id: r for r in session.scalars(select(Run).where(Run.id.in_(c[1] for c in claimed)))
+        }
+        orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
+        for (order_id, run_id, _line, _isp), (outcome, timings) in zip(
+            claimed, outcomes, strict=True
+        ):
+            ok = not outcome.failed
+            timings = {**timings, "total": total}
+            finish_run(
+                runs[run_id], outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED
+            )
+            order = orders[order_id]
+            if order.status == OrderStatus.RUNNING.value:
+                order.diff = outcome.diff
+                order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
+                order.error = None if ok else explain(outcome.exception, router)
+                order.finished_at = utcnow()
+    for order_id in ids:
+        emit(order_finished, order_id)
+    return [c[1] for c in claimed]
+
+
+def _diffs(
+    router: str, claimed: list[DryRun], session: Session
+) -> list[tuple[Outcome, dict[str, float]]]:
+    """Each order's outcome and timings (a render per order; the device read shared)."""
+    with open_nornir() as nr:
+        target = one_router(nr, router)
+        host = target.inventory.hosts.get(router)
+        if host is None:
+            raise UnknownRouter(f"router {router!r} is not in the inventory")
+        uplinks: Mapping[str, Any] = host.get("uplinks", {})
+        base = build_intent(session, router, host.platform or "frr", uplinks)
+        interfaces: dict[int, str] = {
+            line_id: interface
+            for line_id, interface in session.execute(
+                select(Line.id, Line.interface).where(Line.id.in_([c[2] for c in claimed]))
+            )
+        }
+        outcomes: list[tuple[Outcome, dict[str, float]]] = []
+        rendered: list[dict[str, str]] = []
+        for _order, _run, line_id, isp_id in claimed:
+            render_started = time.perf_counter()
+            try:  # this order's intent: a failure here fails this order alone
+                if isp_id not in uplinks:
+                    raise ConfigError(f"{router} has no uplink to {[isp_id]}")
+                rendered.append(render_router(_override(base, interfaces[line_id], isp_id)))
+            except Exception as exc:
+                outcomes.append((Outcome(failed=True, exception=exc), {}))
+                continue
+            outcomes.append(
+                (Outcome(failed=False), {"render": time.perf_counter() - render_started})
+            )
+        if not rendered:
+            return outcomes
+        device_started = time.perf_counter()
+        multi = target.run(task=diff_each, intended=rendered, on_failed=True)[router]
+        device = time.perf_counter() - device_started
+    if multi.failed:
+        raise multi[0].exception or RuntimeError(f"{router}: its state could not be read")
+    diffs = iter(multi[0].result["diffs"])
+    for outcome, timings in outcomes:
+        if not outcome.failed:
+            outcome.diff = next(diffs)
+            outcome.result = {"pushed": [], "dry_run": True}
+            timings["device"] = device
+    return outcomes
+
+
+def _override(intent: dict[str, Any], interface: str, isp_id: str) -> dict[str, Any]:
+    """The intent with the line on ``interface`` routed through ``isp_id``."""
+    lines = [
+        {**line, "isp": isp_id} if line["interface"] == interface else line
+        for line in intent["lines"]
+    ]
+    return {**intent, "lines": lines}
