@@ -58,6 +58,10 @@ from vpop.selection.signals import order_finished, reconcile_needed
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 1000  # a bounded loop: one router never keeps a worker forever
+# a round claims at most this many orders of a router to look at for real changes, and this
+# many dry runs (a flood of dry runs is answered in batches, each a short transaction)
+CLAIM_LIMIT = 256
+DRY_BATCH = 8
 # one run per batch of orders; False makes one run per order (the benchmark's baseline)
 COALESCE = True
 
@@ -111,23 +115,22 @@ def _device_run(
 
 
 def _claim(session: Session, router: str) -> tuple[list[Order], list[Order]]:
-    """RECEIVED orders for the router -> RUNNING: all dry runs, and the oldest real per line."""
-    orders = list(
-        session.scalars(
-            select(Order)
-            .where(Order.router == router, Order.status == OrderStatus.RECEIVED.value)
-            .order_by(Order.id)
-        )
+    """RECEIVED orders for the router -> RUNNING: the oldest real order per line (among the
+    oldest :data:`CLAIM_LIMIT`) and the oldest :data:`DRY_BATCH` dry runs."""
+    waiting = select(Order).where(
+        Order.router == router, Order.status == OrderStatus.RECEIVED.value
     )
-    dry: list[Order] = []
     real: list[Order] = []
     lines: set[int] = set()
-    for order in orders:
-        if order.dry_run:
-            dry.append(order)
-        elif order.line_id not in lines and (COALESCE or not real):
+    for order in session.scalars(
+        waiting.where(Order.dry_run.is_(False)).order_by(Order.id).limit(CLAIM_LIMIT)
+    ):
+        if order.line_id not in lines and (COALESCE or not real):
             lines.add(order.line_id)
             real.append(order)
+    dry = list(
+        session.scalars(waiting.where(Order.dry_run.is_(True)).order_by(Order.id).limit(DRY_BATCH))
+    )
     now = utcnow()
     for order in dry + real:
         order.status = OrderStatus.RUNNING.value
@@ -180,17 +183,15 @@ def process_router(
                 dry, real = _claim(session, router)
                 # the runs are made in the claim's transaction: one per dry run, one for
                 # the real orders (coalesced)
-                dry_runs = [
-                    (o.id, _new_dry_run(session, router, o), o.line_id, o.isp_id) for o in dry
-                ]
+                dry_runs = _new_dry_runs(session, router, dry)
                 real_run = _new_selection_run(session, router, real) if real else 0
                 claimed = [(o.id, o.line_id, o.isp_id, o.requester) for o in real]
             if not dry_runs and not claimed:
                 break
+            if claimed:  # changes first: a flood of dry runs does not hold them up
+                runs.append(_apply_orders(router, real_run, claimed, url))
             if dry_runs:
                 runs.extend(run_dry_orders(router, dry_runs, url))
-            if claimed:
-                runs.append(_apply_orders(router, real_run, claimed, url))
     return runs
 
 
@@ -205,10 +206,25 @@ def _waiting(router: str, url: str | None) -> bool:
     return found is not None
 
 
-def _new_dry_run(session: Session, router: str, order: Order) -> int:
-    """The run of one dry-run order: made, and the order pointed at it."""
-    order.run_id = _new_run(session, router, "dry_run", f"order {order.id}", order.requester).id
-    return order.run_id
+def _new_dry_runs(
+    session: Session, router: str, orders: list[Order]
+) -> list[tuple[int, int, int, str]]:
+    """One run per dry-run order (inserted together), each order pointed at its run."""
+    runs = [
+        Run(
+            router=router,
+            kind="dry_run",
+            trigger=f"order {o.id}",
+            requester=o.requester,
+            dry_run=True,
+        )
+        for o in orders
+    ]
+    session.add_all(runs)
+    session.flush()
+    for order, run in zip(orders, runs, strict=True):
+        order.run_id = run.id
+    return [(o.id, r.id, o.line_id, o.isp_id) for o, r in zip(orders, runs, strict=True)]
 
 
 def _new_selection_run(session: Session, router: str, orders: list[Order]) -> int:
