@@ -91,6 +91,15 @@ def test_nft_through_the_library_does_what_the_program_does(
     assert frr_config.zero_nft_counters(listed["output"]).strip() == acl.strip()
     # the same listing through the agent that runs the program
     assert _nft(program_agent, ["list", "table", "inet", "vpop"])["output"] == program.stdout
+    # a change made by someone else (the program, another process) is seen at once: the
+    # library's kept context does not answer from a stale cache
+    changed = agent.host("nft", "add", "table", "inet", "vpop_other")
+    assert changed.returncode == 0, changed.stderr
+    added = agent.host("nft", "add", "chain", "inet", "vpop", "extra")
+    assert added.returncode == 0, added.stderr
+    relisted = _nft(agent, ["list", "table", "inet", "vpop"])["output"]
+    assert "chain extra" in relisted
+    assert relisted == agent.host("nft", "list", "table", "inet", "vpop").stdout
 
 
 def test_a_refused_nft_script_changes_nothing_and_says_why(agent: NamespacedAgent) -> None:
