@@ -98,9 +98,11 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _factories.clear()
 
 
 _gates: dict[str, tuple[threading.Lock, int]] = {}
+_factories: dict[Engine, sessionmaker[Session]] = {}  # the session factory of each engine
 
 
 @contextmanager
@@ -135,7 +137,10 @@ def write_gate(engine: Engine) -> Iterator[None]:
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on error."""
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+    engine = get_engine(url)
+    factory = _factories.get(engine)
+    if factory is None:  # building one costs ~0.1 ms; sessions are opened all the time
+        factory = _factories.setdefault(engine, sessionmaker(engine, expire_on_commit=False))
     with factory() as session, session.begin():
         yield session
 
