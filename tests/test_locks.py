@@ -380,3 +380,63 @@ def test_write_scope_on_postgresql_is_a_plain_transaction(pg_url: str) -> None:
         session.add(Isp(id=isp, name="Gate"))
     with session_scope(pg_url) as session:
         assert session.get(Isp, isp) is not None
+
+
+def test_gated_writers_never_wait_for_a_connection_while_holding_the_gate(
+    tmp_path: Path,
+) -> None:
+    """More writers than the pool has connections, in one process (``vpop serve
+    --single-process``): the API's way (a pooled connection, then the gate) beside the
+    engine's (``write_scope``) and the lock statements. If any of them held the gate while
+    waiting for a connection, the pool would run dry and everything would stall until the
+    pool's 30 s timeout; taken in one order, all of it ends."""
+    from sqlalchemy import func
+    from sqlalchemy import select as sql_select
+
+    from vpop.core.db import get_engine, write_gate, write_scope
+    from vpop.core.prepared import raw_transaction
+
+    url = f"sqlite:///{tmp_path / 'vpop.sqlite'}"
+    upgrade(url)
+    engine = get_engine(url)
+    pool = engine.pool.size() + engine.pool._max_overflow  # type: ignore[attr-defined]
+    errors: list[BaseException] = []
+    start = threading.Barrier(pool + 6)
+
+    def api_writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(20):
+                with raw_transaction(engine) as (cursor, _dialect), write_gate(engine):
+                    cursor.execute(
+                        "INSERT INTO isps (id, name, outbound_deny, created_at) "
+                        "VALUES (?, 'x', '[]', '2026-01-01')",
+                        (f"api-{n}-{i}",),
+                    )
+                    cursor.connection.commit()
+        except BaseException as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+
+    def engine_writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(20):
+                with write_scope(url) as session:
+                    session.add(Isp(id=f"eng-{n}-{i}", name="x"))
+                name = f"gate-{n}-{i}"
+                token = locks.try_acquire(name, "me", 30, url)
+                assert token is not None and locks.renew(name, "me", token, 30, url)
+                assert locks.release(name, "me", token, url)
+        except BaseException as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=api_writer, args=(n,)) for n in range(pool)]
+    threads += [threading.Thread(target=engine_writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(25)  # a stall shows as a thread still waiting (the pool waits 30 s)
+    assert not [t for t in threads if t.is_alive()], "writers stalled"
+    assert errors == []
+    with session_scope(url) as session:
+        assert session.scalar(sql_select(func.count()).select_from(Isp)) == (pool + 6) * 20

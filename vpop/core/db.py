@@ -137,18 +137,35 @@ def write_gate(engine: Engine) -> Iterator[None]:
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on error."""
-    engine = get_engine(url)
-    factory = _factories.get(engine)
-    if factory is None:  # building one costs ~0.1 ms; sessions are opened all the time
-        factory = _factories.setdefault(engine, sessionmaker(engine, expire_on_commit=False))
-    with factory() as session, session.begin():
+    with _factory(get_engine(url))() as session, session.begin():
         yield session
+
+
+def _factory(engine: Engine) -> sessionmaker[Session]:
+    """The engine's session factory (building one costs ~0.1 ms; sessions open all the time)."""
+    factory = _factories.get(engine)
+    if factory is None:
+        factory = _factories.setdefault(engine, sessionmaker(engine, expire_on_commit=False))
+    return factory
 
 
 @contextmanager
 def write_scope(url: str | None = None) -> Iterator[Session]:
     """:func:`session_scope` for a short write transaction of a hot path, queued on the
     database's :func:`write_gate` (on SQLite the other gated writers wait for it there, woken
-    when it ends, instead of sleeping in SQLite's busy handler). Never nest one in another."""
-    with write_gate(get_engine(url)), session_scope(url) as session:
-        yield session
+    when it ends, instead of sleeping in SQLite's busy handler). Never nest one in another.
+
+    The connection is taken from the pool before the gate, and the commit made before the
+    gate is let go, as the API's writers do: a thread waiting at the gate may hold a pooled
+    connection, but never the gate while it waits for a connection.
+    """
+    engine = get_engine(url)
+    with _factory(engine)() as session:
+        session.connection()  # from the pool now (on SQLite no lock is taken yet)
+        with write_gate(engine):
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise

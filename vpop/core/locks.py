@@ -177,8 +177,10 @@ _SQL = _statements()
 def _gated(url: str | None) -> Iterator[tuple[Any, Dialect]]:
     """A lock statement's transaction, queued on the database's write gate."""
     engine = get_engine(url)
-    with write_gate(engine), raw_transaction(engine) as found:
-        yield found
+    # the connection first, then the gate, and the commit inside it (as the API's writers)
+    with raw_transaction(engine) as (cursor, dialect), write_gate(engine):
+        yield cursor, dialect
+        cursor.connection.commit()
 
 
 def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> int | None:
