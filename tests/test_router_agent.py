@@ -96,12 +96,11 @@ class AgentProcess:
         script.write_text(source)
         # a parent that is not pytest: the lab variant's cut kills the agent's parent
         wrapper = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", wrapper, sys.executable, "-u", str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        self.start([sys.executable, "-c", wrapper, sys.executable, "-u", str(script)], env)
+
+    def start(self, argv: list[str], env: dict[str, str]) -> None:
+        """Start the agent with ``argv`` and read its ready line."""
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.selector = selectors.DefaultSelector()

@@ -10,7 +10,6 @@ Root is needed (CI runs as root).
 from __future__ import annotations
 
 import json
-import selectors
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +27,7 @@ class NamespacedAgent(AgentProcess):
     ``host`` runs a program in its namespace (the reference the agent is held to)."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.stdout, selectors.EVENT_READ)
-        self.buf = b""
-        self.hello = self.readline()
+        self.start(argv, env)
         assert self.hello["ready"] is True
 
     def host(self, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -128,6 +128,12 @@ def new_holder_id() -> str:
 def _statements() -> dict[str, Prepared]:
     c = Lock.__table__.c
     when, name, holder, token = c.expires_at.type, c.name.type, c.holder.type, c.token.type
+    # the row is this holder's, with this token
+    mine = (
+        Lock.name == bindparam("n"),
+        Lock.holder == bindparam("h"),
+        Lock.token == bindparam("tok"),
+    )
     return {
         "take": Prepared(
             update(Lock)
@@ -146,23 +152,12 @@ def _statements() -> dict[str, Prepared]:
         ),
         "extend": Prepared(
             update(Lock)
-            .where(
-                Lock.name == bindparam("n"),
-                Lock.holder == bindparam("h"),
-                Lock.token == bindparam("tok"),
-                Lock.expires_at >= bindparam("at"),
-            )
+            .where(*mine, Lock.expires_at >= bindparam("at"))
             .values(expires_at=bindparam("until")),
             {"n": name, "h": holder, "tok": token, "at": when, "until": when},
         ),
         "release": Prepared(
-            update(Lock)
-            .where(
-                Lock.name == bindparam("n"),
-                Lock.holder == bindparam("h"),
-                Lock.token == bindparam("tok"),
-            )
-            .values(holder=None, expires_at=None),
+            update(Lock).where(*mine).values(holder=None, expires_at=None),
             {"n": name, "h": holder, "tok": token},
         ),
     }
