@@ -73,6 +73,21 @@ def test_an_edited_hosts_file_is_seen_by_the_next_run(hosts: Path, loads: list[i
     assert len(loads) == 3
 
 
+def test_a_hosts_file_replaced_with_the_same_size_and_time_is_seen(hosts: Path) -> None:
+    """``cp -p``, ``rsync -t`` or a config tool's rename: another file (inode) with the old
+    one's size and modification time."""
+    with open_nornir() as nr:
+        assert nr.inventory.hosts["r1"].port == 2222
+    stat = hosts.stat()
+    replacement = hosts.with_name("hosts.yaml.new")
+    replacement.write_text(HOSTS.replace("2222", "2223"))
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    replacement.replace(hosts)
+    assert (hosts.stat().st_size, hosts.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    with open_nornir() as nr:
+        assert nr.inventory.hosts["r1"].port == 2223
+
+
 def test_a_known_hosts_file_or_setting_change_is_seen_by_the_next_run(
     hosts: Path, loads: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,7 +47,14 @@ from tasks.connection import CONNECTION_NAME, VpopShell
 from vpop.core.errors import ConfigError
 from vpop.core.settings import PROJECT_ROOT, Settings, load_settings
 from vpop.network.hostkeys import known_hosts_file, pin_connections
-from vpop.network.inventory import PLUGIN_NAME, VpopInventory, check_elements, read_yaml
+from vpop.network.inventory import (
+    PLUGIN_NAME,
+    FileVersion,
+    VpopInventory,
+    check_elements,
+    file_version,
+    read_yaml,
+)
 
 NORNIR_CONFIG = PROJECT_ROOT / "nornir.yaml"
 
@@ -176,18 +183,6 @@ def nornir_config(settings: Settings | None = None) -> dict[str, Any]:
 
 
 _E = TypeVar("_E", bound=Host)
-
-#: A file's version: modification time, size and inode (None: the file does not exist).
-FileVersion = tuple[int, int, int] | None
-
-
-def file_version(path: Path) -> FileVersion:
-    """What tells one version of ``path`` from another, without reading it."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 @dataclass(frozen=True)

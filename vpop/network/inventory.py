@@ -60,12 +60,26 @@ BASE_KEYS = ("hostname", "port", "username", "password", "platform")
 
 _E = TypeVar("_E", bound=Host)
 
-_yaml_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+_yaml_cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
 _cache_lock = threading.Lock()
 
 
+#: A file's version: modification time, size and inode (None: the file does not exist).
+FileVersion = tuple[int, int, int] | None
+
+
+def file_version(path: Path) -> FileVersion:
+    """What tells one version of ``path`` from another without reading it (a file replaced
+    by a rename has another inode even with the same size and modification time)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
 def read_yaml(path: Path, encoding: str = "utf-8") -> Any:
-    """Parse a YAML file once per version of it (mtime and size), return a fresh copy.
+    """Parse a YAML file once per version of it (:func:`file_version`), return a fresh copy.
 
     Args:
         path: The file.
@@ -75,11 +89,9 @@ def read_yaml(path: Path, encoding: str = "utf-8") -> Any:
         The parsed document (``{}`` for an empty one), deep-copied so that the caller
         may change it; None when the file does not exist.
     """
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
+    version = file_version(path)
+    if version is None:
         return None
-    version = (stat.st_mtime_ns, stat.st_size)
     with _cache_lock:
         cached = _yaml_cache.get(path)
         if cached is None or cached[0] != version:
