@@ -53,6 +53,7 @@ def _agent(task: Task) -> Agent:
 
 
 PBR_STATE = ["show running-config", "show pbr map json", "show pbr nexthop-groups json"]
+LIST_ACL = {"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]}  # the ACL table, read
 
 
 def _batch(agent: Agent, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +75,7 @@ def _read(agent: Agent) -> dict[str, str]:
         agent,
         [
             {"op": "vty", "daemon": "pbrd", "commands": ["show running-config"]},
-            {"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]},
+            LIST_ACL,
         ],
     )
     if not pbr["ok"]:
@@ -96,7 +97,7 @@ def _observe(
         {"op": "rules"},
     ]
     if acl is None:
-        requests.append({"op": "run", "argv": ["nft", "list", "table", *NFT_TABLE]})
+        requests.append(LIST_ACL)
     if counters is not None:
         requests.append({"op": "counters", "table": ["inet", counters], "links": False})
     answers = _batch(agent, requests)
@@ -162,6 +163,11 @@ def read_state(task: Task) -> Result:
     return Result(host=task.host, result={**observed, "installed": installed})
 
 
+def _wanted(intended: dict[str, str]) -> dict[str, str]:
+    """A rendered state as the router's read-back compares with it (pbrd's text canonical)."""
+    return {"pbr": frr_config.canonical(intended["pbr"]), "acl": intended["acl"]}
+
+
 def diff_config(running: dict[str, str], intended: dict[str, str]) -> str:
     """The unified diff of every feature, running -> intended."""
     return "".join(
@@ -185,10 +191,7 @@ def diff_each(task: Task, *, intended: list[dict[str, str]]) -> Result:
         running = _read(agent)
     except ShellError as err:
         raise RouterUnreachable(f"{task.host.name}: {err}") from err
-    diffs = [
-        diff_config(running, {"pbr": frr_config.canonical(i["pbr"]), "acl": i["acl"]})
-        for i in intended
-    ]
+    diffs = [diff_config(running, _wanted(i)) for i in intended]
     return Result(host=task.host, changed=False, result={"diffs": diffs, "state": running})
 
 
@@ -219,7 +222,7 @@ def deploy_config(
     """
     dry = task.is_dry_run(dry_run)
     agent = _agent(task)
-    want = {"pbr": frr_config.canonical(intended["pbr"]), "acl": intended["acl"]}
+    want = _wanted(intended)
     try:
         running = _read(agent)
     except ShellError as err:

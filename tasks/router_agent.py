@@ -272,6 +272,21 @@ COMMANDS: Check = (
 )
 
 
+def _is_batch(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= 16
+        and all(isinstance(r, dict) and r.get("op") != "batch" for r in value)
+    )
+
+
+def batch(req: dict[str, Any]) -> dict[str, Any]:
+    """Several requests in one round trip, in order, each checked and answered on its own
+    (one refused or failed does not stop the next); ``ok`` when every one is."""
+    answers = [serve(r) for r in req["requests"]]
+    return {"ok": all(a.get("ok") for a in answers), "answers": answers}
+
+
 class Op(NamedTuple):
     """One operation: its handler, its required and its optional arguments' checks."""
 
@@ -307,27 +322,8 @@ OPS: dict[str, Op] = {
     ),
     "counters": Op(counters, {"table": ('["inet", "vpop..."]', _is_table)}, {"links": BOOL}),
     "rules": Op(rules, {}, {}),
-    "batch": Op(
-        lambda req: batch(req),
-        {"requests": ("1..16 requests, none of them a batch", lambda v: _is_batch(v))},
-        {},
-    ),
+    "batch": Op(batch, {"requests": ("1..16 requests, none of them a batch", _is_batch)}, {}),
 }
-
-
-def _is_batch(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and 0 < len(value) <= 16
-        and all(isinstance(r, dict) and r.get("op") != "batch" for r in value)
-    )
-
-
-def batch(req: dict[str, Any]) -> dict[str, Any]:
-    """Several requests in one round trip, in order, each checked and answered on its own
-    (one refused or failed does not stop the next); ``ok`` when every one is."""
-    answers = [serve(r) for r in req["requests"]]
-    return {"ok": all(a.get("ok") for a in answers), "answers": answers}
 
 
 def _nft_statements(script: str) -> list[list[str]]:

@@ -54,8 +54,11 @@ def announce_waiting(router: str | None = None) -> None:
     """Announce every router with waiting orders (only ``router``, when named): what a
     holder of a router's lock does when it lets go, since a worker that found the lock busy
     left the router's new orders to it."""
-    waiting = waiting_routers()
-    for name in waiting if router is None else waiting & {router}:
+    if router is not None:
+        if engine.has_waiting(router):
+            announce(router)
+        return
+    for name in waiting_routers():
         announce(name)
 
 

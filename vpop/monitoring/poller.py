@@ -142,9 +142,6 @@ def _log_poll(job: str, router: str, started: float, error: str | None, url: str
         )
 
 
-COUNTER_KEYS = COUNTERS
-
-
 def _refresh_previous(session: Session, cursor: Any, dialect: Dialect, router: str) -> None:
     """Make the reading cache of ``router`` hold its newest stored readings.
 
@@ -255,8 +252,7 @@ def poll_counters(
     now = utcnow()
     summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
     event_ids: list[int] = []
-    # one transaction per poll (session_scope's, without a sessionmaker per call)
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with session_scope(url) as session:  # one transaction per poll
         cursor = session.connection().connection.cursor()
         _refresh_previous(session, cursor, dialect, router)
         # until this transaction commits, the cache holds readings that may never be stored

@@ -15,7 +15,6 @@ even concurrent ones, share no Host, connection or data.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +51,7 @@ from vpop.network.inventory import (
     FileVersion,
     VpopInventory,
     check_elements,
+    clone_data,
     file_version,
     read_yaml,
 )
@@ -280,24 +280,9 @@ def _cached_parse(settings: Settings | None) -> _Parsed:
         return found
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _clone(value: Any) -> Any:
-    """A deep copy of inventory data (YAML's mappings, lists and scalars; others deepcopied)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _SCALARS else _clone(v) for k, v in value.items()}
-    if kind is list:
-        return [v if type(v) in _SCALARS else _clone(v) for v in value]
-    if kind in _SCALARS:
-        return value
-    return copy.deepcopy(value)
-
-
 def _options(options: dict[str, ConnectionOptions]) -> dict[str, ConnectionOptions]:
     return {
-        name: ConnectionOptions(**BaseAttributes.dict(o), extras=_clone(o.extras))
+        name: ConnectionOptions(**BaseAttributes.dict(o), extras=clone_data(o.extras))
         for name, o in options.items()
     }
 
@@ -311,7 +296,7 @@ def copy_inventory(inventory: Inventory) -> Inventory:
     old = inventory.defaults
     defaults = Defaults(
         **BaseAttributes.dict(old),
-        data=_clone(old.data),
+        data=clone_data(old.data),
         connection_options=_options(old.connection_options),
     )
 
@@ -319,7 +304,7 @@ def copy_inventory(inventory: Inventory) -> Inventory:
         return typ(
             name=item.name,
             **BaseAttributes.dict(item),
-            data=_clone(item.data),
+            data=clone_data(item.data),
             connection_options=_options(item.connection_options),
             defaults=defaults,
         )

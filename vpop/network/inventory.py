@@ -78,6 +78,22 @@ def file_version(path: Path) -> FileVersion:
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def clone_data(value: Any) -> Any:
+    """A deep copy of inventory data: YAML's mappings, lists and scalars copied directly
+    (without :func:`copy.deepcopy`'s bookkeeping per object), anything else deep-copied."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else clone_data(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else clone_data(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 def read_yaml(path: Path, encoding: str = "utf-8") -> Any:
     """Parse a YAML file once per version of it (:func:`file_version`), return a fresh copy.
 
@@ -99,7 +115,7 @@ def read_yaml(path: Path, encoding: str = "utf-8") -> Any:
             _yaml_cache[path] = (version, data)
         else:
             data = cached[1]
-    return copy.deepcopy(data)
+    return clone_data(data)
 
 
 def check_elements(path: Path, data: Any, *, defaults: bool = False) -> dict[str, Any]:

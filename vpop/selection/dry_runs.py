@@ -19,13 +19,12 @@ from sqlalchemy.orm import Session
 from tasks.deploy import diff_each
 from vpop.catalogue.service import Line
 from vpop.core.db import session_scope, write_scope
-from vpop.core.errors import ConfigError
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
-from vpop.network.service import one_router, open_nornir, render_router
-from vpop.selection.intent import build_intent
+from vpop.network.service import open_nornir, render_router
+from vpop.selection.intent import build_intent, check_uplinks, with_line_isp
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
-from vpop.selection.outcomes import Outcome, UnknownRouter, explain, finish_run
+from vpop.selection.outcomes import Outcome, explain, finish_run, router_target
 from vpop.selection.signals import order_finished
 
 #: A claimed dry run: (order id, its run's id, line id, ISP id).
@@ -72,10 +71,7 @@ def _diffs(
 ) -> list[tuple[Outcome, dict[str, float]]]:
     """Each order's outcome and timings (a render per order; the device read shared)."""
     with open_nornir() as nr:
-        target = one_router(nr, router)
-        host = target.inventory.hosts.get(router)
-        if host is None:
-            raise UnknownRouter(f"router {router!r} is not in the inventory")
+        target, host = router_target(nr, router)
         uplinks: Mapping[str, Any] = host.get("uplinks", {})
         base = build_intent(session, router, host.platform or "frr", uplinks)
         interfaces: dict[int, str] = {
@@ -89,9 +85,8 @@ def _diffs(
         for _order, _run, line_id, isp_id in claimed:
             render_started = time.perf_counter()
             try:  # this order's intent: a failure here fails this order alone
-                if isp_id not in uplinks:
-                    raise ConfigError(f"{router} has no uplink to {[isp_id]}")
-                rendered.append(render_router(_override(base, interfaces[line_id], isp_id)))
+                check_uplinks(router, uplinks, [isp_id])
+                rendered.append(render_router(with_line_isp(base, interfaces[line_id], isp_id)))
             except Exception as exc:
                 outcomes.append((Outcome(failed=True, exception=exc), {}))
                 continue
@@ -112,12 +107,3 @@ def _diffs(
             outcome.result = {"pushed": [], "dry_run": True}
             timings["device"] = device
     return outcomes
-
-
-def _override(intent: dict[str, Any], interface: str, isp_id: str) -> dict[str, Any]:
-    """The intent with the line on ``interface`` routed through ``isp_id``."""
-    lines = [
-        {**line, "isp": isp_id} if line["interface"] == interface else line
-        for line in intent["lines"]
-    ]
-    return {**intent, "lines": lines}

@@ -46,13 +46,19 @@ from vpop.core.errors import ConfigError, VpopError
 from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
-from vpop.network.service import one_router, open_nornir
+from vpop.network.service import open_nornir
 from vpop.selection.confirm import confirm_selection, cut_at
 from vpop.selection.dry_runs import run_dry_orders
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
-from vpop.selection.outcomes import Outcome, UnknownRouter, explain, finish_run
+from vpop.selection.outcomes import (
+    Outcome,
+    UnknownRouter,
+    explain,
+    finish_run,
+    router_target,
+)
 from vpop.selection.signals import order_finished, reconcile_needed
 
 log = logging.getLogger(__name__)
@@ -75,10 +81,7 @@ def _device_run(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with open_nornir() as nr:
-        target = one_router(nr, router)
-        host = target.inventory.hosts.get(router)
-        if host is None:
-            raise UnknownRouter(f"router {router!r} is not in the inventory")
+        target, host = router_target(nr, router)
         intent = build_intent(
             session, router, host.platform or "frr", host.get("uplinks", {}), overrides
         )
@@ -176,7 +179,7 @@ def process_router(
         for _round in range(MAX_ROUNDS):
             if runs and stopping is not None and stopping():
                 break
-            if runs and not _waiting(router, url):
+            if runs and not has_waiting(router, url):
                 break  # a read: the fence and the claim below write
             with write_scope(url) as session:
                 fence_router(router, session)  # claim only while the lock is ours
@@ -195,7 +198,7 @@ def process_router(
     return runs
 
 
-def _waiting(router: str, url: str | None) -> bool:
+def has_waiting(router: str, url: str | None = None) -> bool:
     """Whether the router has RECEIVED orders now (one read)."""
     with session_scope(url) as session:
         found = session.scalar(

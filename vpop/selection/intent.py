@@ -5,7 +5,7 @@ The shape is documented in docs/selection.md; the templates render it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -36,9 +36,7 @@ def build_intent(
     """
     overrides = overrides or {}
     isps = {isp.id: isp for isp in session.scalars(select(Isp))}
-    unknown = set(overrides.values()) - set(uplinks)
-    if unknown:
-        raise ConfigError(f"{router} has no uplink to {sorted(unknown)}")
+    check_uplinks(router, uplinks, overrides.values())
     isp_entries = [
         {
             "id": isp_id,
@@ -69,3 +67,24 @@ def build_intent(
             }
         )
     return {"router": router, "platform": platform, "isps": isp_entries, "lines": lines}
+
+
+def check_uplinks(router: str, uplinks: Mapping[str, Any], isps: Iterable[str]) -> None:
+    """Refuse ISPs the router has no uplink to (a line cannot be routed through them).
+
+    Raises:
+        ConfigError: naming the router and the ISPs.
+    """
+    unknown = set(isps) - set(uplinks)
+    if unknown:
+        raise ConfigError(f"{router} has no uplink to {sorted(unknown)}")
+
+
+def with_line_isp(intent: dict[str, Any], interface: str, isp_id: str) -> dict[str, Any]:
+    """``intent`` with the line on ``interface`` routed through ``isp_id`` (what
+    :func:`build_intent`'s ``overrides`` do, on an intent already built)."""
+    lines = [
+        {**line, "isp": isp_id} if line["interface"] == interface else line
+        for line in intent["lines"]
+    ]
+    return {**intent, "lines": lines}

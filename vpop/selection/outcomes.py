@@ -6,9 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nornir.core import Nornir
+from nornir.core.inventory import Host
+
 from tasks.deploy import PushInterrupted, PushRejected, RouterUnreachable, VerifyFailed
 from vpop.core.errors import VpopError
 from vpop.core.time import utcnow
+from vpop.network.service import one_router
 from vpop.selection.confirm import Cut
 from vpop.selection.models import Run, RunStatus
 
@@ -18,6 +22,19 @@ class UnknownRouter(VpopError):
 
     code = "VPOP-404-ROUTER"
     status = 404
+
+
+def router_target(nr: Nornir, router: str) -> tuple[Nornir, Host]:
+    """``nr`` narrowed to ``router`` (:func:`~vpop.network.service.one_router`), and its host.
+
+    Raises:
+        UnknownRouter: the router is not in the inventory.
+    """
+    target = one_router(nr, router)
+    host = target.inventory.hosts.get(router)
+    if host is None:
+        raise UnknownRouter(f"router {router!r} is not in the inventory")
+    return target, host
 
 
 @dataclass

@@ -20,7 +20,7 @@ from vpop.selection.consent import (
     read_consent_token,
 )
 from vpop.selection.diffs import line_diff, line_names
-from vpop.selection.engine import process_router, reconcile
+from vpop.selection.engine import has_waiting, process_router, reconcile
 from vpop.selection.locking import router_lock
 from vpop.selection.models import FINAL_STATUSES, IdempotencyRecord, Order, OrderStatus, Run
 from vpop.selection.orders import (
@@ -61,6 +61,7 @@ __all__ = [
     "reconcile_needed",
     "reconcile_requested",
     "request_reconcile",
+    "has_waiting",
     "process_router",
     "reconcile",
     "recover_abandoned",
