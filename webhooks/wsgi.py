@@ -5,7 +5,8 @@ itself (the API's port and, in the lab, the portal address inside each router's
 namespace); ``python -m webhooks.wsgi --fd N`` does the same with inherited descriptors.
 gunicorn's master forks ``--workers`` processes of ``--threads`` threads each
 (``gthread``: keep-alive connections wait in a poller, not in a thread, so long-polls of
-``GET /api/v1/orders/{id}`` with ``Prefer: wait`` do not hold a process). The app is loaded
+``GET /api/v1/orders/{id}`` with ``Prefer: wait`` do not hold a process; new connections go
+to the least loaded process, :mod:`webhooks.balance`). The app is loaded
 once in the master (``preload_app``) and every worker forgets the master's database
 connections; each process ends with its parent (:mod:`vpop.core.children`).
 """
@@ -22,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from vpop.core.children import die_with_parent
 from vpop.core.db import dispose_engines
+from webhooks.balance import BalancedWorker, assign_slot
 
 #: Seconds gunicorn gives running requests when it is told to stop (the whole stop of
 #: ``vpop serve`` must fit in 2 s).
@@ -66,12 +68,13 @@ def options(fds: list[int], workers: int, threads: int) -> dict[str, Any]:
         "bind": [f"fd://{fd}" for fd in fds],
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        "worker_class": BalancedWorker,  # gthread, connections spread evenly
         "preload_app": True,
         "graceful_timeout": GRACEFUL_SECONDS,
         "timeout": 60,
         "keepalive": 5,
         "backlog": 2048,
+        "pre_fork": assign_slot,
         "post_fork": _post_fork,
         "accesslog": None,
         "errorlog": "-",

@@ -19,6 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
@@ -26,8 +27,9 @@ from sqlalchemy.engine.interfaces import Dialect
 
 from vpop.catalogue.service import Isp, Line, Selection, Subscriber
 from vpop.core.audit import AuditEntry, audit
-from vpop.core.db import get_engine, session_scope, write_gate
+from vpop.core.db import get_engine, session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
+from vpop.core.group_commit import group_for
 from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.signals import emit
 from vpop.core.time import iso, utcnow
@@ -197,23 +199,13 @@ def submit_selection(
                 consent_expires_at=now + CONSENT_TTL if pending else None,
             )
             try:
-                with write_gate(engine):
-                    order_id = _insert(cursor, dialect, order, req, caller, current, now)
-                    if idempotency_key is not None:
-                        _INSERT_KEY.run(
-                            cursor,
-                            dialect,
-                            {
-                                "scope": caller.name,
-                                "key": idempotency_key,
-                                "body_hash": body_hash,
-                                "order_id": order_id,
-                                "created_at": now,
-                            },
-                        )
-                    cursor.connection.commit()
+                # with the other requests of this process that are writing now: one
+                # transaction, one hold of the write gate (vpop.core.group_commit)
+                write = partial(
+                    _write_order, order, req, caller, current, now, idempotency_key, body_hash
+                )
+                order_id = group_for(engine).run(engine, cursor, dialect, write)
             except engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
-                cursor.connection.rollback()
                 continue  # a concurrent request with the same key won: replay it
         if not pending:
             emit(order_accepted, router)
@@ -221,6 +213,34 @@ def submit_selection(
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
     raise busy
+
+
+def _write_order(
+    order: Accepted,
+    req: SelectionRequest,
+    caller: Caller,
+    current: str | None,
+    now: datetime,
+    idempotency_key: str | None,
+    body_hash: str,
+    cursor: Any,
+    dialect: Dialect,
+) -> int:
+    """Write an accepted order, its audit entry and its idempotency record; its id."""
+    order_id = _insert(cursor, dialect, order, req, caller, current, now)
+    if idempotency_key is not None:
+        _INSERT_KEY.run(
+            cursor,
+            dialect,
+            {
+                "scope": caller.name,
+                "key": idempotency_key,
+                "body_hash": body_hash,
+                "order_id": order_id,
+                "created_at": now,
+            },
+        )
+    return order_id
 
 
 def _insert(

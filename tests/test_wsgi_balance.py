@@ -1,0 +1,127 @@
+"""The API's gunicorn workers share keep-alive connections evenly (webhooks.balance)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from multiprocessing.sharedctypes import RawArray
+from pathlib import Path
+
+from webhooks.balance import SLACK, SLOTS, STALE_SECONDS, fewest_elsewhere
+
+ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = 32
+
+#: A gunicorn master with vpop's options (webhooks.wsgi.options) serving an app that answers
+#: with the pid of the worker that took the connection.
+SERVER = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    from webhooks import wsgi
+
+    def app(environ, start_response):
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    class Plain(wsgi.Application):
+        def load(self):
+            return app
+
+    settings = wsgi.options([int(sys.argv[1])], 2, 4)
+    settings["worker_class"] = sys.argv[2] if len(sys.argv) > 2 else settings["worker_class"]
+    Plain(settings).run()
+    """
+)
+
+
+def test_the_fewest_connections_elsewhere_counts_only_live_siblings() -> None:
+    table = RawArray("d", 2 * SLOTS)
+    now = 1000.0
+    table[0], table[1] = 9, now  # slot 0: connections, heartbeat
+    table[2], table[3] = 4, now - 0.5  # slot 1, live
+    table[4], table[5] = 1, now - STALE_SECONDS - 1  # slot 2, stale: hung or stopped
+    table[6], table[7] = 0, 0.0  # slot 3, stopping or at its own cap
+    table[8], table[9] = 6, now  # slot 4
+    assert fewest_elsewhere(table, 0, now) == 4
+    assert fewest_elsewhere(table, 1, now) == 6
+    table[3] = 0.0
+    table[9] = 0.0
+    assert fewest_elsewhere(table, 0, now) is None  # nobody else to leave connections to
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _ask(sock: socket.socket) -> int:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return int(data.split(b"\r\n\r\n", 1)[1])
+
+
+def spread(worker_class: str | None) -> Counter[int]:
+    """Open CONNECTIONS keep-alive connections at once; how many each worker took."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2048)
+    port = listener.getsockname()[1]
+    args = [sys.executable, "-c", SERVER.format(root=str(ROOT)), str(listener.fileno())]
+    server = subprocess.Popen(
+        args + ([worker_class] if worker_class else []),
+        pass_fds=(listener.fileno(),),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    listener.close()
+    sockets: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        seen: set[int] = set()
+        while len(seen) < 2 and time.monotonic() < deadline:  # both workers answer
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as probe:
+                seen.add(_ask(probe))
+        assert len(seen) == 2, "the two workers never both answered"
+        assert sorted(_children(server.pid)) == sorted(seen)
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
+        for sock in sockets:
+            sock.settimeout(10)
+        return Counter(_ask(sock) for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_connections_opened_together_are_spread_over_the_workers() -> None:
+    # plain gthread (spread("gthread")) gave 28/4, 27/5, 18/14, 17/15 and 30/2 here
+    counts = spread(None)
+    assert sum(counts.values()) == CONNECTIONS
+    assert len(counts) == 2
+    low, high = sorted(counts.values())
+    assert high - low <= 2 * SLACK + 2, counts
