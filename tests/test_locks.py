@@ -357,19 +357,36 @@ def _gate_free(sqlite_url: str) -> bool:
     return subprocess.run(["flock", "-n", gate, "true"], timeout=30).returncode == 0
 
 
-def test_hot_writes_queue_on_the_write_gate_and_let_it_go(sqlite_url: str) -> None:
+def test_hot_writes_hold_the_write_gate_from_their_first_write_and_let_it_go(
+    sqlite_url: str,
+) -> None:
+    from sqlalchemy import select as sql_select
+
     from vpop.core.db import write_scope
 
     name = _name()
-    assert locks.try_acquire(name, "a", 30, sqlite_url) is not None
+    token = locks.try_acquire(name, "a", 30, sqlite_url)
+    assert token is not None
     assert _gate_free(sqlite_url)  # the lock statements let the gate go with their commit
+    isp = f"gate-{uuid.uuid4().hex[:8]}"
     with write_scope(sqlite_url) as session:
-        assert not _gate_free(sqlite_url)  # another process's gated writer waits here
-        session.add(Isp(id=f"gate-{uuid.uuid4().hex[:8]}", name="Gate"))
+        session.scalars(sql_select(Isp)).all()
+        assert _gate_free(sqlite_url)  # reads do not take it
+        session.add(Isp(id=isp, name="Gate"))
+        session.flush()
+        assert not _gate_free(sqlite_url)  # the first write did: other gated writers wait
     assert _gate_free(sqlite_url)
-    with pytest.raises(RuntimeError), write_scope(sqlite_url):
+    with write_scope(sqlite_url) as session:  # a write on the driver's cursor (a fence)
+        assert locks._extend(session, name, "a", token, 30)
+        assert not _gate_free(sqlite_url)
+    assert _gate_free(sqlite_url)
+    with pytest.raises(RuntimeError), write_scope(sqlite_url) as session:
+        session.add(Isp(id=isp + "-x", name="Rolled back"))
+        session.flush()
         raise RuntimeError("a failed transaction")
     assert _gate_free(sqlite_url)  # and after a rollback
+    with session_scope(sqlite_url) as session:
+        assert session.get(Isp, isp) is not None and session.get(Isp, isp + "-x") is None
 
 
 def test_write_scope_on_postgresql_is_a_plain_transaction(pg_url: str) -> None:

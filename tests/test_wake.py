@@ -6,6 +6,7 @@ announcements while it runs, and waiting orders nobody announced are found by th
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,22 @@ def test_every_listener_hears_and_a_dead_ones_socket_is_removed(tmp_path: Path) 
     first.close()
     second.close()
     assert notify("news", b"x", tmp_path) == 0
+
+
+def test_listeners_that_come_and_go_after_a_listing_was_kept_are_seen(tmp_path: Path) -> None:
+    first = Listener("news", tmp_path)
+    folder = first.path.parent
+    os.utime(folder, ns=(1_000_000_000, 1_000_000_000))  # long unchanged: the listing is kept
+    assert notify("news", b"a", tmp_path) == 1
+    second = Listener("news", tmp_path)  # binding changes the directory
+    assert notify("news", b"b", tmp_path) == 2
+    assert second.drain() == [b"b"]
+    os.utime(folder, ns=(2_000_000_000, 2_000_000_000))
+    assert notify("news", b"c", tmp_path) == 2  # the listing kept for this mtime
+    first.close()  # removing changes it again
+    assert notify("news", b"d", tmp_path) == 1
+    assert second.drain() == [b"c", b"d"]
+    second.close()
 
 
 def test_a_waiter_wakes_the_threads_waiting_for_news(

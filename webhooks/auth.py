@@ -143,10 +143,11 @@ def _unauthorized(code: str, detail: str) -> Problem:
 
 
 def _single_header(name: str) -> str | None:
-    values = request.headers.getlist(name)
-    if len(values) > 1:
-        raise _unauthorized("VPOP-401-HEADER", f"the {name} header is repeated")
-    return values[0] if values else None
+    """The header's value, looked up directly (``headers.getlist`` walks every variable of
+    the request per lookup). A repeated header arrives joined (``a, b``: servers and werkzeug
+    combine them), which the patterns of :func:`_webhook` refuse as not sent once."""
+    value: str | None = request.headers.get(name)
+    return value
 
 
 def _bearer(authorization: str) -> Caller:

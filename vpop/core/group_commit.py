@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import Dialect
 
-from vpop.core.db import write_gate
+from vpop.core.prepared import gated_commit
 
 T = TypeVar("T")
 
@@ -89,15 +89,10 @@ class GroupCommit:
         """Write ``batch`` in one transaction; then hand the results and the lead on."""
         ok = False
         try:
-            with write_gate(engine):
-                try:
-                    for writer in batch:
-                        writer.result = writer.work(cursor, dialect)
-                    cursor.connection.commit()
-                    ok = True
-                finally:
-                    if not ok:
-                        cursor.connection.rollback()
+            with gated_commit(engine, cursor):
+                for writer in batch:
+                    writer.result = writer.work(cursor, dialect)
+            ok = True
         except Exception:
             if len(batch) == 1:
                 raise  # a batch of one: its own error, as without grouping
@@ -119,13 +114,8 @@ class GroupCommit:
 
 def _alone(engine: Engine, cursor: Any, dialect: Dialect, work: Work[T]) -> T:
     """``work`` in a transaction of its own, committed under the write gate."""
-    with write_gate(engine):
-        try:
-            result = work(cursor, dialect)
-            cursor.connection.commit()
-        except BaseException:
-            cursor.connection.rollback()
-            raise
+    with gated_commit(engine, cursor):
+        result = work(cursor, dialect)
     return result
 
 

@@ -43,9 +43,9 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from vpop.core.db import Base, UTCDateTime, get_engine, session_scope, write_gate
+from vpop.core.db import Base, UTCDateTime, gate_now, get_engine, session_scope
 from vpop.core.errors import VpopError
-from vpop.core.prepared import Prepared, raw_transaction
+from vpop.core.prepared import Prepared, gated_commit, raw_transaction
 from vpop.core.settings import load_settings
 from vpop.core.time import utcnow
 
@@ -173,9 +173,8 @@ def _gated(url: str | None) -> Iterator[tuple[Any, Dialect]]:
     """A lock statement's transaction, queued on the database's write gate."""
     engine = get_engine(url)
     # the connection first, then the gate, and the commit inside it (as the API's writers)
-    with raw_transaction(engine) as (cursor, dialect), write_gate(engine):
+    with raw_transaction(engine) as (cursor, dialect), gated_commit(engine, cursor):
         yield cursor, dialect
-        cursor.connection.commit()
 
 
 def try_acquire(name: str, holder: str, ttl: float, url: str | None = None) -> int | None:
@@ -226,6 +225,7 @@ def renew(name: str, holder: str, token: int, ttl: float, url: str | None = None
 def _extend(session: Session, name: str, holder: str, token: int, ttl: float) -> bool:
     """:func:`renew` inside the session's transaction (on its driver connection)."""
     connection = session.connection()
+    gate_now(connection)  # a write the session does not see: a write_scope's gate first
     cursor = connection.connection.cursor()
     try:
         return _extend_on(cursor, connection.dialect, name, holder, token, ttl)
@@ -341,6 +341,15 @@ class Lease:
             ok = renew(self.name, self.holder, self.token, self.ttl, self.url)
         else:
             ok = _extend(session, self.name, self.holder, self.token, self.ttl)
+        self._fenced(ok)
+
+    def fence_on(self, cursor: Any, dialect: Dialect) -> None:
+        """:meth:`fence` inside the transaction of a driver ``cursor`` (a
+        :func:`~vpop.core.prepared.raw_transaction` that holds the write gate already)."""
+        self.check()
+        self._fenced(_extend_on(cursor, dialect, self.name, self.holder, self.token, self.ttl))
+
+    def _fenced(self, ok: bool) -> None:
         if not ok:
             self.lost.set()
             raise LockLost(

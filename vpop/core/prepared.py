@@ -12,7 +12,7 @@ and then only formats parameters and calls ``cursor.execute``. Use it inside a
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
+
+from vpop.core.db import write_gate
 
 _Compiled = tuple[str, list[str] | None, dict[str, Callable[..., Any]], dict[str, Any]]
 
@@ -55,11 +57,27 @@ class Prepared:
     def run(self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]) -> Any:
         """Execute with ``params`` on the driver's ``cursor``; return the cursor."""
         sql, order, processors, defaults = self._compile(dialect)
-        values = dict(defaults)
-        for name, value in params.items():
-            values[name] = processors[name](value) if name in processors else value
-        cursor.execute(sql, [values[name] for name in order] if order is not None else values)
+        cursor.execute(sql, _bind(params, order, processors, defaults))
         return cursor
+
+    def run_many(self, cursor: Any, dialect: Dialect, rows: Sequence[Mapping[str, Any]]) -> Any:
+        """Execute once per parameter set of ``rows`` (the driver's ``executemany``)."""
+        sql, order, processors, defaults = self._compile(dialect)
+        cursor.executemany(sql, [_bind(params, order, processors, defaults) for params in rows])
+        return cursor
+
+
+def _bind(
+    params: Mapping[str, Any],
+    order: list[str] | None,
+    processors: dict[str, Callable[..., Any]],
+    defaults: dict[str, Any],
+) -> Any:
+    """The driver's parameters: converted by the types' processors, in the statement's order."""
+    values = dict(defaults)
+    for name, value in params.items():
+        values[name] = processors[name](value) if name in processors else value
+    return [values[name] for name in order] if order is not None else values
 
 
 @contextmanager
@@ -80,6 +98,20 @@ def raw_transaction(engine: Engine) -> Iterator[tuple[Any, Dialect]]:
             cursor.close()
     finally:
         connection.close()  # back to the pool
+
+
+@contextmanager
+def gated_commit(engine: Engine, cursor: Any) -> Iterator[None]:
+    """The block's writes on ``cursor`` under the database's write gate
+    (:func:`~vpop.core.db.write_gate`), committed (or rolled back on error) before the gate is
+    let go. Take the cursor's connection first (:func:`raw_transaction`), then this."""
+    with write_gate(engine):
+        try:
+            yield
+            cursor.connection.commit()
+        except BaseException:
+            cursor.connection.rollback()
+            raise
 
 
 def _in_transaction(connection: Any) -> bool:

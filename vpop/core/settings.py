@@ -226,8 +226,12 @@ def _sources_version() -> tuple[object, ...]:
     """What the settings are built from: every ``VPOP_*`` variable and the file's version.
 
     Variable names are matched without regard to case, as pydantic-settings matches them.
+    Read through ``os.environb`` (the same variables, as bytes): iterating ``os.environ``
+    decodes every name and value, 33 us a call against 7 here, and every wake-up asks.
     """
-    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k[:5].upper() == ENV_PREFIX))
+    environ = os.environb
+    prefix = ENV_PREFIX.encode()
+    variables = tuple(sorted((k, environ[k]) for k in environ if k[:5].upper() == prefix))
     path = config_path()
     if path is None:
         return variables

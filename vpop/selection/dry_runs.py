@@ -18,17 +18,15 @@ from sqlalchemy.orm import Session
 
 from tasks.deploy import diff_each
 from vpop.catalogue.service import Line
-from vpop.core.db import session_scope, write_scope
+from vpop.core.db import session_scope
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import open_nornir, render_router
+from vpop.selection.claims import DryRun, close_dry_runs
 from vpop.selection.intent import build_intent, check_uplinks, with_line_isp
-from vpop.selection.models import Order, OrderStatus, Run, RunStatus
-from vpop.selection.outcomes import Outcome, explain, finish_run, router_target
+from vpop.selection.models import OrderStatus, RunStatus
+from vpop.selection.outcomes import Outcome, explain, router_target, run_fields
 from vpop.selection.signals import order_finished
-
-#: A claimed dry run: (order id, its run's id, line id, ISP id).
-DryRun = tuple[int, int, int, str]
 
 
 def run_dry_orders(router: str, claimed: list[DryRun], url: str | None) -> list[int]:
@@ -42,25 +40,22 @@ def run_dry_orders(router: str, claimed: list[DryRun], url: str | None) -> list[
         outcomes = [(Outcome(failed=True, exception=exc), {}) for _ in claimed]
     total = time.perf_counter() - started
     ids = [c[0] for c in claimed]
-    with write_scope(url) as session:
-        runs = {
-            r.id: r for r in session.scalars(select(Run).where(Run.id.in_(c[1] for c in claimed)))
-        }
-        orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
-        for (order_id, run_id, _line, _isp), (outcome, timings) in zip(
-            claimed, outcomes, strict=True
-        ):
-            ok = not outcome.failed
-            timings = {**timings, "total": total}
-            finish_run(
-                runs[run_id], outcome, timings, RunStatus.SUCCESS if ok else RunStatus.FAILED
-            )
-            order = orders[order_id]
-            if order.status == OrderStatus.RUNNING.value:
-                order.diff = outcome.diff
-                order.status = (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value
-                order.error = None if ok else explain(outcome.exception, router)
-                order.finished_at = utcnow()
+    runs: list[tuple[int, dict[str, Any]]] = []
+    ends: list[dict[str, Any]] = []
+    for (order_id, run_id, _line, _isp), (outcome, timings) in zip(claimed, outcomes, strict=True):
+        ok = not outcome.failed
+        status = RunStatus.SUCCESS if ok else RunStatus.FAILED
+        runs.append((run_id, run_fields(router, outcome, {**timings, "total": total}, status)))
+        ends.append(
+            {
+                "oid": order_id,
+                "diff": outcome.diff,
+                "status": (OrderStatus.DONE_SUCCESS if ok else OrderStatus.DONE_FAILED).value,
+                "error": None if ok else explain(outcome.exception, router),
+                "finished_at": utcnow(),
+            }
+        )
+    close_dry_runs(url, runs, ends)  # one transaction; the gate for its writes only
     for order_id in ids:
         emit(order_finished, order_id)
     return [c[1] for c in claimed]

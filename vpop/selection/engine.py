@@ -47,6 +47,7 @@ from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import open_nornir
+from vpop.selection.claims import claim
 from vpop.selection.confirm import confirm_selection, cut_at
 from vpop.selection.dry_runs import run_dry_orders
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
@@ -117,30 +118,6 @@ def _device_run(
     return outcome, timings
 
 
-def _claim(session: Session, router: str) -> tuple[list[Order], list[Order]]:
-    """RECEIVED orders for the router -> RUNNING: the oldest real order per line (among the
-    oldest :data:`CLAIM_LIMIT`) and the oldest :data:`DRY_BATCH` dry runs."""
-    waiting = select(Order).where(
-        Order.router == router, Order.status == OrderStatus.RECEIVED.value
-    )
-    real: list[Order] = []
-    lines: set[int] = set()
-    for order in session.scalars(
-        waiting.where(Order.dry_run.is_(False)).order_by(Order.id).limit(CLAIM_LIMIT)
-    ):
-        if order.line_id not in lines and (COALESCE or not real):
-            lines.add(order.line_id)
-            real.append(order)
-    dry = list(
-        session.scalars(waiting.where(Order.dry_run.is_(True)).order_by(Order.id).limit(DRY_BATCH))
-    )
-    now = utcnow()
-    for order in dry + real:
-        order.status = OrderStatus.RUNNING.value
-        order.started_at = now
-    return dry, real
-
-
 def _new_run(session: Session, router: str, kind: str, trigger: str, requester: str) -> Run:
     run = Run(
         router=router,
@@ -181,14 +158,11 @@ def process_router(
                 break
             if runs and not has_waiting(router, url):
                 break  # a read: the fence and the claim below write
-            with write_scope(url) as session:
-                fence_router(router, session)  # claim only while the lock is ours
-                dry, real = _claim(session, router)
-                # the runs are made in the claim's transaction: one per dry run, one for
-                # the real orders (coalesced)
-                dry_runs = _new_dry_runs(session, router, dry)
-                real_run = _new_selection_run(session, router, real) if real else 0
-                claimed = [(o.id, o.line_id, o.isp_id, o.requester) for o in real]
+            # one short transaction (its reads before the write gate): the waiting orders
+            # -> RUNNING with their runs, one per dry run and one for the real orders
+            dry_runs, real_run, claimed = claim(
+                router, url, real_limit=CLAIM_LIMIT, dry_limit=DRY_BATCH, coalesce=COALESCE
+            )
             if not dry_runs and not claimed:
                 break
             if claimed:  # changes first: a flood of dry runs does not hold them up
@@ -207,37 +181,6 @@ def has_waiting(router: str, url: str | None = None) -> bool:
             .limit(1)
         )
     return found is not None
-
-
-def _new_dry_runs(
-    session: Session, router: str, orders: list[Order]
-) -> list[tuple[int, int, int, str]]:
-    """One run per dry-run order (inserted together), each order pointed at its run."""
-    runs = [
-        Run(
-            router=router,
-            kind="dry_run",
-            trigger=f"order {o.id}",
-            requester=o.requester,
-            dry_run=True,
-        )
-        for o in orders
-    ]
-    session.add_all(runs)
-    session.flush()
-    for order, run in zip(orders, runs, strict=True):
-        order.run_id = run.id
-    return [(o.id, r.id, o.line_id, o.isp_id) for o, r in zip(orders, runs, strict=True)]
-
-
-def _new_selection_run(session: Session, router: str, orders: list[Order]) -> int:
-    """The run that applies ``orders`` (coalesced): made, and the orders pointed at it."""
-    ids = [o.id for o in orders]
-    requesters = ", ".join(sorted({o.requester for o in orders}))
-    run = _new_run(session, router, "selection", "orders " + ",".join(map(str, ids)), requesters)
-    for order in orders:
-        order.run_id = run.id
-    return run.id
 
 
 def _apply_orders(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
-from vpop.core.locks import LockLost, current_lease, hold, router_lock_name
+from vpop.core.locks import Lease, LockLost, current_lease, hold, router_lock_name
 
 
 @contextmanager
@@ -38,7 +40,17 @@ def fence_router(router: str, session: Session | None = None) -> None:
     Raises:
         LockLost: the lease ended, another holder took it, or this thread never held it.
     """
+    _lease(router).fence(session)
+
+
+def fence_router_on(router: str, cursor: Any, dialect: Dialect) -> None:
+    """:func:`fence_router` inside the transaction of a driver ``cursor``
+    (:meth:`~vpop.core.locks.Lease.fence_on`)."""
+    _lease(router).fence_on(cursor, dialect)
+
+
+def _lease(router: str) -> Lease:
     lease = current_lease(router_lock_name(router))
     if lease is None:
         raise LockLost(f"the lock of router {router} is not held by this thread")
-    lease.fence(session)
+    return lease

@@ -52,20 +52,30 @@ class Outcome:
 
 
 def finish_run(run: Run, outcome: Outcome, timings: dict[str, float], status: RunStatus) -> None:
-    run.status = status.value
-    run.diff = outcome.diff
-    run.finished_at = utcnow()
-    run.timings = {k: round(v * 1000, 2) for k, v in timings.items()}
-    run.result = {
-        run.router: {
-            "failed": outcome.failed,
-            "changed": outcome.changed,
-            "pushed": outcome.result.get("pushed", []),
-            "installed": outcome.result.get("installed", {}),
-            "exception": repr(outcome.exception) if outcome.exception else None,
-        }
+    for name, value in run_fields(run.router, outcome, timings, status).items():
+        setattr(run, name, value)
+
+
+def run_fields(
+    router: str, outcome: Outcome, timings: dict[str, float], status: RunStatus
+) -> dict[str, Any]:
+    """What an ended run records: status, diff, end, timings (ms), result and error."""
+    return {
+        "status": status.value,
+        "diff": outcome.diff,
+        "finished_at": utcnow(),
+        "timings": {k: round(v * 1000, 2) for k, v in timings.items()},
+        "result": {
+            router: {
+                "failed": outcome.failed,
+                "changed": outcome.changed,
+                "pushed": outcome.result.get("pushed", []),
+                "installed": outcome.result.get("installed", {}),
+                "exception": repr(outcome.exception) if outcome.exception else None,
+            }
+        },
+        "error": str(outcome.exception) if outcome.exception else None,
     }
-    run.error = str(outcome.exception) if outcome.exception else None
 
 
 def explain(err: BaseException | None, router: str) -> str:

@@ -1,0 +1,213 @@
+"""The worker's claim and dry-run close as plain statements (vpop.selection.claims), on
+SQLite and PostgreSQL: what is claimed, with which runs, only under the router's lock, and
+what an order that stopped waiting meanwhile gets (nothing)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, select
+
+from tests.pg import postgres_cluster
+from vpop.catalogue.models import Isp, Line, Subscriber
+from vpop.core import locks
+from vpop.core.db import session_scope
+from vpop.core.migrate import upgrade
+from vpop.core.prepared import Prepared
+from vpop.core.time import utcnow
+from vpop.selection import claims
+from vpop.selection.locking import router_lock
+from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.outcomes import Outcome, run_fields
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with postgres_cluster("pg-claims") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('claims') / 'vpop.sqlite'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    found: str = request.getfixturevalue(
+        "pg_url" if request.param == "postgresql" else "sqlite_url"
+    )
+    return found
+
+
+def _router_with_lines(url: str, count: int) -> tuple[str, list[int]]:
+    """A new router name with ``count`` lines on it (and the ISP ``isp-c``)."""
+    router = f"rc{uuid.uuid4().hex[:6]}"
+    with session_scope(url) as session:
+        if session.get(Isp, "isp-c") is None:
+            session.add(Isp(id="isp-c", name="ISP C", outbound_deny=[]))
+        lines = []
+        for i in range(count):
+            sub = f"s-{router}-{i}"
+            session.add(Subscriber(id=sub, name=sub, profile={}))
+            session.flush()
+            line = Line(
+                subscriber_id=sub,
+                router=router,
+                interface=f"{router}-{i}",
+                prefix=f"192.0.2.{10 + i}/32",
+                gateway="192.0.2.1/24",
+                calling_number=f"+3120555{uuid.uuid4().int % 10**6:06d}",
+            )
+            session.add(line)
+            session.flush()
+            lines.append(line.id)
+    return router, lines
+
+
+def _orders(url: str, router: str, line_ids: list[int], dry_run: bool) -> list[int]:
+    with session_scope(url) as session:
+        orders = [
+            Order(line_id=line, router=router, isp_id="isp-c", requester=f"r{i}", dry_run=dry_run)
+            for i, line in enumerate(line_ids)
+        ]
+        session.add_all(orders)
+        session.flush()
+        return [order.id for order in orders]
+
+
+def _state(url: str, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Order.id, Order.status, Order.run_id).where(Order.id.in_(ids))
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def _runs(url: str, router: str) -> dict[int, Any]:
+    with session_scope(url) as session:
+        return {run.id: run for run in session.scalars(select(Run).where(Run.router == router))}
+
+
+def test_a_round_claims_the_oldest_dry_runs_and_the_oldest_real_order_per_line(url: str) -> None:
+    router, (a, b) = _router_with_lines(url, 2)
+    dry = _orders(url, router, [a] * 10, dry_run=True)
+    real = _orders(url, router, [a, a, b], dry_run=False)
+    with router_lock(router, url=url):
+        dry_runs, real_run, taken = claims.claim(
+            router, url, real_limit=256, dry_limit=8, coalesce=True
+        )
+    assert [d[0] for d in dry_runs] == dry[:8]
+    assert [t[0] for t in taken] == [real[0], real[2]]  # the second order of line a waits
+    state = _state(url, dry + real)
+    runs = _runs(url, router)
+    for order_id, run_id, line, isp in dry_runs:
+        assert state[order_id] == (OrderStatus.RUNNING.value, run_id)
+        assert (line, isp) == (a, "isp-c")
+        assert runs[run_id].kind == "dry_run" and runs[run_id].trigger == f"order {order_id}"
+        assert runs[run_id].status == RunStatus.RUNNING.value and runs[run_id].dry_run
+    assert state[real[0]] == state[real[2]] == (OrderStatus.RUNNING.value, real_run)
+    assert runs[real_run].trigger == f"orders {real[0]},{real[2]}"
+    assert runs[real_run].requester == "r0, r2" and not runs[real_run].dry_run
+    for waiting in dry[8:] + [real[1]]:
+        assert state[waiting] == (OrderStatus.RECEIVED.value, None)
+    assert len(runs) == 9
+
+
+def test_without_coalescing_one_real_order_is_claimed(url: str) -> None:
+    router, (a, b) = _router_with_lines(url, 2)
+    real = _orders(url, router, [a, b], dry_run=False)
+    with router_lock(router, url=url):
+        _, _, taken = claims.claim(router, url, real_limit=256, dry_limit=8, coalesce=False)
+    assert [t[0] for t in taken] == real[:1]
+
+
+def test_an_order_that_stopped_waiting_since_the_read_is_left_out_without_a_run(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    kept, cancelled = _orders(url, router, [a, a], dry_run=True)
+    with session_scope(url) as session:
+        order = session.get(Order, cancelled)
+        assert order is not None
+        order.status = OrderStatus.RECONCILED.value
+    # the read as it was a moment before the cancel: both still waiting
+    waiting = claims._waiting(True, 8)
+    read = Prepared(
+        select(Order.id, Order.line_id, Order.isp_id, Order.requester)
+        .where(Order.router == bindparam("router"))
+        .order_by(Order.id),
+        {},
+    )
+    monkeypatch.setattr(claims, "_waiting", lambda dry, n: read if dry else waiting)
+    with router_lock(router, url=url):
+        dry_runs, _, _ = claims.claim(router, url, real_limit=256, dry_limit=8, coalesce=True)
+    assert [d[0] for d in dry_runs] == [kept]
+    assert _state(url, [cancelled]) == {cancelled: (OrderStatus.RECONCILED.value, None)}
+    assert list(_runs(url, router)) == [dry_runs[0][1]]
+
+
+def test_nothing_is_claimed_once_the_lock_is_lost(url: str) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    ids = _orders(url, router, [a, a], dry_run=True) + _orders(url, router, [a], dry_run=False)
+    with router_lock(router, url=url), pytest.raises(locks.LockLost):
+        _take_over(url, locks.router_lock_name(router))  # another holder, after our lease
+        claims.claim(router, url, real_limit=256, dry_limit=8, coalesce=True)
+    assert set(_state(url, ids).values()) == {(OrderStatus.RECEIVED.value, None)}
+    assert _runs(url, router) == {}
+
+
+def _take_over(url: str, name: str) -> None:
+    """Another holder takes the lock: its lease is made to have ended, then taken."""
+    with session_scope(url) as session:
+        row = session.get(locks.Lock, name)
+        assert row is not None
+        row.expires_at = utcnow()
+    assert locks.try_acquire(name, "rival", 30, url) is not None
+
+
+def test_closing_dry_runs_records_each_run_and_only_orders_still_running(url: str) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    ids = _orders(url, router, [a, a], dry_run=True)
+    with router_lock(router, url=url):
+        dry_runs, _, _ = claims.claim(router, url, real_limit=256, dry_limit=8, coalesce=True)
+    with session_scope(url) as session:  # a reconcile ended the second meanwhile
+        order = session.get(Order, ids[1])
+        assert order is not None
+        order.status = OrderStatus.RECONCILED.value
+    outcome = Outcome(failed=False, diff="+ a line")
+    at = utcnow()
+    claims.close_dry_runs(
+        url,
+        [
+            (d[1], run_fields(router, outcome, {"total": 0.0123}, RunStatus.SUCCESS))
+            for d in dry_runs
+        ],
+        [
+            {
+                "oid": d[0],
+                "diff": "+ a line",
+                "status": "DONE_SUCCESS",
+                "error": None,
+                "finished_at": at,
+            }
+            for d in dry_runs
+        ],
+    )
+    runs = _runs(url, router)
+    for _, run_id, _, _ in dry_runs:
+        assert runs[run_id].status == RunStatus.SUCCESS.value
+        assert runs[run_id].diff == "+ a line" and runs[run_id].timings == {"total": 12.3}
+        assert runs[run_id].result[router]["failed"] is False
+        assert runs[run_id].finished_at is not None
+    with session_scope(url) as session:
+        first, second = (session.get(Order, i) for i in ids)
+        assert first is not None and second is not None
+        assert (first.status, first.diff, first.finished_at) == ("DONE_SUCCESS", "+ a line", at)
+        assert second.status == OrderStatus.RECONCILED.value and second.finished_at is None
