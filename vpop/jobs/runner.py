@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from vpop.jobs.dispatch import Dispatcher
+from vpop.jobs.followups import followups
 from vpop.jobs.queue import (
     enqueue_monitor,
     enqueue_reconcile,
@@ -51,6 +52,7 @@ class Worker:
 
     def start(self) -> None:
         recover()  # a worker may start after a crash while no scheduler runs
+        followups.start()
         self.dispatcher.start()
         start_background(self.consumer)
         forward_wakeups(self._stopping)
@@ -59,6 +61,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         self._stopping.set()
         self.dispatcher.stop(timeout * 0.75)  # a run in progress gets most of the time
+        followups.stop(max(0.0, deadline - time.monotonic()))  # what ended runs left queued
         stop_background(self.consumer, max(0.0, deadline - time.monotonic()))
 
 

@@ -9,6 +9,7 @@ receiver.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from blinker import NamedSignal
@@ -16,6 +17,7 @@ from blinker import NamedSignal
 from vpop.billing.service import payment_changed
 from vpop.jobs import aaa_tasks, billing_tasks, consent_tasks, queue
 from vpop.jobs.dispatch import announce_finished
+from vpop.jobs.followups import followups
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
@@ -38,6 +40,11 @@ def order_done(order_id: int) -> None:
     line's live RADIUS sessions to the new ISP (only for a done order with an open
     session, never one requested by ``radius``)."""
     announce_finished(order_id)  # first: a client long-polling the order is waiting
+    # off the router's thread in a worker (its next order need not wait for these reads)
+    followups.submit(partial(_follow_up, order_id))
+
+
+def _follow_up(order_id: int) -> None:
     queue.enqueue_callback(order_id)
     consent_tasks.enqueue_losing_isp_callback(order_id)
     aaa_tasks.enqueue_coa(order_id)
