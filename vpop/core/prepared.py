@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, insert
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
@@ -36,6 +36,17 @@ class Prepared:
         self.types = dict(types)
         self._compiled: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def inserting(
+        cls, model: Any, columns: Sequence[str], returning: Any | None = None
+    ) -> Prepared:
+        """``INSERT INTO <model's table> (columns) VALUES (:column, ...)``, each value bound
+        with its column's type (and ``RETURNING returning`` when given)."""
+        statement = insert(model).values({name: bindparam(name) for name in columns})
+        if returning is not None:
+            statement = statement.returning(returning)
+        return cls(statement, {name: model.__table__.c[name].type for name in columns})
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         with self._lock:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine.interfaces import Dialect
 
 from vpop.core.db import get_engine
@@ -67,10 +67,7 @@ _RUN_COLUMNS = (
     "timings",
     "started_at",
 )
-_INSERT_RUN = Prepared(
-    insert(Run).values({name: bindparam(name) for name in _RUN_COLUMNS}).returning(Run.id),
-    {name: Run.__table__.c[name].type for name in _RUN_COLUMNS},
-)
+_INSERT_RUN = Prepared.inserting(Run, _RUN_COLUMNS, returning=Run.id)
 _DELETE_RUN = Prepared(delete(Run).where(Run.id == bindparam("rid")), {})
 _AT = {"at": Order.__table__.c.started_at.type}
 # a waiting order -> RUNNING (only if it still waits), pointed at its run

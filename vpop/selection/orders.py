@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine.interfaces import Dialect
 
 from vpop.catalogue.service import Isp, Line, Selection, Subscriber
@@ -111,20 +111,11 @@ _ORDER_COLUMNS = (
     "created_at",
     "diff",
 )
-_INSERT_ORDER = Prepared(
-    insert(Order).values({name: bindparam(name) for name in _ORDER_COLUMNS}).returning(Order.id),
-    {name: Order.__table__.c[name].type for name in _ORDER_COLUMNS},
+_INSERT_ORDER = Prepared.inserting(Order, _ORDER_COLUMNS, returning=Order.id)
+_INSERT_KEY = Prepared.inserting(
+    IdempotencyRecord, ("scope", "key", "body_hash", "order_id", "created_at")
 )
-_KEY_COLUMNS = ("scope", "key", "body_hash", "order_id", "created_at")
-_INSERT_KEY = Prepared(
-    insert(IdempotencyRecord).values({name: bindparam(name) for name in _KEY_COLUMNS}),
-    {name: IdempotencyRecord.__table__.c[name].type for name in _KEY_COLUMNS},
-)
-_AUDIT_COLUMNS = ("at", "actor", "action", "object", "details")
-_INSERT_AUDIT = Prepared(
-    insert(AuditEntry).values({name: bindparam(name) for name in _AUDIT_COLUMNS}),
-    {name: AuditEntry.__table__.c[name].type for name in _AUDIT_COLUMNS},
-)
+_INSERT_AUDIT = Prepared.inserting(AuditEntry, ("at", "actor", "action", "object", "details"))
 
 _REPLAY = Prepared(
     select(
