@@ -27,7 +27,7 @@ from typing import Any
 from nornir.core.inventory import Host
 from nornir.core.task import Result
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
@@ -176,11 +176,7 @@ _ACTIVE_LEASE = Prepared(
     select(Lease.id).where(Lease.router == bindparam("router"), Lease.status == "active").limit(1),
     {},
 )
-_POLL_LOG_COLUMNS = ("job", "router", "at", "ok", "seconds", "error")
-_INSERT_POLL_LOG = Prepared(
-    insert(PollLog).values({name: bindparam(name) for name in _POLL_LOG_COLUMNS}),
-    {name: PollLog.__table__.c[name].type for name in _POLL_LOG_COLUMNS},
-)
+_INSERT_POLL_LOG = Prepared.inserting(PollLog, ("job", "router", "at", "ok", "seconds", "error"))
 _SAMPLES = Table_(CounterSample)
 
 
