@@ -318,3 +318,37 @@ def test_the_wiring_queues_both_callbacks_of_a_finished_order(
     finally:
         wiring.disconnect()
     assert queued == [("order", 7), ("losing", 7), ("coa", 7)]
+
+
+def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpop.jobs import consent_tasks
+
+    monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
+    queued: list[int] = []
+    monkeypatch.setattr(consent_tasks, "losing_isp_callback_task", queued.append)
+    monkeypatch.setattr(consent_tasks, "wake_workers", lambda: None)
+    with session_scope(database_url) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
+        orders = [
+            Order(
+                line_id=line.id,
+                isp_id="isp-b",
+                router="rc1",
+                requester="token:5",
+                status=OrderStatus.DONE_SUCCESS.value,
+                losing_isp_id="isp-a",
+            )  # fmt: skip
+            for _ in range(2)
+        ]
+        session.add_all(orders)
+        session.get(Isp, "isp-a").callback_url = None  # type: ignore[union-attr]
+        session.flush()
+        without, with_url = (order.id for order in orders)
+    consent_tasks.enqueue_losing_isp_callback(without)
+    assert queued == []  # nothing to send: no job stored, dequeued and run for it
+    with session_scope(database_url) as session:
+        session.get(Isp, "isp-a").callback_url = "https://isp-a.example.net/hooks"  # type: ignore[union-attr]
+    consent_tasks.enqueue_losing_isp_callback(with_url)
+    assert queued == [with_url]
