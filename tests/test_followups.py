@@ -47,3 +47,12 @@ def test_a_failing_follow_up_does_not_stop_the_others() -> None:
     followups.submit(lambda: done.append("next"))
     followups.stop(30)
     assert done == ["next"]
+
+
+def test_a_follow_up_submitted_after_the_stop_runs_in_its_caller() -> None:
+    followups = FollowUps()
+    followups.start()
+    followups.stop(30)
+    ran: list[int] = []
+    followups.submit(lambda: ran.append(threading.get_ident()))
+    assert ran == [threading.get_ident()]

@@ -31,25 +31,33 @@ class FollowUps:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a submit is queued before the stop marker, or runs here
 
     def start(self) -> None:
         """Run submitted follow-ups on a thread of their own from now on."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="order-follow-ups", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="order-follow-ups", daemon=True
+                )
+                self._thread.start()
 
     def submit(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on the thread, or here when it is not started."""
-        if self._thread is None:
-            work()
-        else:
-            self._queue.put(work)
+        """Run ``work`` on the thread, or here when it is not started (or stopped)."""
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(work)
+                return
+        work()
 
     def stop(self, timeout: float) -> None:
-        """Run what is queued, then end the thread (``timeout`` seconds at most)."""
-        thread, self._thread = self._thread, None
+        """Run what is queued, then end the thread (``timeout`` seconds at most); later
+        submits run in their caller."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(_STOP)
         if thread is not None:
-            self._queue.put(_STOP)
             thread.join(timeout)
 
     def _run(self) -> None:
