@@ -3,8 +3,8 @@ reading its own order (and the other's, and the other's customer) through the AP
 
 isp-b and isp-c each ask for a line on rc1 that is not theirs (sub5, sub7); sub5's request is
 confirmed in the test's process (recorded, not queued: the test process wires no queue), then
-sub7's through its consent link on the server, which queues rc1 once: the worker takes both
-RECEIVED orders into one run, so they share one diff on the router.
+sub7's through its consent link on the server, both while the test holds rc1's lock: the
+worker then takes both RECEIVED orders into one run, so they share one diff on the router.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def server(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_two_isps_orders_in_one_run_each_see_only_their_line(
     server: Server, tmp_path: Path
 ) -> None:
-    from vpop.selection.service import answer_consent
+    from vpop.selection.service import answer_consent, router_lock
 
     # earlier modules may have left sub5 or sub7 on isp-b or isp-c on the router: converge the
     # routers to this server's database (every line on its default) so that each order's
@@ -50,8 +50,14 @@ def test_two_isps_orders_in_one_run_each_see_only_their_line(
         )
         assert status == 202 and body["status"] == "PENDING_CONSENT", body
         pending[isp] = body
-    answer_consent(pending["isp-b"]["order"], confirm=True, actor="portal:sub5", url=server.db_url)
-    confirm_by_link(server.base, pending["isp-c"]["consent_url"])
+    # rc1's lock held meanwhile: a worker that looks between the two answers (its safety look
+    # runs after any quiet second) cannot take the first order alone; once it is let go,
+    # the worker's next look finds both waiting
+    with router_lock("rc1", url=server.db_url):
+        answer_consent(
+            pending["isp-b"]["order"], confirm=True, actor="portal:sub5", url=server.db_url
+        )
+        confirm_by_link(server.base, pending["isp-c"]["consent_url"])
 
     views = {isp: wait_final(server, tokens[isp], pending[isp]["order"]) for isp in asks}
     assert {view["status"] for view in views.values()} == {"DONE_SUCCESS"}, views

@@ -5,14 +5,14 @@ router moved it, not in proportion to time)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tasks.collect import counter_names
 from vpop.accounting.service import switch_line
-from vpop.catalogue.service import Line, Selection
+from vpop.catalogue.service import Selection
 from vpop.core.time import utcnow
 from vpop.selection.models import Order
 
@@ -24,7 +24,7 @@ Cut = tuple[datetime, dict[str, tuple[int, int, int, int]]]
 
 
 def cut_at(
-    at: datetime, named: dict[str, list[int]] | None, router: str, session: Session
+    at: datetime, named: dict[str, list[int]] | None, router: str, interfaces: Iterable[str]
 ) -> Cut | None:
     """The router's line counters as the push's read-back found them (``named``: the
     accounting table's named counters, read in the same round trip that verified the push,
@@ -34,9 +34,8 @@ def cut_at(
     if named is None:
         log.warning("%s: counters not read after the push", router)
         return None
-    lines = session.scalars(select(Line.interface).where(Line.router == router))
     counted: dict[str, tuple[int, int, int, int]] = {}
-    for interface in lines:
+    for interface in interfaces:  # the router's lines, as the run's intent listed them
         up, down = (named.get(n) for n in counter_names(interface))
         if up is not None and down is not None:
             counted[interface] = (up[1], down[1], up[0], down[0])

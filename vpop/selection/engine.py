@@ -106,7 +106,8 @@ def _device_run(
         cut = None
         if counted is not None and not multi.failed:
             named = first.result.get("counters") if isinstance(first.result, dict) else None
-            cut = cut_at(utcnow(), named, router, session)
+            interfaces = [line["interface"] for line in intent["lines"]]
+            cut = cut_at(utcnow(), named, router, interfaces)
     outcome = Outcome(
         failed=multi.failed,
         exception=first.exception,
