@@ -30,7 +30,7 @@ from typing import Any
 
 from nornir.core.task import MultiResult
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from tasks.collect import ACCT_TABLE
 from tasks.deploy import (
@@ -233,7 +233,9 @@ def _apply_orders(
             assert done_run is not None
             finish_run(done_run, outcome, timings, run_status)
             for order in session.scalars(
-                select(Order).where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
+                select(Order)
+                .where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
+                .options(joinedload(Order.line))  # its interface, and its line for the switch
             ):
                 order.diff = outcome.diff
                 order.finished_at = utcnow()

@@ -49,13 +49,16 @@ def build_intent(
         for isp_id, up in sorted(uplinks.items())
         if isp_id in isps
     ]
-    selections = {
-        s.line_id: s.isp_id
-        for s in session.scalars(select(Selection).join(Line).where(Line.router == router))
-    }
     lines = []
-    for line in session.scalars(select(Line).where(Line.router == router).order_by(Line.interface)):
-        isp = overrides.get(line.id, selections.get(line.id))
+    # each line with its confirmed selection's ISP (None without one), in one query
+    rows = session.execute(
+        select(Line, Selection.isp_id)
+        .outerjoin(Selection, Selection.line_id == Line.id)
+        .where(Line.router == router)
+        .order_by(Line.interface)
+    )
+    for line, selected in rows:
+        isp = overrides.get(line.id, selected)
         lines.append(
             {
                 "subscriber": line.subscriber_id,
