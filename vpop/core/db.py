@@ -75,10 +75,8 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 def _gate_at_first_write(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
     """Before a statement on SQLite: the first write of a :func:`write_scope` takes the gate."""
-    take = conn.info.get(_LAZY_GATE)
-    if take is not None and statement.lstrip()[:7].upper().startswith(_WRITES):
-        del conn.info[_LAZY_GATE]
-        take()
+    if _LAZY_GATE in conn.info and statement.lstrip()[:7].upper().startswith(_WRITES):
+        gate_now(conn)
 
 
 def gate_now(connection: Any) -> None:

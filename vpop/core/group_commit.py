@@ -72,16 +72,12 @@ class GroupCommit:
                 me.turn.wait()
             if not me.done:
                 batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
-        if me.done:
-            if me.alone:
-                return _alone(engine, cursor, dialect, work)
-            result: T = me.result
-            return result
-        self._lead(engine, cursor, dialect, batch)
+        if not me.done:  # at the front: lead the batch (which ends it done too)
+            self._lead(engine, cursor, dialect, batch)
         if me.alone:
             return _alone(engine, cursor, dialect, work)
-        led: T = me.result
-        return led
+        result: T = me.result
+        return result
 
     def _lead(
         self, engine: Engine, cursor: Any, dialect: Dialect, batch: list[_Writer[Any]]

@@ -7,12 +7,9 @@ queued, and only when that ISP has a callback URL; the task checks both again wh
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from vpop.catalogue.service import Isp
 from vpop.core.db import session_scope
 from vpop.jobs.queue import huey, wake_workers
-from vpop.selection.service import Order, OrderStatus
+from vpop.selection.service import Order, losing_isp_callback_url
 
 
 @huey.task(retries=5, retry_delay=2)  # type: ignore[untyped-decorator]
@@ -28,15 +25,7 @@ def enqueue_losing_isp_callback(order_id: int) -> None:
     ISP that has a callback URL (a switch away from one without queues nothing: no job to
     store, dequeue and run per switch)."""
     with session_scope() as session:
-        order = session.get(Order, order_id)
-        due = (
-            order is not None
-            and order.status == OrderStatus.DONE_SUCCESS
-            and not order.dry_run
-            and order.losing_isp_id is not None
-            and order.losing_isp_id != order.isp_id
-            and bool(session.scalar(select(Isp.callback_url).where(Isp.id == order.losing_isp_id)))
-        )
+        due = losing_isp_callback_url(session, session.get(Order, order_id)) is not None
     if due:
         losing_isp_callback_task(order_id)
         wake_workers()

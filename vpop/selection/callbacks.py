@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy.orm import Session
+
+from vpop.catalogue.service import Isp
 from vpop.core.callbacks import CallbackFailed, post_signed
 from vpop.core.db import session_scope
 from vpop.core.time import iso
@@ -35,6 +38,21 @@ def send_order_callback(order_id: int) -> str:
     return "delivered"
 
 
+def losing_isp_callback_url(session: Session, order: Order | None) -> str | None:
+    """Where to tell the ISP a done switch moved ``order``'s line away from; None when there
+    is nothing to tell (not done, a dry run, no switch, or that ISP has no callback URL)."""
+    if (
+        order is None
+        or order.status != OrderStatus.DONE_SUCCESS
+        or order.dry_run
+        or order.losing_isp_id is None
+        or order.losing_isp_id == order.isp_id
+    ):
+        return None
+    isp = session.get(Isp, order.losing_isp_id)
+    return isp.callback_url if isp is not None and isp.callback_url else None
+
+
 def _record(order_id: int, outcome: str) -> None:
     with session_scope() as session:
         order = session.get(Order, order_id)
@@ -58,22 +76,11 @@ def send_losing_isp_callback(order_id: int) -> str:
     Raises:
         CallbackFailed: the receiver answered non-2xx or could not be reached (retried).
     """
-    from vpop.catalogue.service import Isp
-
     with session_scope() as session:
         order = session.get(Order, order_id)
-        if (
-            order is None
-            or order.status != OrderStatus.DONE_SUCCESS
-            or order.dry_run
-            or order.losing_isp_id is None
-            or order.losing_isp_id == order.isp_id
-        ):
+        url = losing_isp_callback_url(session, order)
+        if order is None or url is None:
             return "no callback"
-        isp = session.get(Isp, order.losing_isp_id)
-        if isp is None or not isp.callback_url:
-            return "no callback"
-        url = isp.callback_url
         line = order.line
         payload = json.dumps(
             {

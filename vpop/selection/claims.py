@@ -27,6 +27,7 @@ from vpop.core.prepared import Prepared, gated_commit, raw_transaction
 from vpop.core.time import utcnow
 from vpop.selection.locking import fence_router_on
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
+from vpop.selection.outcomes import RUN_END_FIELDS
 
 #: A claimed dry run: (order id, its run's id, line id, ISP id).
 DryRun = tuple[int, int, int, str]
@@ -87,12 +88,11 @@ _POINT = Prepared(
     update(Order).where(Order.id == bindparam("oid")).values(run_id=bindparam("run")), {}
 )
 
-_CLOSE_COLUMNS = ("status", "diff", "finished_at", "timings", "result", "error")
 _CLOSE_RUN = Prepared(
     update(Run)
     .where(Run.id == bindparam("rid"))
-    .values({name: bindparam(name) for name in _CLOSE_COLUMNS}),
-    {name: Run.__table__.c[name].type for name in _CLOSE_COLUMNS},
+    .values({name: bindparam(name) for name in RUN_END_FIELDS}),
+    {name: Run.__table__.c[name].type for name in RUN_END_FIELDS},
 )
 _ORDER_END = ("diff", "status", "error", "finished_at")
 _CLOSE_ORDER = Prepared(

@@ -56,10 +56,15 @@ def finish_run(run: Run, outcome: Outcome, timings: dict[str, float], status: Ru
         setattr(run, name, value)
 
 
+#: The fields :func:`run_fields` sets on an ended run (the plain-statement close writes these).
+RUN_END_FIELDS = ("status", "diff", "finished_at", "timings", "result", "error")
+
+
 def run_fields(
     router: str, outcome: Outcome, timings: dict[str, float], status: RunStatus
 ) -> dict[str, Any]:
-    """What an ended run records: status, diff, end, timings (ms), result and error."""
+    """What an ended run records (:data:`RUN_END_FIELDS`): status, diff, end, timings (ms),
+    result and error."""
     return {
         "status": status.value,
         "diff": outcome.diff,

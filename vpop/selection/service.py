@@ -7,7 +7,11 @@ modules behind it can change shape without touching their callers.
 from __future__ import annotations
 
 from vpop.selection import schemas
-from vpop.selection.callbacks import send_losing_isp_callback, send_order_callback
+from vpop.selection.callbacks import (
+    losing_isp_callback_url,
+    send_losing_isp_callback,
+    send_order_callback,
+)
 from vpop.selection.consent import (
     CONSENT_PATH,
     CONSENT_TTL,
@@ -56,6 +60,7 @@ __all__ = [
     "pending_orders",
     "read_consent_token",
     "send_losing_isp_callback",
+    "losing_isp_callback_url",
     "order_accepted",
     "order_finished",
     "reconcile_needed",
