@@ -1,19 +1,24 @@
-"""The worker's claim and dry-run close as plain statements (vpop.selection.claims), on
-SQLite and PostgreSQL: what is claimed, with which runs, only under the router's lock, and
-what an order that stopped waiting meanwhile gets (nothing)."""
+"""The worker's claim and closes as plain statements (vpop.selection.claims), on SQLite and
+PostgreSQL: what is claimed, with which runs, only under the router's lock, and what an order
+that stopped waiting meanwhile gets (nothing); what a real run's close records (the orders,
+the lines' selections, their service sessions cut at the push, the audit entry), and that a
+lost lock records none of it."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, select
 
 from tests.pg import postgres_cluster
-from vpop.catalogue.models import Isp, Line, Subscriber
+from vpop.accounting.service import ServiceSession, switch_line
+from vpop.catalogue.models import Isp, Line, Selection, Subscriber
 from vpop.core import locks
+from vpop.core.audit import AuditEntry
 from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
 from vpop.core.prepared import Prepared
@@ -211,3 +216,138 @@ def test_closing_dry_runs_records_each_run_and_only_orders_still_running(url: st
         assert first is not None and second is not None
         assert (first.status, first.diff, first.finished_at) == ("DONE_SUCCESS", "+ a line", at)
         assert second.status == OrderStatus.RECONCILED.value and second.finished_at is None
+
+
+def _sessions(url: str, line: int) -> list[tuple[str, str | None, Any, Any, Any]]:
+    """A line's service sessions, oldest first: (ISP, end reason, start, end, baseline)."""
+    with session_scope(url) as session:
+        rows = session.scalars(
+            select(ServiceSession).where(ServiceSession.line_id == line).order_by(ServiceSession.id)
+        )
+        return [
+            (
+                r.isp_id,
+                r.end_reason,
+                r.started_at,
+                r.ended_at,
+                (
+                    r.baseline_at,
+                    r.baseline_bytes_in,
+                    r.baseline_bytes_out,
+                    r.baseline_packets_in,
+                    r.baseline_packets_out,
+                ),
+            )  # fmt: skip
+            for r in rows
+        ]
+
+
+def _claimed_run(url: str, router: str, lines: list[int]) -> tuple[int, list[int]]:
+    ids = _orders(url, router, lines, dry_run=False)
+    with router_lock(router, url=url):
+        _, run_id, taken = claims.claim(router, url, real_limit=256, dry_limit=8, coalesce=True)
+    assert [t[0] for t in taken] == ids
+    return run_id, ids
+
+
+def test_closing_a_real_run_confirms_its_done_orders_moves_their_sessions_and_audits_it(
+    url: str,
+) -> None:
+    router, (a, b) = _router_with_lines(url, 2)
+    with session_scope(url) as session:
+        if session.get(Isp, "isp-a") is None:
+            session.add(Isp(id="isp-a", name="ISP A", outbound_deny=[]))
+    before = utcnow() - timedelta(hours=1)
+    with session_scope(url) as session:  # line a is routed through isp-a since an hour
+        switch_line(session, line_id=a, isp_id="isp-a", at=before)
+        session.add(Selection(line_id=a, isp_id="isp-a"))
+    run_id, ids = _claimed_run(url, router, [a, b])
+    confirmed = claims.running_orders(url, run_id)
+    assert [(c.order_id, c.line_id, c.isp_id, c.router, c.interface) for c in confirmed] == [
+        (ids[0], a, "isp-c", router, f"{router}-0"),
+        (ids[1], b, "isp-c", router, f"{router}-1"),
+    ]
+    assert confirmed[0].subscriber_id == f"s-{router}-0"
+    cut_at = utcnow()
+    outcome = Outcome(failed=False, diff="+ pbr")
+    ends = [
+        {"oid": i, "diff": "+ pbr", "status": "DONE_SUCCESS", "error": None, "finished_at": cut_at}
+        for i in ids
+    ]
+    with router_lock(router, url=url):
+        claims.close_run(
+            url,
+            router,
+            run_id,
+            run_fields(router, outcome, {"total": 0.02}, RunStatus.SUCCESS),
+            ends,
+            confirmed,
+            (cut_at, {f"{router}-0": (100, 200, 3, 4)}),  # line b's counters were not read
+            ("r0, r1", "run.success", {"orders": ids}),
+        )
+    assert _state(url, ids) == {i: (OrderStatus.DONE_SUCCESS.value, run_id) for i in ids}
+    assert _runs(url, router)[run_id].status == RunStatus.SUCCESS.value
+    with session_scope(url) as session:
+        chosen = {s.line_id: (s.isp_id, s.order_id) for s in session.scalars(select(Selection))}
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.object == f"run:{run_id}")
+        ).one()
+    assert chosen[a] == ("isp-c", ids[0]) and chosen[b] == ("isp-c", ids[1])
+    assert (entry.actor, entry.action, entry.details) == ("r0, r1", "run.success", {"orders": ids})
+    (old, new_a) = _sessions(url, a)
+    assert old[:2] == ("isp-a", "moved") and old[2] == before
+    assert new_a[:2] == ("isp-c", None) and new_a[4] == (cut_at, 100, 200, 3, 4)
+    assert old[3] == new_a[2]  # the old one ends where the new one starts
+    ((isp_b, reason_b, _, ended_b, baseline_b),) = _sessions(url, b)
+    assert (isp_b, reason_b, ended_b, baseline_b) == ("isp-c", None, None, (None,) * 5)
+
+
+def test_a_confirmed_choice_the_line_already_has_keeps_its_open_session(url: str) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    first = utcnow() - timedelta(minutes=5)
+    with session_scope(url) as session:
+        kept = switch_line(session, line_id=a, isp_id="isp-c", at=first).id
+        again = switch_line(session, line_id=a, isp_id="isp-c", at=utcnow()).id
+    assert again == kept
+    assert [s[:4] for s in _sessions(url, a)] == [("isp-c", None, first, None)]
+
+
+def test_a_session_never_ends_before_it_started(url: str) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    with session_scope(url) as session:
+        if session.get(Isp, "isp-a") is None:
+            session.add(Isp(id="isp-a", name="ISP A", outbound_deny=[]))
+    started = utcnow()
+    with session_scope(url) as session:
+        switch_line(session, line_id=a, isp_id="isp-c", at=started)
+    with session_scope(url) as session:  # a clock step back: the move is dated earlier
+        switch_line(session, line_id=a, isp_id="isp-a", at=started - timedelta(seconds=30))
+    (old, new) = _sessions(url, a)
+    assert (old[1], old[2], old[3]) == ("moved", started, started)
+    assert new[0] == "isp-a" and new[2] == started - timedelta(seconds=30)
+
+
+def test_closing_a_real_run_records_nothing_once_the_lock_is_lost(url: str) -> None:
+    router, (a,) = _router_with_lines(url, 1)
+    run_id, ids = _claimed_run(url, router, [a])
+    confirmed = claims.running_orders(url, run_id)
+    ends = [
+        {
+            "oid": ids[0],
+            "diff": "",
+            "status": "DONE_SUCCESS",
+            "error": None,
+            "finished_at": utcnow(),
+        }
+    ]
+    fields = run_fields(router, Outcome(failed=False), {}, RunStatus.SUCCESS)
+    with router_lock(router, url=url), pytest.raises(locks.LockLost):
+        _take_over(url, locks.router_lock_name(router))
+        claims.close_run(
+            url, router, run_id, fields, ends, confirmed, None, ("r0", "run.success", {})
+        )
+    assert _state(url, ids) == {ids[0]: (OrderStatus.RUNNING.value, run_id)}
+    assert _runs(url, router)[run_id].status == RunStatus.RUNNING.value
+    assert _sessions(url, a) == []
+    with session_scope(url) as session:
+        assert session.get(Selection, a) is None

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from flask import current_app, request
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError
-from vpop.identity.service import lookup_token
+from vpop.identity.service import token_holder
 from vpop.selection.service import Caller
 from webhooks.problems import Problem
 
@@ -154,14 +153,11 @@ def _bearer(authorization: str) -> Caller:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("VPOP-401-HEADER", "the Authorization header must be 'Bearer <token>'")
-    with session_scope(current_app.config["DATABASE_URL"]) as session:
-        found = lookup_token(session, token)
-        if found is None:
-            raise _unauthorized("VPOP-401-TOKEN", "the bearer token is unknown or revoked")
-        return Caller(
-            name=f"token:{found.id}", role=found.role, isp=found.isp_id,
-            merchant=found.merchant_id,
-        )  # fmt: skip
+    found = token_holder(current_app.config["DATABASE_URL"], token)
+    if found is None:
+        raise _unauthorized("VPOP-401-TOKEN", "the bearer token is unknown or revoked")
+    token_id, role, isp, merchant = found
+    return Caller(name=f"token:{token_id}", role=role, isp=isp, merchant=merchant)
 
 
 def _webhook() -> str:

@@ -300,35 +300,66 @@ def test_the_losing_isp_gets_a_signed_callback_when_the_switch_is_done(
         Webhook(SECRETS[0]).verify(raw, headers)
 
 
-def test_the_wiring_queues_both_callbacks_of_a_finished_order(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_wiring_queues_every_due_follow_up_of_a_finished_order_from_one_read(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vpop.jobs import aaa_tasks, consent_tasks, queue, wiring
 
+    monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
+    with session_scope(database_url) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
+        order = Order(
+            line_id=line.id,
+            isp_id="isp-b",
+            router="rc1",
+            requester="token:5",
+            status=OrderStatus.DONE_SUCCESS.value,
+        )
+        session.add(order)
+        session.flush()
+        order_id = order.id
+    asked: list[tuple[str, int, int]] = []  # (which, order, the session it was asked in)
     queued: list[tuple[str, int]] = []
-    monkeypatch.setattr(queue, "enqueue_callback", lambda o: queued.append(("order", o)))
-    monkeypatch.setattr(
-        consent_tasks, "enqueue_losing_isp_callback", lambda o: queued.append(("losing", o))
-    )
-    monkeypatch.setattr(aaa_tasks, "enqueue_coa", lambda o: queued.append(("coa", o)))
+    for name, module, due, task in (
+        ("order", queue, "callback_due", "callback_task"),
+        ("losing", consent_tasks, "losing_isp_callback_due", "losing_isp_callback_task"),
+        ("coa", aaa_tasks, "coa_due", "coa_task"),
+    ):
+        monkeypatch.setattr(
+            module,
+            due,
+            lambda session, o, name=name: (
+                asked.append((name, o.id, id(session))) or name != "losing"
+            ),
+        )
+        monkeypatch.setattr(module, task, lambda o, name=name: queued.append((name, o)))
+    woken: list[bool] = []
+    monkeypatch.setattr(queue, "wake_workers", lambda: woken.append(True))
     assert (order_finished, wiring.order_done) in wiring.RECEIVERS
     wiring.connect()
     try:
-        order_finished.send(7)
+        order_finished.send(order_id)
     finally:
         wiring.disconnect()
-    assert queued == [("order", 7), ("losing", 7), ("coa", 7)]
+    assert [(name, o) for name, o, _ in asked] == [
+        ("order", order_id),
+        ("losing", order_id),
+        ("coa", order_id),
+    ]
+    assert len({s for _, _, s in asked}) == 1  # one read decides them all
+    assert queued == [("order", order_id), ("coa", order_id)]  # only what is due
+    assert woken == [True]
 
 
 def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vpop.jobs import consent_tasks
+    from vpop.jobs import consent_tasks, queue, wiring
 
     monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
     queued: list[int] = []
     monkeypatch.setattr(consent_tasks, "losing_isp_callback_task", queued.append)
-    monkeypatch.setattr(consent_tasks, "wake_workers", lambda: None)
+    monkeypatch.setattr(queue, "wake_workers", lambda: None)
     with session_scope(database_url) as session:
         line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
         orders = [
@@ -346,9 +377,9 @@ def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(
         session.get(Isp, "isp-a").callback_url = None  # type: ignore[union-attr]
         session.flush()
         without, with_url = (order.id for order in orders)
-    consent_tasks.enqueue_losing_isp_callback(without)
+    wiring.order_done(without)
     assert queued == []  # nothing to send: no job stored, dequeued and run for it
     with session_scope(database_url) as session:
         session.get(Isp, "isp-a").callback_url = "https://isp-a.example.net/hooks"  # type: ignore[union-attr]
-    consent_tasks.enqueue_losing_isp_callback(with_url)
+    wiring.order_done(with_url)
     assert queued == [with_url]

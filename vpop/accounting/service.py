@@ -15,10 +15,13 @@ from vpop.accounting.radius import mirror_radius
 from vpop.accounting.sessions import (
     LIST_MAX,
     VIEW_KEYS,
+    LineSwitch,
     end_line,
     list_sessions,
+    on_session_cursor,
     session_view,
     switch_line,
+    switch_lines_on,
 )
 from vpop.accounting.usage import (
     Cut,
@@ -35,6 +38,7 @@ __all__ = [
     "Cut",
     "LEVELS",
     "LIST_MAX",
+    "LineSwitch",
     "PERIODS",
     "SOURCES",
     "VIEW_KEYS",
@@ -49,9 +53,11 @@ __all__ = [
     "list_sessions",
     "measured",
     "measured_counts",
+    "on_session_cursor",
     "mirror_radius",
     "record_poll",
     "session_view",
     "split",
     "switch_line",
+    "switch_lines_on",
 ]

@@ -1,24 +1,30 @@
 """Service sessions: opened when a selection is confirmed, closed when the line moves or goes.
 
-A ``selection`` session is opened by :func:`switch_line`, which the selection engine calls
-inside the transaction that records a selection confirmed on the router: the session starts
-exactly when the router starts routing the line through the ISP, and the line's previous
-session (another ISP) ends at that moment (``moved``). :func:`end_line` closes what a removed
-line had open. Sessions are accounting records: closed, never deleted.
+A ``selection`` session is opened by :func:`switch_lines_on`, which the selection engine
+runs inside the transaction that records a selection confirmed on the router: the session
+starts exactly when the router starts routing the line through the ISP, and the line's
+previous session (another ISP) ends at that moment (``moved``). :func:`switch_line` is the
+same rule inside an ORM session. :func:`end_line` closes what a removed line had open.
+Sessions are accounting records: closed, never deleted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
 from vpop.accounting.models import END_REASONS, ServiceSession
+from vpop.accounting.usage import Cut
 from vpop.catalogue.service import Line
-from vpop.core.db import session_scope
+from vpop.core.db import gate_now, session_scope
 from vpop.core.errors import BadInput, NotFound
+from vpop.core.prepared import Prepared
 from vpop.core.time import as_utc, iso
 
 #: The most sessions one listing returns.
@@ -130,23 +136,132 @@ def list_sessions(
         return [session_view(row) for row in session.scalars(query.limit(limit))]
 
 
-def open_selection_session(session: Session, line_id: int) -> ServiceSession | None:
-    """The line's open router-metered (``selection``) session, if any."""
-    return session.scalars(
-        select(ServiceSession).where(
-            ServiceSession.line_id == line_id,
-            ServiceSession.source == "selection",
-            ServiceSession.ended_at.is_(None),
-        )
-    ).first()
-
-
 def _close(row: ServiceSession, at: datetime, reason: str) -> None:
     if reason not in END_REASONS:
         raise ValueError(f"end reason must be one of {END_REASONS}, not {reason!r}")
     # a session never ends before it started (a clock step, a late caller)
     row.ended_at = max(as_utc(at), as_utc(row.started_at))
     row.end_reason = reason
+
+
+@dataclass(frozen=True)
+class LineSwitch:
+    """A line the router now routes through ``isp_id`` (:func:`switch_lines_on`).
+
+    ``cut``: when the line's counters were read right after the push and their raw values:
+    the poll interval holding the move is split there (``vpop.accounting.usage.split``).
+    """
+
+    line_id: int
+    subscriber_id: str
+    router: str | None
+    interface: str | None
+    isp_id: str
+    order_id: int | None = None
+    cut: Cut | None = None
+
+
+_SESSION = ServiceSession.__table__.c
+_OPEN_SELECTION = Prepared(
+    select(ServiceSession.id, ServiceSession.isp_id).where(
+        ServiceSession.line_id == bindparam("line"),
+        ServiceSession.source == "selection",
+        ServiceSession.ended_at.is_(None),
+    ),
+    {},
+)
+# the open session ends at the move, never before it started (a clock step, a late caller)
+_MOVED = Prepared(
+    update(ServiceSession)
+    .where(ServiceSession.id == bindparam("sid"), ServiceSession.ended_at.is_(None))
+    .values(
+        ended_at=case(
+            (ServiceSession.started_at > bindparam("at"), ServiceSession.started_at),
+            else_=bindparam("at"),
+        ),
+        end_reason="moved",
+    ),
+    {"at": _SESSION.started_at.type},
+)
+_NEW_COLUMNS = (
+    "source",
+    "line_id",
+    "subscriber_id",
+    "isp_id",
+    "router",
+    "interface",
+    "order_id",
+    "started_at",
+    "bytes_in",
+    "bytes_out",
+    "packets_in",
+    "packets_out",
+    "covered_seconds",
+    "baseline_at",
+    "baseline_bytes_in",
+    "baseline_bytes_out",
+    "baseline_packets_in",
+    "baseline_packets_out",
+)
+_INSERT_SESSION = Prepared.inserting(ServiceSession, _NEW_COLUMNS, returning=ServiceSession.id)
+
+
+def switch_lines_on(
+    cursor: Any, dialect: Dialect, switches: Sequence[LineSwitch], at: datetime
+) -> list[int]:
+    """Record that the router now routes each line of ``switches`` through its ISP, from ``at``,
+    on a driver ``cursor`` inside the caller's write transaction (not committed here).
+
+    When a line's open ``selection`` session is already through that ISP it is kept (a
+    re-push of the same choice is not a new period of service). Otherwise the open one ends
+    at ``at`` (``moved``) and a new ``selection`` session starts at ``at`` for the line's
+    subscriber, router and interface.
+
+    Returns:
+        Each line's open ``selection`` session id, in the order of ``switches``.
+    """
+    at = as_utc(at)
+    opened: list[int] = []
+    for switch in switches:
+        current = _OPEN_SELECTION.run(cursor, dialect, {"line": switch.line_id}).fetchone()
+        if current is not None and current[1] == switch.isp_id:
+            opened.append(int(current[0]))
+            continue
+        if current is not None:  # before the new one: one open session per line (the index)
+            _MOVED.run(cursor, dialect, {"sid": current[0], "at": at})
+        cut_at, counters = switch.cut if switch.cut is not None else (None, (None,) * 4)
+        row = {
+            "source": "selection",
+            "line_id": switch.line_id,
+            "subscriber_id": switch.subscriber_id,
+            "isp_id": switch.isp_id,
+            "router": switch.router,
+            "interface": switch.interface,
+            "order_id": switch.order_id,
+            "started_at": at,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "packets_in": 0,
+            "packets_out": 0,
+            "covered_seconds": 0.0,
+            "baseline_at": as_utc(cut_at) if cut_at is not None else None,
+            "baseline_bytes_in": counters[0],
+            "baseline_bytes_out": counters[1],
+            "baseline_packets_in": counters[2],
+            "baseline_packets_out": counters[3],
+        }
+        opened.append(int(_INSERT_SESSION.run(cursor, dialect, row).fetchone()[0]))
+    return opened
+
+
+def on_session_cursor(session: Session) -> tuple[Any, Dialect]:
+    """A driver cursor in ``session``'s transaction, for plain statements among its ORM work:
+    what the session holds is flushed first, and the write gate of a ``write_scope`` taken.
+    The caller closes the cursor and expires what the statements changed."""
+    session.flush()
+    connection = session.connection()
+    gate_now(connection)
+    return connection.connection.cursor(), connection.dialect
 
 
 def switch_line(
@@ -156,15 +271,9 @@ def switch_line(
     isp_id: str,
     at: datetime,
     order_id: int | None = None,
-    cut: tuple[datetime, tuple[int, int, int, int]] | None = None,
+    cut: Cut | None = None,
 ) -> ServiceSession:
-    """Record that the router now routes a line through ``isp_id``, from ``at``.
-
-    Called in the transaction that records the confirmed selection. When the line's open
-    ``selection`` session is already through ``isp_id`` it is kept (a re-push of the same
-    choice is not a new period of service). Otherwise the open one ends at ``at`` (``moved``)
-    and a new ``selection`` session starts at ``at`` for the line's subscriber, router and
-    interface.
+    """:func:`switch_lines_on` for one line, inside an ORM session's transaction.
 
     Args:
         session: The caller's session (not committed here).
@@ -172,9 +281,7 @@ def switch_line(
         isp_id: The ISP it is now routed through.
         at: When the selection was confirmed (timezone-aware).
         order_id: The order that confirmed it.
-        cut: When the line's counters were read right after the push and their raw values
-            (bytes in, bytes out, packets in, packets out): the poll interval holding the
-            move is split there (``vpop.accounting.usage.split``).
+        cut: When the line's counters were read right after the push, and their raw values.
 
     Returns:
         The line's open ``selection`` session.
@@ -182,42 +289,23 @@ def switch_line(
     Raises:
         NotFound: ``VPOP-404-LINE`` for an unknown line.
     """
-    current = open_selection_session(session, line_id)
-    if current is not None and current.isp_id == isp_id:
-        return current
     line = session.get(Line, line_id)
     if line is None:
         raise NotFound(f"unknown line {line_id}", code="VPOP-404-LINE")
-    at = as_utc(at)
-    if current is not None:
-        _close(current, at, "moved")
-        session.flush()  # the partial unique index admits the new one only after this
-    row = ServiceSession(
-        source="selection",
-        line_id=line_id,
-        subscriber_id=line.subscriber_id,
-        isp_id=isp_id,
-        router=line.router,
-        interface=line.interface,
-        order_id=order_id,
-        started_at=at,
-        bytes_in=0,
-        bytes_out=0,
-        packets_in=0,
-        packets_out=0,
-        covered_seconds=0.0,
+    switch = LineSwitch(
+        line_id, line.subscriber_id, line.router, line.interface, isp_id, order_id, cut
     )
-    if cut is not None:
-        row.baseline_at = as_utc(cut[0])
-        (
-            row.baseline_bytes_in,
-            row.baseline_bytes_out,
-            row.baseline_packets_in,
-            row.baseline_packets_out,
-        ) = cut[1]
-    session.add(row)
-    session.flush()
-    return row
+    cursor, dialect = on_session_cursor(session)
+    try:
+        (opened,) = switch_lines_on(cursor, dialect, [switch], at)
+    finally:
+        cursor.close()
+    for row in list(session.identity_map.values()):  # the line's sessions as loaded are stale
+        if isinstance(row, ServiceSession) and row.line_id == line_id:
+            session.expire(row)
+    found = session.get(ServiceSession, opened)
+    assert found is not None
+    return found
 
 
 def end_line(session: Session, *, line_id: int, at: datetime, reason: str = "line-removed") -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
 )
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import (
     Mapped,
     Session,
@@ -21,6 +22,7 @@ from sqlalchemy.orm import (
 )
 
 from vpop.core.db import Base, UTCDateTime
+from vpop.core.prepared import Prepared
 from vpop.core.time import utcnow
 
 
@@ -39,3 +41,27 @@ class AuditEntry(Base):
 def audit(session: Session, actor: str, action: str, obj: str, **details: Any) -> None:
     """Add an audit entry to the session's transaction."""
     session.add(AuditEntry(actor=actor, action=action, object=obj, details=details))
+
+
+_INSERT_AUDIT = Prepared.inserting(AuditEntry, ("at", "actor", "action", "object", "details"))
+
+
+def audit_on(
+    cursor: Any,
+    dialect: Dialect,
+    actor: str,
+    action: str,
+    obj: str,
+    details: dict[str, Any],
+    at: datetime | None = None,
+) -> None:
+    """:func:`audit` as a plain statement on a driver ``cursor``, inside the caller's write
+    transaction (the hot paths' transactions, :mod:`vpop.core.prepared`)."""
+    row = {
+        "at": at or utcnow(),
+        "actor": actor,
+        "action": action,
+        "object": obj,
+        "details": details,
+    }
+    _INSERT_AUDIT.run(cursor, dialect, row)

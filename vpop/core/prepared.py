@@ -35,6 +35,7 @@ class Prepared:
         self.statement = statement
         self.types = dict(types)
         self._compiled: dict[str, _Compiled] = {}
+        self._readers: dict[str, list[Callable[[Any], Any] | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -70,6 +71,27 @@ class Prepared:
         sql, order, processors, defaults = self._compile(dialect)
         cursor.execute(sql, _bind(params, order, processors, defaults))
         return cursor
+
+    def rows(
+        self, cursor: Any, dialect: Dialect, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Execute a SELECT with ``params``; its rows, each value converted by its column
+        type's result processor (a timestamp or JSON value comes back as the ORM gives it)."""
+        readers = self._readers.get(dialect.name)
+        if readers is None:
+            columns = self.statement.selected_columns  # type: ignore[attr-defined]
+            readers = [
+                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+            ]
+            self._readers[dialect.name] = readers
+        found = self.run(cursor, dialect, params).fetchall()
+        return [
+            tuple(
+                value if read is None else read(value)
+                for read, value in zip(readers, row, strict=True)
+            )
+            for row in found
+        ]
 
     def run_many(self, cursor: Any, dialect: Dialect, rows: Sequence[Mapping[str, Any]]) -> Any:
         """Execute once per parameter set of ``rows`` (the driver's ``executemany``)."""

@@ -15,7 +15,15 @@ from vpop.identity.throttle import (
     login_throttled,
     record_login_failure,
 )
-from vpop.identity.tokens import create_token, list_tokens, lookup_token, revoke_token, token_view
+from vpop.identity.tokens import (
+    TokenHolder,
+    create_token,
+    list_tokens,
+    lookup_token,
+    revoke_token,
+    token_holder,
+    token_view,
+)
 from vpop.identity.users import (
     ROLES,
     authenticate,
@@ -51,6 +59,8 @@ __all__ = [
     "login_failures",
     "login_throttled",
     "lookup_token",
+    "token_holder",
+    "TokenHolder",
     "record_login_failure",
     "reset_password",
     "revoke_token",

@@ -13,12 +13,14 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp
 from vpop.core.audit import audit
+from vpop.core.db import get_engine
 from vpop.core.errors import BadInput, NotFound
+from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.time import iso, utcnow
 from vpop.identity.models import ApiToken, Role
 
@@ -115,6 +117,31 @@ def lookup_token(session: Session, clear: str) -> ApiToken | None:
             ApiToken.token_hash == hash_token(clear), ApiToken.revoked_at.is_(None)
         )
     ).first()
+
+
+#: A live token as a request's authentication needs it: (id, role, ISP, merchant).
+TokenHolder = tuple[int, str, str | None, str | None]
+
+_LIVE = Prepared(
+    select(ApiToken.id, ApiToken.role, ApiToken.isp_id, ApiToken.merchant_id)
+    .where(ApiToken.token_hash == bindparam("hash"), ApiToken.revoked_at.is_(None))
+    .limit(1),
+    {},
+)
+
+
+def token_holder(url: str | None, clear: str) -> TokenHolder | None:
+    """:func:`lookup_token`'s answer for authenticating a request, as one plain statement
+    (every request with a bearer token makes it; through the ORM it cost half a millisecond).
+
+    Returns:
+        The live token's id, role, ISP and merchant, or None (unknown, revoked, malformed).
+    """
+    if not TOKEN_FORMAT.fullmatch(clear):
+        return None
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        row = _LIVE.run(cursor, dialect, {"hash": hash_token(clear)}).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), row[2], row[3])
 
 
 def token_view(token: ApiToken) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The queue's jobs for the AAA domain: the CoA that moves a live RADIUS session.
 
-The wiring (:mod:`vpop.jobs.wiring`) calls :func:`enqueue_coa` for every
+The wiring (:mod:`vpop.jobs.wiring`) asks :func:`coa_due` for every
 :data:`~vpop.selection.signals.order_finished`. Only a done, real order whose line has an
 open RADIUS session is queued, and never one requested by ``radius``: such an order follows
 an Access-Accept that already gave the NAS its ISP. The task sends the CoA (or Disconnect)
@@ -10,10 +10,12 @@ outcome on the order (``coa_result``) and in the audit log.
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from vpop.aaa import service as aaa
 from vpop.core.audit import audit
 from vpop.core.db import session_scope
-from vpop.jobs.queue import huey, wake_workers
+from vpop.jobs.queue import huey
 from vpop.selection.service import Order, OrderStatus
 
 #: The requester of the orders that follow an Access-Accept (they need no CoA).
@@ -63,11 +65,6 @@ def coa_task(order_id: int) -> str | None:
     return send_coa_for_order(order_id)
 
 
-def enqueue_coa(order_id: int) -> None:
-    """Queue the CoA of a finished order when its line has a live RADIUS session to move."""
-    with session_scope() as db:
-        order = db.get(Order, order_id)
-        due = _wants_coa(order) and order is not None and aaa.has_open_session(db, order.line_id)
-    if due:
-        coa_task(order_id)
-        wake_workers()
+def coa_due(session: Session, order: Order) -> bool:
+    """Whether a finished order's line has a live RADIUS session to move (a CoA to send)."""
+    return _wants_coa(order) and aaa.has_open_session(session, order.line_id)

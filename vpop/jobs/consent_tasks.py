@@ -1,14 +1,15 @@
 """The queue's jobs for switching with consent: the losing ISP's signed callback.
 
-The wiring (:mod:`vpop.jobs.wiring`) calls :func:`enqueue_losing_isp_callback` for every
+The wiring (:mod:`vpop.jobs.wiring`) asks :func:`losing_isp_callback_due` for every
 :data:`~vpop.selection.signals.order_finished`; only a done switch away from another ISP is
 queued, and only when that ISP has a callback URL; the task checks both again when it runs.
 """
 
 from __future__ import annotations
 
-from vpop.core.db import session_scope
-from vpop.jobs.queue import huey, wake_workers
+from sqlalchemy.orm import Session
+
+from vpop.jobs.queue import huey
 from vpop.selection.service import Order, losing_isp_callback_url
 
 
@@ -20,12 +21,7 @@ def losing_isp_callback_task(order_id: int) -> str:
     return send_losing_isp_callback(order_id)
 
 
-def enqueue_losing_isp_callback(order_id: int) -> None:
-    """Queue the losing ISP's callback when the finished order moved its line away from an
-    ISP that has a callback URL (a switch away from one without queues nothing: no job to
-    store, dequeue and run per switch)."""
-    with session_scope() as session:
-        due = losing_isp_callback_url(session, session.get(Order, order_id)) is not None
-    if due:
-        losing_isp_callback_task(order_id)
-        wake_workers()
+def losing_isp_callback_due(session: Session, order: Order) -> bool:
+    """Whether the finished order moved its line away from an ISP that has a callback URL (a
+    switch away from one without queues nothing: no job to store, dequeue and run)."""
+    return losing_isp_callback_url(session, order) is not None

@@ -31,6 +31,7 @@ from huey import Huey
 from huey.consumer import Consumer, Worker
 from huey.storage import BaseStorage, RedisStorage, SqliteStorage
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from vpop.core.db import session_scope
 from vpop.core.errors import ConfigError
@@ -255,14 +256,9 @@ def enqueue_reconcile(router: str, delay: float = 1.0) -> None:
     wake_workers()
 
 
-def enqueue_callback(order_id: int) -> None:
-    """Queue the order's callback, if it has a callback URL."""
-    with session_scope() as session:
-        order = session.get(Order, order_id)
-        wanted = order is not None and bool(order.callback_url)
-    if wanted:
-        callback_task(order_id)
-        wake_workers()
+def callback_due(session: Session, order: Order) -> bool:
+    """Whether a finished order has a callback to send (it gave a callback URL)."""
+    return bool(order.callback_url)
 
 
 def recover() -> dict[str, Any]:

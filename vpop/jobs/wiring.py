@@ -15,12 +15,14 @@ from typing import Any
 from blinker import NamedSignal
 
 from vpop.billing.service import payment_changed
+from vpop.core.db import session_scope
 from vpop.jobs import aaa_tasks, billing_tasks, consent_tasks, queue
 from vpop.jobs.dispatch import announce_finished
 from vpop.jobs.followups import followups
 from vpop.leasing.service import lease_changed
 from vpop.monitoring.service import utilisation_event
 from vpop.selection.service import (
+    Order,
     order_accepted,
     order_finished,
     reconcile_needed,
@@ -45,9 +47,19 @@ def order_done(order_id: int) -> None:
 
 
 def _follow_up(order_id: int) -> None:
-    queue.enqueue_callback(order_id)
-    consent_tasks.enqueue_losing_isp_callback(order_id)
-    aaa_tasks.enqueue_coa(order_id)
+    """Queue the finished order's jobs that are due, deciding them all in one read."""
+    jobs = (  # (whether it is due, the job): looked up now, so a test can stand one in
+        (queue.callback_due, queue.callback_task),
+        (consent_tasks.losing_isp_callback_due, consent_tasks.losing_isp_callback_task),
+        (aaa_tasks.coa_due, aaa_tasks.coa_task),
+    )
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        due = [job for wanted, job in jobs if order is not None and wanted(session, order)]
+    for job in due:
+        job(order_id)
+    if due:
+        queue.wake_workers()
 
 
 RECEIVERS: tuple[tuple[NamedSignal, Callable[[Any], None]], ...] = (

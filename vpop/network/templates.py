@@ -121,15 +121,23 @@ def render_router(intent: Mapping[str, Any]) -> dict[str, str]:
     """
     canonical = validate_intent(intent)
     platform = canonical["platform"]
+    placeholders = Placeholders().variables(canonical)  # the same for every feature
     rendered: dict[str, str] = {}
     for feature in FEATURES[platform]:
         text = render(platform, feature, canonical)
-        check_structure(platform, feature, canonical, text)
+        check_structure(platform, feature, canonical, text, placeholders=placeholders)
         rendered[feature] = text
     return rendered
 
 
-def check_structure(platform: str, feature: str, variables: Mapping[str, Any], text: str) -> None:
+def check_structure(
+    platform: str,
+    feature: str,
+    variables: Mapping[str, Any],
+    text: str,
+    *,
+    placeholders: Mapping[str, Any] | None = None,
+) -> None:
     """Check that ``text`` has exactly the line structure of its template.
 
     The template is rendered a second time with every string leaf of ``variables`` replaced
@@ -144,9 +152,13 @@ def check_structure(platform: str, feature: str, variables: Mapping[str, Any], t
         feature: the template's name.
         variables: the variables ``text`` was rendered from.
         text: the rendered text.
+        placeholders: ``Placeholders().variables(variables)``, when the caller made them
+            already (one set serves every feature of an intent).
 
     Raises:
         StructureError: naming the first line that differs.
     """
-    expected = render(platform, feature, Placeholders().variables(variables))
+    if placeholders is None:
+        placeholders = Placeholders().variables(variables)
+    expected = render(platform, feature, placeholders)
     compare_structure(f"{platform}/{feature}", text, expected)

@@ -11,6 +11,11 @@ Claim: the router's waiting orders -> RUNNING, each with its run (one per dry ru
 the real orders, coalesced), and the router's lock fenced, in one transaction. An order that
 stopped waiting between the read and the write (cancelled, expired) is left out. Only the
 holder of the router's lock claims, so no other claimer races the reads.
+
+Close of a real run (:func:`close_run`): the run's outcome, each order's end, the done
+orders' selections and service sessions (:func:`~vpop.selection.confirm.confirm_on`) and the
+audit entry, with the lock fenced, in one transaction. Its ORM version took 3.4 ms at the
+median on a warm selection (four flushes and a dozen statements through the unit of work).
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine.interfaces import Dialect
 
+from vpop.catalogue.service import Line
+from vpop.core.audit import audit_on
 from vpop.core.db import get_engine
 from vpop.core.prepared import Prepared, gated_commit, raw_transaction
 from vpop.core.time import utcnow
+from vpop.selection.confirm import Confirmed, Cut, confirm_on
 from vpop.selection.locking import fence_router_on
 from vpop.selection.models import Order, OrderStatus, Run, RunStatus
 from vpop.selection.outcomes import RUN_END_FIELDS
@@ -193,3 +201,56 @@ def close_dry_runs(
     with raw_transaction(engine) as (cursor, dialect), gated_commit(engine, cursor):
         _CLOSE_RUN.run_many(cursor, dialect, run_rows)
         _CLOSE_ORDER.run_many(cursor, dialect, order_rows)
+
+
+_RUN_ORDERS = Prepared(
+    select(Order.id, Order.line_id, Order.isp_id, Line.subscriber_id, Line.router, Line.interface)
+    .join(Line, Line.id == Order.line_id)
+    .where(Order.run_id == bindparam("run"), Order.status == _RUNNING)
+    .order_by(Order.id),
+    {},
+)
+
+
+def running_orders(url: str | None, run_id: int) -> list[Confirmed]:
+    """The orders of a real run still RUNNING, each with its line (one read, no gate: only
+    the router's lock holder ends them)."""
+    engine = get_engine(url)
+    with raw_transaction(engine) as (cursor, dialect):
+        rows = _RUN_ORDERS.run(cursor, dialect, {"run": run_id}).fetchall()
+    return [
+        Confirmed(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5])) for r in rows
+    ]
+
+
+def close_run(
+    url: str | None,
+    router: str,
+    run_id: int,
+    fields: dict[str, Any],
+    ends: Sequence[dict[str, Any]],
+    confirmed: Sequence[Confirmed],
+    cut: Cut | None,
+    audited: tuple[str, str, dict[str, Any]],
+) -> None:
+    """Record a real run's end in one transaction, while the router's lock is ours: the run's
+    fields (:func:`~vpop.selection.outcomes.run_fields`), each order's end (``oid``, ``diff``,
+    ``status``, ``error``, ``finished_at``; one no longer RUNNING is left as it is), the
+    ``confirmed`` orders' selections and service sessions, cut at ``cut``, and the audit entry
+    ``(actor, action, details)`` of the run.
+
+    Raises:
+        LockLost: the router's lock is no longer this thread's (nothing is recorded).
+    """
+    engine = get_engine(url)
+    order_rows = [
+        {"oid": end["oid"], **{f"o_{name}": end[name] for name in _ORDER_END}} for end in ends
+    ]
+    actor, action, details = audited
+    with raw_transaction(engine) as (cursor, dialect), gated_commit(engine, cursor):
+        fence_router_on(router, cursor, dialect)  # recorded only while the lock is ours
+        _CLOSE_RUN.run(cursor, dialect, {"rid": run_id, **fields})
+        if order_rows:
+            _CLOSE_ORDER.run_many(cursor, dialect, order_rows)
+        confirm_on(cursor, dialect, confirmed, cut)
+        audit_on(cursor, dialect, actor, action, f"run:{run_id}", details)

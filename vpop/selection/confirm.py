@@ -5,14 +5,19 @@ router moved it, not in proportion to time)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
 from tasks.collect import counter_names
-from vpop.accounting.service import switch_line
+from vpop.accounting.service import LineSwitch, on_session_cursor, switch_lines_on
 from vpop.catalogue.service import Selection
+from vpop.core.prepared import Prepared
 from vpop.core.time import utcnow
 from vpop.selection.models import Order
 
@@ -42,28 +47,78 @@ def cut_at(
     return at, counted
 
 
-def confirm_selection(
-    session: Session,
-    order: Order,
-    cut: Cut | None = None,
+@dataclass(frozen=True)
+class Confirmed:
+    """A done order's line, as the closing transaction confirms it (:func:`confirm_on`)."""
+
+    order_id: int
+    line_id: int
+    isp_id: str
+    subscriber_id: str
+    router: str
+    interface: str
+
+
+_SELECTION = Selection.__table__.c
+_UPDATE_SELECTION = Prepared(
+    update(Selection)
+    .where(Selection.line_id == bindparam("line_id"))
+    .values(isp_id=bindparam("isp_id"), order_id=bindparam("order_id"), updated_at=bindparam("at")),
+    {"at": _SELECTION.updated_at.type},
+)
+_INSERT_SELECTION = Prepared(
+    insert(Selection).values(
+        line_id=bindparam("line_id"),
+        isp_id=bindparam("isp_id"),
+        order_id=bindparam("order_id"),
+        updated_at=bindparam("at"),
+    ),
+    {"at": _SELECTION.updated_at.type},
+)
+
+
+def confirm_on(
+    cursor: Any, dialect: Dialect, confirmed: Sequence[Confirmed], cut: Cut | None
 ) -> None:
-    """Record the line's selection as the router now has it, and its service session (cut
-    at the counters read after the push, when they were)."""
+    """Record each line's selection as the router now has it, and its service session (cut at
+    the counters read after the push, when they were), on a driver ``cursor`` inside the
+    caller's write transaction."""
     now = utcnow()
-    counters = cut[1].get(order.line.interface) if cut is not None else None
-    line_cut = (cut[0], counters) if cut is not None and counters is not None else None
-    selection = session.get(Selection, order.line_id)
-    if selection is None:
-        session.add(Selection(line_id=order.line_id, isp_id=order.isp_id, order_id=order.id))
-    else:
-        selection.isp_id = order.isp_id
-        selection.order_id = order.id
-        selection.updated_at = now
-    switch_line(
-        session,
-        line_id=order.line_id,
-        isp_id=order.isp_id,
-        at=now,
-        order_id=order.id,
-        cut=line_cut,
+    switches: list[LineSwitch] = []
+    for done in confirmed:
+        params = {
+            "line_id": done.line_id,
+            "isp_id": done.isp_id,
+            "order_id": done.order_id,
+            "at": now,
+        }
+        if _UPDATE_SELECTION.run(cursor, dialect, params).rowcount == 0:
+            _INSERT_SELECTION.run(cursor, dialect, params)
+        counters = cut[1].get(done.interface) if cut is not None else None
+        line_cut = (cut[0], counters) if cut is not None and counters is not None else None
+        switches.append(
+            LineSwitch(
+                done.line_id,
+                done.subscriber_id,
+                done.router,
+                done.interface,
+                done.isp_id,
+                done.order_id,
+                line_cut,
+            )
+        )
+    switch_lines_on(cursor, dialect, switches, now)
+
+
+def confirm_selection(session: Session, order: Order, cut: Cut | None = None) -> None:
+    """:func:`confirm_on` for one order, inside an ORM session's transaction."""
+    line = order.line
+    done = Confirmed(
+        order.id, order.line_id, order.isp_id, line.subscriber_id, line.router, line.interface
     )
+    cursor, dialect = on_session_cursor(session)
+    try:
+        confirm_on(cursor, dialect, [done], cut)
+    finally:
+        cursor.close()
+    session.expire_all()  # the selection and the line's sessions changed under the session

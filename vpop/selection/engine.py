@@ -30,7 +30,7 @@ from typing import Any
 
 from nornir.core.task import MultiResult
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from tasks.collect import ACCT_TABLE
 from tasks.deploy import (
@@ -47,8 +47,8 @@ from vpop.core.locks import LockLost
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import open_nornir
-from vpop.selection.claims import claim
-from vpop.selection.confirm import confirm_selection, cut_at
+from vpop.selection.claims import claim, close_run, running_orders
+from vpop.selection.confirm import Confirmed, cut_at
 from vpop.selection.dry_runs import run_dry_orders
 from vpop.selection.intent import INSTANCE_PREFIX, build_intent
 from vpop.selection.locking import fence_router, router_lock
@@ -59,6 +59,7 @@ from vpop.selection.outcomes import (
     explain,
     finish_run,
     router_target,
+    run_fields,
 )
 from vpop.selection.signals import order_finished, reconcile_needed
 
@@ -226,39 +227,46 @@ def _apply_orders(
     installed: dict[str, Any] = outcome.result.get("installed", {})
     final_ids: list[int] = []
     unverified: list[int] = []
+    ends: list[dict[str, Any]] = []
+    confirmed: list[Confirmed] = []
+    finished = utcnow()
+    for order in running_orders(url, run_id):  # a read: only this lock's holder ends them
+        end: dict[str, Any] = {
+            "oid": order.order_id,
+            "diff": outcome.diff,
+            "finished_at": finished,
+            "status": status_for_orders.value,
+            "error": None,
+        }
+        ends.append(end)
+        if status_for_orders is OrderStatus.DONE_SUCCESS:
+            policy = INSTANCE_PREFIX + order.interface
+            if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
+                # pushed but not in effect: stays RUNNING until it is rolled back below
+                end["status"] = OrderStatus.RUNNING.value
+                end["error"] = (
+                    f"router {router} took the change but did not install {policy} "
+                    f"with {order.isp_id} (is the line's interface there?)."
+                )
+                unverified.append(order.order_id)
+                continue
+            confirmed.append(order)
+        else:
+            end["error"] = explain(err, router) + rollback_note
+        if end["status"] != OrderStatus.UNKNOWN.value:
+            final_ids.append(order.order_id)
+    action = "run." + run_status.value.lower()
     try:
-        with write_scope(url) as session:
-            fence_router(router, session)  # the outcome is recorded only while the lock is ours
-            done_run = session.get(Run, run_id)
-            assert done_run is not None
-            finish_run(done_run, outcome, timings, run_status)
-            for order in session.scalars(
-                select(Order)
-                .where(Order.id.in_(ids), Order.status == OrderStatus.RUNNING.value)
-                .options(joinedload(Order.line))  # its interface, and its line for the switch
-            ):
-                order.diff = outcome.diff
-                order.finished_at = utcnow()
-                if status_for_orders is OrderStatus.DONE_SUCCESS:
-                    policy = INSTANCE_PREFIX + order.line.interface
-                    if installed.get(policy) != INSTANCE_PREFIX + order.isp_id:
-                        # pushed but not in effect: stays RUNNING until it is rolled back below
-                        order.error = (
-                            f"router {router} took the change but did not install {policy} "
-                            f"with {order.isp_id} (is the line's interface there?)."
-                        )
-                        unverified.append(order.id)
-                        continue
-                    order.status = OrderStatus.DONE_SUCCESS.value
-                    confirm_selection(session, order, outcome.cut)
-                else:
-                    order.status = status_for_orders.value
-                    order.error = explain(err, router) + rollback_note
-                if order.status != OrderStatus.UNKNOWN.value:
-                    final_ids.append(order.id)
-            audit(
-                session, requesters, "run." + run_status.value.lower(), f"run:{run_id}", orders=ids
-            )
+        close_run(
+            url,
+            router,
+            run_id,
+            run_fields(router, outcome, timings, run_status),
+            ends,
+            confirmed,
+            outcome.cut,
+            (requesters, action, {"orders": ids}),
+        )
     except LockLost as lost:  # a late holder: whoever has the router now reconciles it
         _record_lock_lost(router, run_id, ids, outcome, timings, lost, url)
         return run_id

@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine.interfaces import Dialect
 
 from vpop.catalogue.service import Isp, Line, Selection, Subscriber
-from vpop.core.audit import AuditEntry, audit
+from vpop.core.audit import audit, audit_on
 from vpop.core.db import get_engine, session_scope
 from vpop.core.errors import BadInput, NotFound, VpopError
 from vpop.core.group_commit import group_for
@@ -115,7 +115,6 @@ _INSERT_ORDER = Prepared.inserting(Order, _ORDER_COLUMNS, returning=Order.id)
 _INSERT_KEY = Prepared.inserting(
     IdempotencyRecord, ("scope", "key", "body_hash", "order_id", "created_at")
 )
-_INSERT_AUDIT = Prepared.inserting(AuditEntry, ("at", "actor", "action", "object", "details"))
 
 _REPLAY = Prepared(
     select(
@@ -259,14 +258,15 @@ def _insert(
     }
     order_id = int(_INSERT_ORDER.run(cursor, dialect, params).fetchone()[0])
     pending = order.status == OrderStatus.PENDING_CONSENT
-    audit_row = {
-        "at": now,
-        "actor": caller.name,
-        "action": "order.request" if pending else "order.create",
-        "object": f"order:{order_id}",
-        "details": {"line": order.line_id, "isp": order.isp_id, "dry_run": req.dry_run},
-    }
-    _INSERT_AUDIT.run(cursor, dialect, audit_row)
+    audit_on(
+        cursor,
+        dialect,
+        caller.name,
+        "order.request" if pending else "order.create",
+        f"order:{order_id}",
+        {"line": order.line_id, "isp": order.isp_id, "dry_run": req.dry_run},
+        at=now,
+    )
     return order_id
 
 
