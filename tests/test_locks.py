@@ -262,6 +262,37 @@ def test_the_heartbeat_keeps_a_lease_alive_and_release_frees_it(sqlite_url: str)
     assert locks.try_acquire(name, "rival", 1, sqlite_url) == lease.token + 1
 
 
+def test_one_heartbeat_thread_renews_every_lease_the_process_holds(sqlite_url: str) -> None:
+    first, second = _name(), _name()
+    with (
+        locks.hold(first, ttl=0.6, url=sqlite_url) as one,
+        locks.hold(second, ttl=0.9, url=sqlite_url) as two,
+    ):
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:  # more than two leases long: both renewed
+            assert locks.try_acquire(first, "rival", 1, sqlite_url) is None
+            assert locks.try_acquire(second, "rival", 1, sqlite_url) is None
+            time.sleep(0.05)
+        beating = [t for t in threading.enumerate() if t.name == "lock-heartbeat"]
+        assert len(beating) == 1
+    assert not one.lost.is_set() and not two.lost.is_set()
+    assert locks.live_locks(sqlite_url, first) == locks.live_locks(sqlite_url, second) == set()
+
+
+def test_the_heartbeat_marks_a_lease_lost_once_another_holder_took_it(sqlite_url: str) -> None:
+    name = _name()
+    with locks.hold(name, ttl=0.6, url=sqlite_url) as lease:
+        with session_scope(sqlite_url) as session:  # taken over, as after a stall
+            row = session.get(locks.Lock, name)
+            assert row is not None
+            row.holder, row.token = "rival", row.token + 1
+        assert lease.lost.wait(5), "the heartbeat never noticed"
+        with pytest.raises(locks.LockLost):
+            lease.check()
+    # leaving the block freed nothing of the rival's
+    assert locks.read_locks(sqlite_url, name)[0].holder == "rival"
+
+
 def _order(url: str, status: OrderStatus, router: str, started_ago: float) -> int:
     with session_scope(url) as session:
         if session.get(Isp, "isp-l") is None:

@@ -8,13 +8,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp, Line, Selection
 from vpop.core.errors import ConfigError
+from vpop.core.prepared import Prepared
 
 INSTANCE_PREFIX = "vpop-"
+
+# the two reads of an intent, as plain statements (every run builds one: through the ORM's
+# loading they took most of a millisecond)
+_ISPS = Prepared(select(Isp.id, Isp.outbound_deny), {})
+# each line of the router with its confirmed selection's ISP (None without one)
+_LINES = Prepared(
+    select(
+        Line.id,
+        Line.subscriber_id,
+        Line.interface,
+        Line.prefix,
+        Line.gateway,
+        Selection.isp_id,
+    )
+    .outerjoin(Selection, Selection.line_id == Line.id)
+    .where(Line.router == bindparam("router"))
+    .order_by(Line.interface),
+    {},
+)
 
 
 def build_intent(
@@ -35,7 +55,14 @@ def build_intent(
             use that ISP instead of their confirmed selection).
     """
     overrides = overrides or {}
-    isps = {isp.id: isp for isp in session.scalars(select(Isp))}
+    session.flush()  # read on the session's connection: what it holds is written first
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        denied = dict(_ISPS.rows(cursor, connection.dialect, {}))
+        rows = _LINES.rows(cursor, connection.dialect, {"router": router})
+    finally:
+        cursor.close()
     check_uplinks(router, uplinks, overrides.values())
     isp_entries = [
         {
@@ -44,31 +71,22 @@ def build_intent(
             "interface": up["interface"],
             "address": up["address"],
             "next_hop": up["next_hop"],
-            "outbound_deny": sorted(isps[isp_id].outbound_deny or []),
+            "outbound_deny": sorted(denied[isp_id] or []),
         }
         for isp_id, up in sorted(uplinks.items())
-        if isp_id in isps
+        if isp_id in denied
     ]
-    lines = []
-    # each line with its confirmed selection's ISP (None without one), in one query
-    rows = session.execute(
-        select(Line, Selection.isp_id)
-        .outerjoin(Selection, Selection.line_id == Line.id)
-        .where(Line.router == router)
-        .order_by(Line.interface)
-    )
-    for line, selected in rows:
-        isp = overrides.get(line.id, selected)
-        lines.append(
-            {
-                "subscriber": line.subscriber_id,
-                "interface": line.interface,
-                "policy": INSTANCE_PREFIX + line.interface,
-                "prefix": line.prefix,
-                "gateway": line.gateway,
-                "isp": isp,
-            }
-        )
+    lines = [
+        {
+            "subscriber": subscriber,
+            "interface": interface,
+            "policy": INSTANCE_PREFIX + interface,
+            "prefix": prefix,
+            "gateway": gateway,
+            "isp": overrides.get(line_id, selected),
+        }
+        for line_id, subscriber, interface, prefix, gateway, selected in rows
+    ]
     return {"router": router, "platform": platform, "isps": isp_entries, "lines": lines}
 
 
