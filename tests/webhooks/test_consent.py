@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -349,6 +350,59 @@ def test_the_wiring_queues_every_due_follow_up_of_a_finished_order_from_one_read
     assert len({s for _, _, s in asked}) == 1  # one read decides them all
     assert queued == [("order", order_id), ("coa", order_id)]  # only what is due
     assert woken == [True]
+
+
+def test_orders_that_end_while_the_follow_ups_are_busy_are_decided_together_in_one_read(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpop.jobs import queue, wiring
+    from vpop.jobs.followups import FollowUps
+
+    monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
+    with session_scope(database_url) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
+        orders = [
+            Order(
+                line_id=line.id,
+                isp_id="isp-b",
+                router="rc1",
+                requester="token:5",
+                status=OrderStatus.DONE_SUCCESS.value,
+                dry_run=True,
+                callback_url="https://portal.example.net/hooks" if i == 1 else None,
+            )
+            for i in range(3)
+        ]
+        session.add_all(orders)
+        session.flush()
+        ids = [order.id for order in orders]
+    busy = FollowUps()  # a worker's follow-ups thread, busy with an earlier order's
+    busy.start()
+    monkeypatch.setattr(wiring, "followups", busy)
+    release = threading.Event()
+    busy.submit(lambda: None if release.wait(30) else None)
+    asked: list[tuple[int, int]] = []  # (order, the session it was decided in)
+    queued: list[int] = []
+
+    def callback_due(session: Any, order: Order) -> bool:
+        asked.append((order.id, id(session)))
+        return bool(order.callback_url)
+
+    monkeypatch.setattr(queue, "callback_due", callback_due)
+    monkeypatch.setattr(queue, "callback_task", queued.append)
+    monkeypatch.setattr(queue, "wake_workers", lambda: None)
+    wiring.connect()
+    try:
+        for order_id in ids:
+            order_finished.send(order_id)
+    finally:
+        wiring.disconnect()
+    assert asked == []  # all three wait behind the busy thread
+    release.set()
+    busy.stop(30)
+    assert [order for order, _ in asked] == ids
+    assert len({session for _, session in asked}) == 1  # one read for the three
+    assert queued == [ids[1]]  # only the one with a callback URL
 
 
 def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(

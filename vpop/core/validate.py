@@ -13,6 +13,7 @@ boolean field is a client bug worth reporting.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -24,6 +25,29 @@ from vpop.core.errors import BadInput
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+# ipaddress is pure Python (5-20 us a parse) and every selection run validates, renders and
+# checks the same few dozen addresses of its router many times over (a dry run: about 200
+# parses): each text is parsed once per process. The objects are immutable; a text that does
+# not parse raises every time (errors are not cached).
+@functools.lru_cache(maxsize=8192)
+def ip_network(text: str, strict: bool = True) -> IPNetwork:
+    """``ipaddress.ip_network(text, strict=strict)``, cached."""
+    return ipaddress.ip_network(text, strict=strict)
+
+
+@functools.lru_cache(maxsize=8192)
+def ip_interface(text: str) -> IPInterface:
+    """``ipaddress.ip_interface(text)``, cached."""
+    return ipaddress.ip_interface(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def ip_address(text: str) -> IPAddress:
+    """``ipaddress.ip_address(text)``, cached."""
+    return ipaddress.ip_address(text)
+
 
 #: The documentation ranges (RFC 5737, RFC 3849): the only addresses the lab may use.
 DOCUMENTATION_NETWORKS: tuple[IPNetwork, ...] = (
@@ -171,7 +195,7 @@ def prefix(
         "as in 192.0.2.0/24 or 2001:db8::/48 (no netmask, zone id or spaces)",
     )
     try:
-        network = ipaddress.ip_network(text, strict=not host_bits_ok)
+        network = ip_network(text, not host_bits_ok)
     except ValueError as err:
         raise BadInput(f"{field}: {_show(value)} is not a valid prefix: {err}") from err
     _check_documentation(network, field, documentation_only)
@@ -201,7 +225,7 @@ def interface_address(value: object, field: str, *, documentation_only: bool = F
         "an interface address; write an address and a prefix length, as in 198.51.100.1/30",
     )
     try:
-        iface = ipaddress.ip_interface(text)
+        iface = ip_interface(text)
     except ValueError as err:
         raise BadInput(f"{field}: {_show(value)} is not a valid interface address: {err}") from err
     net = iface.network
@@ -241,7 +265,7 @@ def address(value: object, field: str, *, documentation_only: bool = False) -> s
         "198.51.100.2 or 2001:db8::2 (no prefix length, zone id or spaces)",
     )
     try:
-        addr = ipaddress.ip_address(text)
+        addr = ip_address(text)
     except ValueError as err:
         raise BadInput(f"{field}: {_show(value)} is not a valid IP address: {err}") from err
     _check_documentation(addr, field, documentation_only)

@@ -2,10 +2,11 @@
 
 When an order ends, the router's thread says so at once (its long-polls answer) and then
 queues what follows: the requester's callback, the losing ISP's, the CoA of the line's live
-sessions (:func:`vpop.jobs.wiring.order_done`). Deciding those takes three reads and
+sessions (:func:`vpop.jobs.wiring.order_done`). Deciding those took three reads and
 sometimes a queued job: 3-8 ms measured (issue 13) during which the router's next waiting
 order, often the same client's next selection, waited for the thread. In a worker process
-they run on one thread of their own instead, in the order the orders ended.
+they run on one thread of their own instead, in the order the orders ended (and the orders
+that ended meanwhile are decided together, in one read).
 
 Nothing is lost when the worker stops: :meth:`FollowUps.stop` runs what is still queued
 before the process ends (the stop gives it what is left of its time). Processes that never

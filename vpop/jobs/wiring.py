@@ -8,11 +8,13 @@ receiver.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from blinker import NamedSignal
+from sqlalchemy import select
 
 from vpop.billing.service import payment_changed
 from vpop.core.db import session_scope
@@ -29,6 +31,8 @@ from vpop.selection.service import (
     reconcile_requested,
 )
 
+log = logging.getLogger(__name__)
+
 
 def reconcile_now(router: str) -> None:
     """Queue a reconcile that NOC staff asked for, without the usual settling delay."""
@@ -42,22 +46,42 @@ def order_done(order_id: int) -> None:
     line's live RADIUS sessions to the new ISP (only for a done order with an open
     session, never one requested by ``radius``)."""
     announce_finished(order_id)  # first: a client long-polling the order is waiting
-    # off the router's thread in a worker (its next order need not wait for these reads)
-    followups.submit(partial(_follow_up, order_id))
+    with _ended_lock:
+        first = not _ended
+        _ended.append(order_id)
+    if first:  # else a decision already queued takes this order too
+        # off the router's thread in a worker (its next order need not wait for these reads)
+        followups.submit(_follow_up)
 
 
-def _follow_up(order_id: int) -> None:
-    """Queue the finished order's jobs that are due, deciding them all in one read."""
+#: Orders that ended and whose follow-ups are not decided yet (in the order they ended).
+_ended: list[int] = []
+_ended_lock = threading.Lock()
+
+
+def _follow_up() -> None:
+    """Queue the due jobs of every order that ended since the last decision, deciding them
+    in one read (a batch of dry runs ends eight orders at once: one session and one query
+    for all of them, not one each)."""
+    with _ended_lock:
+        ids = _ended[:]
+        _ended.clear()
+    if not ids:
+        return
     jobs = (  # (whether it is due, the job): looked up now, so a test can stand one in
         (queue.callback_due, queue.callback_task),
         (consent_tasks.losing_isp_callback_due, consent_tasks.losing_isp_callback_task),
         (aaa_tasks.coa_due, aaa_tasks.coa_task),
     )
+    due: list[tuple[Callable[[int], object], int]] = []
     with session_scope() as session:
-        order = session.get(Order, order_id)
-        due = [job for wanted, job in jobs if order is not None and wanted(session, order)]
-    for job in due:
-        job(order_id)
+        for order in session.scalars(select(Order).where(Order.id.in_(ids)).order_by(Order.id)):
+            due += [(job, order.id) for wanted, job in jobs if wanted(session, order)]
+    for job, order_id in due:
+        try:
+            job(order_id)
+        except Exception:  # one job that could not be queued must not drop the others
+            log.exception("could not queue a follow-up of order %s", order_id)
     if due:
         queue.wake_workers()
 

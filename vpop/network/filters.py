@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from vpop.core import validate
 from vpop.core.errors import BadInput
 
 _LONG_MAX = 2**63 - 1
@@ -18,14 +19,18 @@ _LONG_MAX = 2**63 - 1
 
 def parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.ip_network(value)
+        return validate.ip_network(value) if isinstance(value, str) else ipaddress.ip_network(value)
     except ValueError as err:
         raise BadInput(f"template value {value!r} is not a prefix") from err
 
 
 def parse_interface(value: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     try:
-        return ipaddress.ip_interface(value)
+        return (
+            validate.ip_interface(value)
+            if isinstance(value, str)
+            else ipaddress.ip_interface(value)
+        )
     except ValueError as err:
         raise BadInput(f"template value {value!r} is not an address") from err
 

@@ -6,7 +6,6 @@ vpop would derive them. :func:`validate_intent` returns the canonical copy or ra
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -91,11 +90,11 @@ def _validate_isp(raw: object, field: str, platform: str) -> dict[str, Any]:
     interface = validate.interface(isp["interface"], f"{field}.interface")
     address = validate.interface_address(isp["address"], f"{field}.address")
     next_hop = validate.address(isp["next_hop"], f"{field}.next_hop")
-    on_link = ipaddress.ip_interface(address).network
-    hop = ipaddress.ip_address(next_hop)
+    on_link = validate.ip_interface(address).network
+    hop = validate.ip_address(next_hop)
     if hop.version != on_link.version or hop not in on_link:
         raise BadInput(f"{field}.next_hop: {next_hop} is not on the uplink's network {on_link}")
-    if hop == ipaddress.ip_interface(address).ip:
+    if hop == validate.ip_interface(address).ip:
         raise BadInput(f"{field}.next_hop: {next_hop} is the router's own address")
     deny = [
         validate.prefix(p, f"{field}.outbound_deny[{i}]")

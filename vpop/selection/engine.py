@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nornir.core.task import MultiResult
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tasks.collect import ACCT_TABLE
@@ -41,9 +41,10 @@ from tasks.deploy import (
     deploy_config,
 )
 from vpop.core.audit import audit
-from vpop.core.db import session_scope, write_scope
+from vpop.core.db import get_engine, session_scope, write_scope
 from vpop.core.errors import ConfigError, VpopError
 from vpop.core.locks import LockLost
+from vpop.core.prepared import Prepared, raw_transaction
 from vpop.core.signals import emit
 from vpop.core.time import utcnow
 from vpop.network.service import open_nornir
@@ -174,15 +175,18 @@ def process_router(
     return runs
 
 
+_WAITING = Prepared(
+    select(Order.id)
+    .where(Order.router == bindparam("router"), Order.status == OrderStatus.RECEIVED.value)
+    .limit(1),
+    {},
+)
+
+
 def has_waiting(router: str, url: str | None = None) -> bool:
-    """Whether the router has RECEIVED orders now (one read)."""
-    with session_scope(url) as session:
-        found = session.scalar(
-            select(Order.id)
-            .where(Order.router == router, Order.status == OrderStatus.RECEIVED.value)
-            .limit(1)
-        )
-    return found is not None
+    """Whether the router has RECEIVED orders now (one plain read: asked after every round)."""
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        return bool(_WAITING.rows(cursor, dialect, {"router": router}))
 
 
 def _apply_orders(
