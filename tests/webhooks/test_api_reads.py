@@ -12,6 +12,7 @@ from tests.webhooks.helpers import assert_problem, bearer, post_signed
 from vpop.catalogue.models import Selection
 from vpop.core.db import session_scope
 from vpop.core.time import utcnow
+from vpop.identity.service import create_token, revoke_token
 from vpop.selection.models import Run
 
 PROTECTED = ["/api/v1/orders/1", "/api/v1/subscribers/sub1", "/api/v1/runs", "/api/v1/runs/1"]
@@ -106,6 +107,23 @@ def test_an_isp_token_reads_only_its_own_isps_orders(
     # operators read every order
     for role in ("admin", "noc"):
         assert client.get(theirs, headers=bearer(tokens[role])).status_code == 200
+
+
+def test_an_isp_reads_the_orders_any_of_its_tokens_requested_even_a_revoked_one(
+    client: FlaskClient, tokens: dict[str, str], database_url: str
+) -> None:
+    with session_scope(database_url) as session:
+        second = create_token(session, "isp", "isp-b", name="isp-b's second system")
+    location = client.post(
+        "/api/v1/selections", json={"subscriber": "sub1", "isp": "isp-b"}, headers=bearer(second)
+    ).headers["Location"]
+    body = client.get(location, headers=bearer(tokens["isp-b"])).get_json()
+    assert body["isp"] == "isp-b" and body["requester"].startswith("token:")
+    with session_scope(database_url) as session:  # the requesting token is revoked since
+        token_id = int(body["requester"].removeprefix("token:"))
+        revoke_token(session, token_id, actor="test")
+    assert client.get(location, headers=bearer(tokens["isp-b"])).status_code == 200
+    assert_problem(client.get(location, headers=bearer(tokens["isp-a"])), 404, "VPOP-404-ORDER")
 
 
 def test_a_subscriber_shows_each_lines_current_isp(

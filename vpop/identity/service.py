@@ -22,6 +22,7 @@ from vpop.identity.tokens import (
     lookup_token,
     revoke_token,
     token_holder,
+    token_isp,
     token_view,
 )
 from vpop.identity.users import (
@@ -60,6 +61,7 @@ __all__ = [
     "login_throttled",
     "lookup_token",
     "token_holder",
+    "token_isp",
     "TokenHolder",
     "record_login_failure",
     "reset_password",

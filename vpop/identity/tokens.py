@@ -144,6 +144,16 @@ def token_holder(url: str | None, clear: str) -> TokenHolder | None:
     return None if row is None else (int(row[0]), str(row[1]), row[2], row[3])
 
 
+_TOKEN_ISP = Prepared(select(ApiToken.isp_id).where(ApiToken.id == bindparam("id")), {})
+
+
+def token_isp(url: str | None, token_id: int) -> str | None:
+    """The ISP a token (live or revoked) acts for, or None (no such token, not an ISP's)."""
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        rows = _TOKEN_ISP.rows(cursor, dialect, {"id": token_id})
+    return rows[0][0] if rows else None
+
+
 def token_view(token: ApiToken) -> dict[str, Any]:
     """What may be shown of a token: never the token or its hash.
 

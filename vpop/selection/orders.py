@@ -326,6 +326,71 @@ def _replay(
     )
 
 
+_ORDER_WITH_LINE = Prepared(
+    select(
+        Order.id,
+        Order.line_id,
+        Order.isp_id,
+        Order.router,
+        Order.status,
+        Order.dry_run,
+        Order.requester,
+        Order.callback_status,
+        Order.run_id,
+        Order.diff,
+        Order.error,
+        Order.created_at,
+        Order.started_at,
+        Order.finished_at,
+        Order.consent_expires_at,
+        Order.consented_by,
+        Order.coa_result,
+        Line.interface,
+        Line.prefix,
+        Line.subscriber_id,
+    )
+    .join(Line, Line.id == Order.line_id)
+    .where(Order.id == bindparam("order")),
+    {},
+)
+_VIEWED = (
+    "id",
+    "line_id",
+    "isp_id",
+    "router",
+    "status",
+    "dry_run",
+    "requester",
+    "callback_status",
+    "run_id",
+    "diff",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "consent_expires_at",
+    "consented_by",
+    "coa_result",
+)
+
+
+def read_order(order_id: int, url: str | None = None) -> Order | None:
+    """The order with what :func:`order_view` shows of it and of its line, as a detached
+    object (one plain read: a long-poll reads its order at least twice), or None.
+
+    The object is for reading only: it belongs to no session, and changing it changes
+    nothing in the database."""
+    with raw_transaction(get_engine(url)) as (cursor, dialect):
+        rows = _ORDER_WITH_LINE.rows(cursor, dialect, {"order": order_id})
+    if not rows:
+        return None
+    row = rows[0]
+    fields = dict(zip(_VIEWED, row, strict=False))
+    interface, prefix, subscriber = row[len(_VIEWED) :]
+    line = Line(id=fields["line_id"], interface=interface, prefix=prefix, subscriber_id=subscriber)
+    return Order(**fields, line=line)
+
+
 def order_view(order: Order, *, whole_diff: bool = False) -> dict[str, Any]:
     """The public JSON shape of an order (:class:`~vpop.selection.schemas.Order`).
 

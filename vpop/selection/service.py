@@ -33,6 +33,7 @@ from vpop.selection.orders import (
     IdempotencyConflict,
     SelectionRequest,
     order_view,
+    read_order,
     request_reconcile,
     submit_selection,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "format_figure",
     "make_token",
     "order_view",
+    "read_order",
     "read_token",
     "recommend",
     "schemas",

@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from vpop.core import validate
 from vpop.core.db import session_scope
@@ -29,7 +28,7 @@ from vpop.core.errors import NotFound
 from vpop.core.settings import load_settings
 from vpop.core.time import iso, utcnow
 from vpop.core.wake import FINISHED, Waiter
-from vpop.identity.service import ApiToken
+from vpop.identity.service import token_isp
 from vpop.selection.service import (
     Caller,
     Order,
@@ -39,6 +38,7 @@ from vpop.selection.service import (
     consent_url,
     expire_consents,
     order_view,
+    read_order,
     submit_selection,
 )
 from webhooks.api.common import (
@@ -114,18 +114,17 @@ def get_order(order_id: int) -> Response | dict[str, Any]:
 def _read_order(caller: Caller, order_id: int) -> dict[str, Any]:
     url = current_app.config["DATABASE_URL"]
     for attempt in range(2):  # a pending order past its time is expired first, then read again
-        with session_scope(url) as session:
-            order = session.get(Order, order_id) if order_id <= MAX_ID else None
-            if order is None or not _may_read_order(session, caller, order):
-                # not yours and not there are one answer: order ids are not secret, orders are
-                raise NotFound(f"unknown order {order_id}", code="VPOP-404-ORDER")
-            overdue = (
-                order.status == OrderStatus.PENDING_CONSENT
-                and order.consent_expires_at is not None
-                and order.consent_expires_at <= utcnow()
-            )
-            if not overdue or attempt:
-                return order_view(order, whole_diff=caller.role in OPERATORS)
+        order = read_order(order_id, url) if order_id <= MAX_ID else None
+        if order is None or not _may_read_order(url, caller, order):
+            # not yours and not there are one answer: order ids are not secret, orders are
+            raise NotFound(f"unknown order {order_id}", code="VPOP-404-ORDER")
+        overdue = (
+            order.status == OrderStatus.PENDING_CONSENT
+            and order.consent_expires_at is not None
+            and order.consent_expires_at <= utcnow()
+        )
+        if not overdue or attempt:
+            return order_view(order, whole_diff=caller.role in OPERATORS)
         expire_consents(url, order_ids=[order_id])
     raise AssertionError("unreachable: the second read returns")
 
@@ -195,7 +194,7 @@ def run_view(run: Run) -> dict[str, Any]:
     }
 
 
-def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:
+def _may_read_order(url: str, caller: Caller, order: Order) -> bool:
     """Operators read every order; a portal token the orders it requested; an ISP token the
     orders its ISP requested (with any of its tokens)."""
     if caller.role in OPERATORS or order.requester == caller.name:
@@ -203,10 +202,10 @@ def _may_read_order(session: Session, caller: Caller, order: Order) -> bool:
     if caller.role != "isp":
         return False
     token_id = order.requester.removeprefix("token:")
-    if not token_id.isdigit():
+    if not token_id.isdigit() or int(token_id) > MAX_ID:
         return False
-    token = session.get(ApiToken, int(token_id))
-    return token is not None and token.isp_id is not None and token.isp_id == caller.isp
+    isp = token_isp(url, int(token_id))
+    return isp is not None and isp == caller.isp
 
 
 def _runs_query() -> tuple[int, str | None]:
