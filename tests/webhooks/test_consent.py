@@ -301,24 +301,34 @@ def test_the_losing_isp_gets_a_signed_callback_when_the_switch_is_done(
         Webhook(SECRETS[0]).verify(raw, headers)
 
 
+def _done_orders(database_url: str, fields: list[dict[str, Any]]) -> list[int]:
+    """Orders of sub1's line for isp-b that ended done, one per entry of ``fields`` (each
+    with those fields set as well); their ids."""
+    with session_scope(database_url) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
+        orders = [
+            Order(
+                line_id=line.id,
+                isp_id="isp-b",
+                router="rc1",
+                requester="token:5",
+                status=OrderStatus.DONE_SUCCESS.value,
+                **extra,
+            )
+            for extra in fields
+        ]
+        session.add_all(orders)
+        session.flush()
+        return [order.id for order in orders]
+
+
 def test_the_wiring_queues_every_due_follow_up_of_a_finished_order_from_one_read(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vpop.jobs import aaa_tasks, consent_tasks, queue, wiring
 
     monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
-    with session_scope(database_url) as session:
-        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
-        order = Order(
-            line_id=line.id,
-            isp_id="isp-b",
-            router="rc1",
-            requester="token:5",
-            status=OrderStatus.DONE_SUCCESS.value,
-        )
-        session.add(order)
-        session.flush()
-        order_id = order.id
+    (order_id,) = _done_orders(database_url, [{}])
     asked: list[tuple[str, int, int]] = []  # (which, order, the session it was asked in)
     queued: list[tuple[str, int]] = []
     for name, module, due, task in (
@@ -359,23 +369,11 @@ def test_orders_that_end_while_the_follow_ups_are_busy_are_decided_together_in_o
     from vpop.jobs.followups import FollowUps
 
     monkeypatch.setenv("VPOP_DATABASE_URL", database_url)
-    with session_scope(database_url) as session:
-        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
-        orders = [
-            Order(
-                line_id=line.id,
-                isp_id="isp-b",
-                router="rc1",
-                requester="token:5",
-                status=OrderStatus.DONE_SUCCESS.value,
-                dry_run=True,
-                callback_url="https://portal.example.net/hooks" if i == 1 else None,
-            )
-            for i in range(3)
-        ]
-        session.add_all(orders)
-        session.flush()
-        ids = [order.id for order in orders]
+    hooked = "https://portal.example.net/hooks"
+    ids = _done_orders(
+        database_url,
+        [{"dry_run": True, "callback_url": hooked if i == 1 else None} for i in range(3)],
+    )
     busy = FollowUps()  # a worker's follow-ups thread, busy with an earlier order's
     busy.start()
     monkeypatch.setattr(wiring, "followups", busy)
@@ -415,22 +413,8 @@ def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(
     monkeypatch.setattr(consent_tasks, "losing_isp_callback_task", queued.append)
     monkeypatch.setattr(queue, "wake_workers", lambda: None)
     with session_scope(database_url) as session:
-        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
-        orders = [
-            Order(
-                line_id=line.id,
-                isp_id="isp-b",
-                router="rc1",
-                requester="token:5",
-                status=OrderStatus.DONE_SUCCESS.value,
-                losing_isp_id="isp-a",
-            )  # fmt: skip
-            for _ in range(2)
-        ]
-        session.add_all(orders)
         session.get(Isp, "isp-a").callback_url = None  # type: ignore[union-attr]
-        session.flush()
-        without, with_url = (order.id for order in orders)
+    without, with_url = _done_orders(database_url, [{"losing_isp_id": "isp-a"}] * 2)
     wiring.order_done(without)
     assert queued == []  # nothing to send: no job stored, dequeued and run for it
     with session_scope(database_url) as session:

@@ -326,33 +326,6 @@ def _replay(
     )
 
 
-_ORDER_WITH_LINE = Prepared(
-    select(
-        Order.id,
-        Order.line_id,
-        Order.isp_id,
-        Order.router,
-        Order.status,
-        Order.dry_run,
-        Order.requester,
-        Order.callback_status,
-        Order.run_id,
-        Order.diff,
-        Order.error,
-        Order.created_at,
-        Order.started_at,
-        Order.finished_at,
-        Order.consent_expires_at,
-        Order.consented_by,
-        Order.coa_result,
-        Line.interface,
-        Line.prefix,
-        Line.subscriber_id,
-    )
-    .join(Line, Line.id == Order.line_id)
-    .where(Order.id == bindparam("order")),
-    {},
-)
 _VIEWED = (
     "id",
     "line_id",
@@ -371,6 +344,17 @@ _VIEWED = (
     "consent_expires_at",
     "consented_by",
     "coa_result",
+)
+_ORDER_WITH_LINE = Prepared(
+    select(
+        *(getattr(Order, name) for name in _VIEWED),
+        Line.interface,
+        Line.prefix,
+        Line.subscriber_id,
+    )
+    .join(Line, Line.id == Order.line_id)
+    .where(Order.id == bindparam("order")),
+    {},
 )
 
 
