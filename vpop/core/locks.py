@@ -369,14 +369,16 @@ class Lease:
         _keeper.discard(self)
 
     def renew_due(self) -> None:
-        """One heartbeat: extend the lease, or mark it lost when it ended or was taken."""
+        """One heartbeat: extend the lease, or mark it lost when it ended or was taken (and
+        it is still held here: a lease let go meanwhile is not lost, only released)."""
         try:
-            if not renew(self.name, self.holder, self.token, self.ttl, self.url):
-                log.warning("lock %s (token %s) was lost", self.name, self.token)
-                self.lost.set()
-                _keeper.discard(self)
+            renewed = renew(self.name, self.holder, self.token, self.ttl, self.url)
         except Exception:  # the database is unreachable: try again; the lease may end
             log.exception("could not renew lock %s", self.name)
+            return
+        if not renewed and _keeper.discard(self):
+            log.warning("lock %s (token %s) was lost", self.name, self.token)
+            self.lost.set()
 
 
 class _Keeper:
@@ -399,9 +401,10 @@ class _Keeper:
                 self._thread.start()
             self._cond.notify()
 
-    def discard(self, lease: Lease) -> None:
+    def discard(self, lease: Lease) -> bool:
+        """Stop renewing ``lease``; whether it was still being renewed."""
         with self._cond:
-            self._due.pop(lease, None)
+            return self._due.pop(lease, None) is not None
 
     def _run(self) -> None:
         while True:
