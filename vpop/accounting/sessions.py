@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from vpop.accounting.models import END_REASONS, ServiceSession
 from vpop.accounting.usage import Cut
 from vpop.catalogue.service import Line
-from vpop.core.db import gate_now, session_scope
+from vpop.core.db import session_scope
 from vpop.core.errors import BadInput, NotFound
-from vpop.core.prepared import Prepared
+from vpop.core.prepared import Prepared, session_cursor
 from vpop.core.time import as_utc, iso
 
 #: The most sessions one listing returns.
@@ -254,16 +254,6 @@ def switch_lines_on(
     return opened
 
 
-def on_session_cursor(session: Session) -> tuple[Any, Dialect]:
-    """A driver cursor in ``session``'s transaction, for plain statements among its ORM work:
-    what the session holds is flushed first, and the write gate of a ``write_scope`` taken.
-    The caller closes the cursor and expires what the statements changed."""
-    session.flush()
-    connection = session.connection()
-    gate_now(connection)
-    return connection.connection.cursor(), connection.dialect
-
-
 def switch_line(
     session: Session,
     *,
@@ -295,11 +285,8 @@ def switch_line(
     switch = LineSwitch(
         line_id, line.subscriber_id, line.router, line.interface, isp_id, order_id, cut
     )
-    cursor, dialect = on_session_cursor(session)
-    try:
+    with session_cursor(session, writes=True) as (cursor, dialect):
         (opened,) = switch_lines_on(cursor, dialect, [switch], at)
-    finally:
-        cursor.close()
     for row in list(session.identity_map.values()):  # the line's sessions as loaded are stale
         if isinstance(row, ServiceSession) and row.line_id == line_id:
             session.expire(row)

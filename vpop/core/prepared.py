@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeEngine
 
-from vpop.core.db import write_gate
+from vpop.core.db import gate_now, write_gate
 
 _Compiled = tuple[str, list[str] | None, dict[str, Callable[..., Any]], dict[str, Any]]
 
@@ -131,6 +132,23 @@ def raw_transaction(engine: Engine) -> Iterator[tuple[Any, Dialect]]:
             cursor.close()
     finally:
         connection.close()  # back to the pool
+
+
+@contextmanager
+def session_cursor(session: Session, *, writes: bool) -> Iterator[tuple[Any, Dialect]]:
+    """A driver cursor in ``session``'s transaction, for plain statements among its ORM work;
+    yields ``(cursor, dialect)`` and closes the cursor after the block. What the session holds
+    is flushed first; with ``writes``, a ``write_scope``'s write gate is taken too. The caller
+    expires what its writes changed under the session."""
+    session.flush()
+    connection = session.connection()
+    if writes:
+        gate_now(connection)
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor, connection.dialect
+    finally:
+        cursor.close()
 
 
 @contextmanager

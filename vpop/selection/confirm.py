@@ -15,9 +15,9 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session
 
 from tasks.collect import counter_names
-from vpop.accounting.service import LineSwitch, on_session_cursor, switch_lines_on
+from vpop.accounting.service import LineSwitch, switch_lines_on
 from vpop.catalogue.service import Selection
-from vpop.core.prepared import Prepared
+from vpop.core.prepared import Prepared, session_cursor
 from vpop.core.time import utcnow
 from vpop.selection.models import Order
 
@@ -116,9 +116,6 @@ def confirm_selection(session: Session, order: Order, cut: Cut | None = None) ->
     done = Confirmed(
         order.id, order.line_id, order.isp_id, line.subscriber_id, line.router, line.interface
     )
-    cursor, dialect = on_session_cursor(session)
-    try:
+    with session_cursor(session, writes=True) as (cursor, dialect):
         confirm_on(cursor, dialect, [done], cut)
-    finally:
-        cursor.close()
     session.expire_all()  # the selection and the line's sessions changed under the session

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from vpop.catalogue.service import Isp, Line, Selection
 from vpop.core.errors import ConfigError
-from vpop.core.prepared import Prepared
+from vpop.core.prepared import Prepared, session_cursor
 
 INSTANCE_PREFIX = "vpop-"
 
@@ -55,14 +55,9 @@ def build_intent(
             use that ISP instead of their confirmed selection).
     """
     overrides = overrides or {}
-    session.flush()  # read on the session's connection: what it holds is written first
-    connection = session.connection()
-    cursor = connection.connection.cursor()
-    try:
-        denied = dict(_ISPS.rows(cursor, connection.dialect, {}))
-        rows = _LINES.rows(cursor, connection.dialect, {"router": router})
-    finally:
-        cursor.close()
+    with session_cursor(session, writes=False) as (cursor, dialect):
+        denied = dict(_ISPS.rows(cursor, dialect, {}))
+        rows = _LINES.rows(cursor, dialect, {"router": router})
     check_uplinks(router, uplinks, overrides.values())
     isp_entries = [
         {
