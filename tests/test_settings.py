@@ -122,6 +122,9 @@ def test_a_changed_config_file_is_seen(tmp_path: Path, monkeypatch: pytest.Monke
         ("VPOP_POLL_COUNTERS_SECONDS", "soon", "valid number"),
         ("VPOP_POLL_COUNTERS_SECONDS", "0", "greater than 0"),
         ("VPOP_PROBE_COUNT", "2.5", "valid integer"),
+        # a throughput figure older than 5 minutes is not shown: tests must come sooner
+        ("VPOP_PROBE_THROUGHPUT_EVERY_SECONDS", "600", "less than or equal to 240"),
+        ("VPOP_PROBE_THROUGHPUT_EVERY_SECONDS", "-1", "greater than or equal to 0"),
         ("VPOP_CALLBACK_ALLOW_PRIVATE", "maybe", "valid boolean"),
     ],
 )
@@ -185,6 +188,7 @@ def test_monitor_settings_come_from_the_settings(monkeypatch: pytest.MonkeyPatch
     assert monitor.probes_seconds == 1.5  # from the environment
     assert monitor.raw_days == 2
     assert monitor.probe_count == 20  # default
+    assert monitor.throughput_every_seconds == 60  # default
     assert monitor.probe_target == SERVICE_ADDRESS
     monkeypatch.setenv("VPOP_PROBE_TARGET", "192.0.2.1")
     assert MonitorSettings().probe_target == "192.0.2.1"

@@ -25,6 +25,7 @@ from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
 from vpop.leasing.service import create_lease, provision
 from vpop.monitoring import poller as monitoring
+from vpop.monitoring.qos import current_qos
 from vpop.monitoring.signals import utilisation_event
 from vpop.selection import engine
 from vpop.selection.service import Caller, SelectionRequest, submit_selection
@@ -62,9 +63,15 @@ def ns(node: str, *cmd: str, stdin: str | None = None) -> None:
     )
 
 
-def probe(url: str, count: int = 200, tput: float = 1.0) -> dict[str, dict[str, Any]]:
+def probe(
+    url: str, count: int = 200, tput: float = 1.0, every: float = 0
+) -> dict[str, dict[str, Any]]:
+    """Probe rc1's ISPs; ``every``: seconds between throughput tests (0: on this probe)."""
     settings = monitoring.MonitorSettings(
-        probe_count=count, probe_interval=0.002, throughput_seconds=tput
+        probe_count=count,
+        probe_interval=0.002,
+        throughput_seconds=tput,
+        throughput_every_seconds=every,
     )
     return monitoring.probe_router("rc1", url, settings)
 
@@ -133,6 +140,25 @@ def test_qos_samples_are_stored_per_isp_and_router(db: str) -> None:
             s.isp_id for s in session.scalars(select(QosSample).where(QosSample.router == "rc1"))
         }
     assert isps == {"isp-a", "isp-b", "isp-c"}
+
+
+def test_throughput_is_tested_once_per_interval_and_stays_shown(db: str) -> None:
+    """Latency on every probe; a throughput test (traffic at full speed through every
+    uplink) only when the router's last one is ``every`` seconds old. The QoS shown keeps
+    the last measured throughput meanwhile."""
+    tested = probe(db, count=10, tput=0.2)  # every=0: tested on this probe
+    assert all(tested[isp]["throughput_mbps"] > 0 for isp in ("isp-a", "isp-b", "isp-c"))
+    skipped = probe(db, count=10, tput=0.2, every=240)
+    for isp in ("isp-a", "isp-b", "isp-c"):
+        assert skipped[isp]["latency_ms"] is not None and skipped[isp]["sent"] == 10
+        assert skipped[isp]["throughput_mbps"] is None
+    with session_scope(db) as session:
+        shown = current_qos(session, isps=["isp-b"])["isp-b"]
+    assert shown["throughput_mbps"] == round(tested["isp-b"]["throughput_mbps"], 3)
+    assert shown["age_seconds"]["throughput_mbps"] >= shown["age_seconds"]["latency_ms"]
+    # the last test is older than a (short) interval: the next probe tests again
+    again = probe(db, count=10, tput=0.2, every=0.001)
+    assert again["isp-b"]["throughput_mbps"] > 0
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     probe_count: Annotated[int, Field(ge=1)] = 20
     probe_interval: NonNegativeFloat = 0.01
     probe_throughput_seconds: NonNegativeFloat = 0.3
+    # a router's ISPs get a throughput test when its last one is this old (0: every probe);
+    # at most 240 s, so the figure shown (samples up to 5 minutes old) never goes stale
+    probe_throughput_every_seconds: Annotated[float, Field(ge=0, le=240)] = 60
     probe_target: str | None = None  # None: vpop.lab's SERVICE_ADDRESS
 
     # leases (docs/leases.md): how often scheduled starts and planned ends are enforced

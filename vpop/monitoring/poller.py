@@ -89,6 +89,7 @@ class MonitorSettings(BaseModel):
     probe_count: int
     probe_interval: float
     throughput_seconds: float
+    throughput_every_seconds: float
     probe_target: str
 
     def __init__(self, **overrides: Any) -> None:
@@ -108,6 +109,7 @@ class MonitorSettings(BaseModel):
             "probe_count": settings.probe_count,
             "probe_interval": settings.probe_interval,
             "throughput_seconds": settings.probe_throughput_seconds,
+            "throughput_every_seconds": settings.probe_throughput_every_seconds,
             "probe_target": settings.probe_target or SERVICE_ADDRESS,
         }
         super().__init__(**{**configured, **overrides})
@@ -382,11 +384,20 @@ def _step_events(
 def probe_router(
     router: str, url: str | None = None, settings: MonitorSettings | None = None
 ) -> dict[str, Any]:
-    """Probe every ISP with an uplink on ``router``; store one QoS sample per ISP."""
+    """Probe every ISP with an uplink on ``router``; store one QoS sample per ISP.
+
+    Latency, jitter and loss are measured on every probe; throughput (traffic at full speed
+    through each uplink) only when the router's last throughput test is at least
+    ``throughput_every_seconds`` old (:func:`throughput_due`)."""
     settings = settings or MonitorSettings()
     started = time.perf_counter()
     with session_scope(url) as session:
         known = set(session.scalars(select(Isp.id)))
+        throughput = (
+            settings.throughput_seconds
+            if throughput_due(session, router, settings.throughput_every_seconds, utcnow())
+            else 0.0
+        )
     measured: dict[str, dict[str, Any]] = _poll_router(
         "probes",
         router,
@@ -398,7 +409,7 @@ def probe_router(
             "target": settings.probe_target,
             "count": settings.probe_count,
             "interval": settings.probe_interval,
-            "throughput_seconds": settings.throughput_seconds,
+            "throughput_seconds": throughput,
         },
     )
     now = utcnow()
@@ -434,6 +445,30 @@ def probe_router(
             )
         )
     return measured
+
+
+def throughput_due(session: Session, router: str, every: float, now: datetime) -> bool:
+    """Whether ``router``'s ISPs get a throughput test now: its newest QoS sample with a
+    throughput is at least ``every`` seconds old, or it has none (``every`` 0: always).
+
+    A throughput test fills each uplink for its duration: on a leased uplink that traffic
+    counts in the lease's utilisation, and on a shared machine (the lab) it takes a core.
+    Latency, jitter and loss stay on every probe; the shown throughput is the newest
+    measured (:func:`vpop.monitoring.qos.current_qos` takes each figure's newest sample)."""
+    if every <= 0:
+        return True
+    # within the last ``every`` seconds only, per ISP: ix_qos_isp_at's ranges, not the table
+    recent = session.scalar(
+        select(QosSample.id)
+        .where(
+            QosSample.isp_id.in_(select(Isp.id)),
+            QosSample.at > now - timedelta(seconds=every),
+            QosSample.router == router,
+            QosSample.throughput_mbps.is_not(None),
+        )
+        .limit(1)
+    )
+    return recent is None
 
 
 def prune(url: str | None = None, settings: MonitorSettings | None = None) -> dict[str, int]:
