@@ -106,8 +106,10 @@ def load_credentials(host: Host, **_: Any) -> None:
 _registered = False
 
 
-def _register_plugins() -> None:
-    """Register the plugins a run needs, once per process.
+def register_plugins() -> None:
+    """Register the plugins a run needs, once per process (Netmiko, NAPALM and their drivers
+    load here: about 600 modules, 0.3 s; a long-running process calls it at its start,
+    :func:`vpop.jobs.runner.settle_heap`).
 
     Installed plugins come from their entry points; vpop's own (the inventory, the
     credentials transform, the ``vpop_shell`` connection) are registered by name here
@@ -329,7 +331,7 @@ def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[
     Raises:
         ConfigError: an invalid ``nornir.yaml`` or inventory.
     """
-    _register_plugins()
+    register_plugins()
     if "inventory" in overrides:  # another inventory than nornir.yaml's: not cached
         credentials = load_settings()
         chosen = settings or credentials
