@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -86,6 +87,10 @@ class Order(Base):
     """One request to change a line's selection."""
 
     __tablename__ = "orders"
+    # the worker's claims and has_waiting read a router's orders of one status, oldest
+    # first: with the router index alone they walked the router's whole history (every
+    # finished order) before the first waiting one, a claim getting slower with every order
+    __table_args__ = (Index("ix_orders_router_status", "router", "status"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), index=True)
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"))
