@@ -7,19 +7,20 @@ lost lock records none of it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, insert, select
 
 from tests.pg import postgres_cluster
+from tests.sqlite_work import vm_steps
 from vpop.accounting.service import ServiceSession, switch_line
 from vpop.catalogue.models import Isp, Line, Selection, Subscriber
 from vpop.core import locks
 from vpop.core.audit import AuditEntry
-from vpop.core.db import dispose_engines, get_engine, session_scope
+from vpop.core.db import session_scope
 from vpop.core.migrate import upgrade
 from vpop.core.prepared import Prepared
 from vpop.core.time import utcnow
@@ -373,29 +374,6 @@ def _finished(url: str, router: str, line: int, count: int) -> None:
         )
 
 
-def _vm_steps(url: str, work: Callable[[], None]) -> int:
-    """SQLite virtual machine steps (in hundreds) that ``work`` makes on ``url``: what its
-    statements read, whatever the machine's speed."""
-    dispose_engines()
-    engine = get_engine(url)
-    steps = [0]
-
-    def count(dbapi_connection: Any, _record: Any) -> None:
-        def tick() -> int:
-            steps[0] += 1
-            return 0  # go on
-
-        dbapi_connection.set_progress_handler(tick, 100)
-
-    event.listen(engine, "connect", count)
-    try:
-        work()
-    finally:
-        event.remove(engine, "connect", count)
-        dispose_engines()
-    return steps[0]
-
-
 def test_a_claim_reads_as_much_however_long_the_router_s_history(sqlite_url: str) -> None:
     """The worker asks ``has_waiting`` and claims after every round: their reads must not
     walk the router's finished orders. With only an index on the router, a claim's read
@@ -414,7 +392,7 @@ def test_a_claim_reads_as_much_however_long_the_router_s_history(sqlite_url: str
                 )
             assert [d[0] for d in dry_runs] == waiting
 
-        return _vm_steps(url, work)
+        return vm_steps(url, work)
 
     _finished(url, router, line, 100)
     short = round_()

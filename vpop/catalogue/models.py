@@ -75,7 +75,8 @@ class Line(Base):
     __tablename__ = "lines"
     __table_args__ = (UniqueConstraint("router", "interface"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"))
+    # a selection, the portal and accounting find a subscriber's lines by it
+    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"), index=True)
     router: Mapped[str] = mapped_column(String(64))
     interface: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(64))

@@ -68,6 +68,8 @@ class Run(Base):
     """One Nornir execution against one router."""
 
     __tablename__ = "runs"
+    # the sweep's look for runs left RUNNING (every few seconds) reads only those
+    __table_args__ = (Index("ix_runs_status_started", "status", "started_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     router: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # selection | reconcile | dry_run
