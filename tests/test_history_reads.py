@@ -1,20 +1,25 @@
 """Reads on paths that run all the time do as much work with a long history as with a short
 one: accepting a selection that names a subscriber (the lines of every other subscriber are
-not read) and the sweep's look for runs left RUNNING (finished runs are not read).
+not read), the sweep's look for runs left RUNNING (finished runs are not read), RADIUS finding
+a line by its NAS port, the stale RADIUS session sweep and the payment expiry check.
 
 The work is counted in SQLite's virtual machine steps, the same whatever the machine's speed.
 The worker's claims have their own such test in tests/test_claims.py."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from tests.dbtemplate import migrated_sqlite
 from tests.sqlite_work import vm_steps
+from vpop.aaa.accounting import close_stale
+from vpop.aaa.resolver import Identifiers, resolve
+from vpop.billing.payments import expire_payments
 from vpop.catalogue.models import Isp, Line, Subscriber
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.time import utcnow
@@ -94,4 +99,111 @@ def test_the_sweep_reads_as_much_however_many_runs_ended(url: str) -> None:
     few = vm_steps(url, lambda: recover_abandoned(url))
     finished_runs(5000)
     many = vm_steps(url, lambda: recover_abandoned(url))
+    assert many <= few * 1.25, (few, many)
+
+
+def history_rows(url: str, table: str, rows: list[dict[str, object]]) -> None:
+    """Rows of past activity written as they are (foreign keys not checked: a history)."""
+    columns = list(rows[0])
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [[row[c] for c in columns] for row in rows],
+        )
+
+
+def test_radius_finds_a_line_by_nas_port_however_many_lines(url: str) -> None:
+    def find(port: str) -> Callable[[], object]:
+        def work() -> None:
+            with session_scope(url) as session:
+                assert resolve(session, Identifiers(nas_port_id=port)).nas_port_id == port
+
+        return work
+
+    def port_line(i: int) -> None:
+        add_lines(url, i, 1)
+        with session_scope(url) as session:
+            session.execute(
+                update(Line).where(Line.interface == f"if{i}").values(nas_port_id=f"p{i}")
+            )
+
+    add_lines(url, 0, 20)
+    port_line(10_000)  # each time the newest: a walk of the table meets it last
+    few = vm_steps(url, find("p10000"))
+    add_lines(url, 20, 4000)
+    port_line(10_001)
+    many = vm_steps(url, find("p10001"))
+    assert many <= few * 1.25, (few, many)
+
+
+def test_the_stale_radius_sweep_reads_as_much_however_many_sessions_ended(url: str) -> None:
+    at = "2026-12-01 00:00:00.000000"
+
+    def stopped(start: int, count: int) -> None:
+        history_rows(
+            url,
+            "radius_sessions",
+            [
+                {
+                    "nas": "bng1",
+                    "acct_session_id": f"a{i}",
+                    "decision_id": "",
+                    "started_at": at,
+                    "updated_at": at,
+                    "stopped_at": at,
+                    "session_time": 0,
+                    "input_octets": 0,
+                    "output_octets": 0,
+                    "input_packets": 0,
+                    "output_packets": 0,
+                }
+                for i in range(start, start + count)
+            ],
+        )
+
+    stopped(0, 100)
+    few = vm_steps(url, lambda: close_stale(url))
+    stopped(100, 5000)
+    many = vm_steps(url, lambda: close_stale(url))
+    assert many <= few * 1.25, (few, many)
+
+
+def test_the_payment_expiry_check_reads_as_much_however_many_payments(url: str) -> None:
+    at = "2026-12-01 00:00:00.000000"
+
+    def captured(start: int, count: int) -> None:
+        history_rows(
+            url,
+            "payments",
+            [
+                {
+                    "payee_id": "shop",
+                    "isp_id": "isp-b",
+                    "subscriber_id": "s0",
+                    "currency": "EUR",
+                    "amount_minor": 100,
+                    "captured_minor": 100,
+                    "refunded_minor": 0,
+                    "status": "CAPTURED",
+                    "item": "history",
+                    "merchant_reference": f"r{i}",
+                    "period": "2026-12",
+                    "created_at": at,
+                    "updated_at": at,
+                    "expires_at": at,
+                    "created_by": "history",
+                }
+                for i in range(start, start + count)
+            ],
+        )
+
+    def check() -> None:
+        with session_scope(url) as session:
+            assert expire_payments(session) == []
+
+    captured(0, 100)
+    few = vm_steps(url, check)
+    captured(100, 5000)
+    many = vm_steps(url, check)
     assert many <= few * 1.25, (few, many)

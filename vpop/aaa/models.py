@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vpop.core.db import Base, UTCDateTime
@@ -70,7 +70,11 @@ class RadiusSession(Base):
     """
 
     __tablename__ = "radius_sessions"
-    __table_args__ = (UniqueConstraint("nas", "acct_session_id", "decision_id"),)
+    __table_args__ = (
+        UniqueConstraint("nas", "acct_session_id", "decision_id"),
+        # the stale sweep reads only the open sessions gone quiet
+        Index("ix_radius_sessions_open", "stopped_at", "updated_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nas: Mapped[str] = mapped_column(String(32))
     acct_session_id: Mapped[str] = mapped_column(String(64))

@@ -109,6 +109,8 @@ class Payment(Base):
         ),
         CheckConstraint(CURRENCY_CHECK, name="ck_payments_currency"),
         Index("ix_payments_isp_created", "isp_id", "created_at"),
+        # the expiry check (every minute) reads only the authorised payments due
+        Index("ix_payments_status_expires", "status", "expires_at"),
         Index("ix_payments_subscriber_created", "subscriber_id", "created_at"),
         Index("ix_payments_payee_status", "payee_id", "status"),
     )

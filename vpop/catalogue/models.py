@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -73,7 +74,11 @@ class Line(Base):
     """Where a subscriber attaches: router + interface + the subscriber's prefix."""
 
     __tablename__ = "lines"
-    __table_args__ = (UniqueConstraint("router", "interface"),)
+    __table_args__ = (
+        UniqueConstraint("router", "interface"),
+        # RADIUS finds a line by its NAS port (and NAS) on every request that names one
+        Index("ix_lines_nas_port", "nas_port_id", "nas"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # a selection, the portal and accounting find a subscriber's lines by it
     subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"), index=True)
