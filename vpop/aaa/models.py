@@ -74,6 +74,8 @@ class RadiusSession(Base):
         UniqueConstraint("nas", "acct_session_id", "decision_id"),
         # the stale sweep reads only the open sessions gone quiet
         Index("ix_radius_sessions_open", "stopped_at", "updated_at"),
+        # the NOC's list, latest started first: a page walks the index
+        Index("ix_radius_sessions_started", "started_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nas: Mapped[str] = mapped_column(String(32))

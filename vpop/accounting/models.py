@@ -54,6 +54,8 @@ class ServiceSession(Base):
         Index("ix_service_line_started", "line_id", "started_at"),
         Index("ix_service_subscriber_started", "subscriber_id", "started_at"),
         Index("ix_service_isp_started", "isp_id", "started_at"),
+        # the NOC's list of every ISP's sessions, latest started first: a page walks the index
+        Index("ix_service_started", "started_at"),
         # one open router-metered session per line, whatever the code does
         Index(
             "uq_service_open_selection",

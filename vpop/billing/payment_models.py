@@ -111,6 +111,8 @@ class Payment(Base):
         Index("ix_payments_isp_created", "isp_id", "created_at"),
         # the expiry check (every minute) reads only the authorised payments due
         Index("ix_payments_status_expires", "status", "expires_at"),
+        # the NOC's list, newest first: a page walks the index, not a sort of the table
+        Index("ix_payments_created", "created_at"),
         Index("ix_payments_subscriber_created", "subscriber_id", "created_at"),
         Index("ix_payments_payee_status", "payee_id", "status"),
     )

@@ -70,6 +70,8 @@ class UtilisationEvent(Base):
     """An under- or over-utilisation episode of a lease."""
 
     __tablename__ = "utilisation_events"
+    # the list, newest opened first: a page walks the index
+    __table_args__ = (Index("ix_utilisation_events_opened", "opened_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lease_id: Mapped[int] = mapped_column(ForeignKey("leases.id"), index=True)
     isp_id: Mapped[str] = mapped_column(ForeignKey("isps.id"), index=True)
