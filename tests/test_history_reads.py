@@ -21,8 +21,7 @@ from vpop.aaa.resolver import Identifiers, resolve
 from vpop.billing.payments import expire_payments
 from vpop.catalogue.models import Isp, Line, Subscriber
 from vpop.core.db import dispose_engines, session_scope
-from vpop.core.time import utcnow
-from vpop.selection.models import Run, RunStatus
+from vpop.selection.models import RunStatus
 from vpop.selection.recovery import recover_abandoned
 from vpop.selection.service import Caller, SelectionRequest, submit_selection
 
@@ -76,28 +75,31 @@ def test_accepting_a_selection_reads_as_much_however_many_lines(url: str) -> Non
     assert many <= few * 1.25, (few, many)
 
 
-def test_the_sweep_reads_as_much_however_many_runs_ended(url: str) -> None:
-    def finished_runs(count: int) -> None:
-        with session_scope(url) as session:
-            session.execute(
-                insert(Run),
-                [
-                    {
-                        "router": "rc1",
-                        "kind": "dry_run",
-                        "trigger": "history",
-                        "requester": "history",
-                        "status": RunStatus.SUCCESS.value,
-                        "started_at": utcnow(),
-                    }
-                    for _ in range(count)
-                ],
-            )
+def with_history(
+    url: str, table: str, row: Callable[[int], dict[str, object]], work: Callable[[], object]
+) -> tuple[int, int]:
+    """The steps of ``work`` with 100 rows of ``table``'s history, then with 5,100."""
+    insert_history(url, table, [row(i) for i in range(100)])
+    few = vm_steps(url, work)
+    insert_history(url, table, [row(i) for i in range(100, 5100)])
+    return few, vm_steps(url, work)
 
-    finished_runs(100)
-    few = vm_steps(url, lambda: recover_abandoned(url))
-    finished_runs(5000)
-    many = vm_steps(url, lambda: recover_abandoned(url))
+
+AT = "2026-12-01 00:00:00.000000"
+
+
+def test_the_sweep_reads_as_much_however_many_runs_ended(url: str) -> None:
+    def ended(i: int) -> dict[str, object]:
+        return {
+            "router": "rc1",
+            "kind": "dry_run",
+            "trigger": f"history {i}",
+            "requester": "history",
+            "status": RunStatus.SUCCESS.value,
+            "started_at": AT,
+        }
+
+    few, many = with_history(url, "runs", ended, lambda: recover_abandoned(url))
     assert many <= few * 1.25, (few, many)
 
 
@@ -126,66 +128,42 @@ def test_radius_finds_a_line_by_nas_port_however_many_lines(url: str) -> None:
 
 
 def test_the_stale_radius_sweep_reads_as_much_however_many_sessions_ended(url: str) -> None:
-    at = "2026-12-01 00:00:00.000000"
+    def stopped(i: int) -> dict[str, object]:
+        return {
+            "nas": "bng1",
+            "acct_session_id": f"a{i}",
+            "decision_id": "",
+            "started_at": AT,
+            "updated_at": AT,
+            "stopped_at": AT,
+        }
 
-    def stopped(start: int, count: int) -> None:
-        insert_history(
-            url,
-            "radius_sessions",
-            [
-                {
-                    "nas": "bng1",
-                    "acct_session_id": f"a{i}",
-                    "decision_id": "",
-                    "started_at": at,
-                    "updated_at": at,
-                    "stopped_at": at,
-                }
-                for i in range(start, start + count)
-            ],
-        )
-
-    stopped(0, 100)
-    few = vm_steps(url, lambda: close_stale(url))
-    stopped(100, 5000)
-    many = vm_steps(url, lambda: close_stale(url))
+    few, many = with_history(url, "radius_sessions", stopped, lambda: close_stale(url))
     assert many <= few * 1.25, (few, many)
 
 
 def test_the_payment_expiry_check_reads_as_much_however_many_payments(url: str) -> None:
-    at = "2026-12-01 00:00:00.000000"
-
-    def captured(start: int, count: int) -> None:
-        insert_history(
-            url,
-            "payments",
-            [
-                {
-                    "payee_id": "shop",
-                    "isp_id": "isp-b",
-                    "subscriber_id": "s0",
-                    "currency": "EUR",
-                    "amount_minor": 100,
-                    "captured_minor": 100,
-                    "status": "CAPTURED",
-                    "item": "history",
-                    "merchant_reference": f"r{i}",
-                    "period": "2026-12",
-                    "created_at": at,
-                    "updated_at": at,
-                    "expires_at": at,
-                    "created_by": "history",
-                }
-                for i in range(start, start + count)
-            ],
-        )
+    def captured(i: int) -> dict[str, object]:
+        return {
+            "payee_id": "shop",
+            "isp_id": "isp-b",
+            "subscriber_id": "s0",
+            "currency": "EUR",
+            "amount_minor": 100,
+            "captured_minor": 100,
+            "status": "CAPTURED",
+            "item": "history",
+            "merchant_reference": f"r{i}",
+            "period": "2026-12",
+            "created_at": AT,
+            "updated_at": AT,
+            "expires_at": AT,
+            "created_by": "history",
+        }
 
     def check() -> None:
         with session_scope(url) as session:
             assert expire_payments(session) == []
 
-    captured(0, 100)
-    few = vm_steps(url, check)
-    captured(100, 5000)
-    many = vm_steps(url, check)
+    few, many = with_history(url, "payments", captured, check)
     assert many <= few * 1.25, (few, many)
