@@ -57,3 +57,14 @@ def insert_history(url: str, table: str, rows: list[dict[str, object]]) -> None:
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             [[*row.values(), *fill.values()] for row in rows],
         )
+
+
+def with_history(
+    url: str, table: str, row: Callable[[int], dict[str, object]], work: Callable[[], object]
+) -> tuple[int, int]:
+    """The steps of ``work`` with 100 rows of ``table``'s history (``row(i)`` for each), then
+    with 5,100."""
+    insert_history(url, table, [row(i) for i in range(100)])
+    few = vm_steps(url, work)
+    insert_history(url, table, [row(i) for i in range(100, 5100)])
+    return few, vm_steps(url, work)

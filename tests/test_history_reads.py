@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from tests.dbtemplate import migrated_sqlite
-from tests.sqlite_work import insert_history, vm_steps
+from tests.sqlite_work import vm_steps, with_history
 from vpop.aaa.accounting import close_stale
 from vpop.aaa.resolver import Identifiers, resolve
 from vpop.billing.payments import expire_payments
@@ -73,16 +73,6 @@ def test_accepting_a_selection_reads_as_much_however_many_lines(url: str) -> Non
     add_lines(url, 10_001, 1)
     many = vm_steps(url, select("s10001", "k2"))
     assert many <= few * 1.25, (few, many)
-
-
-def with_history(
-    url: str, table: str, row: Callable[[int], dict[str, object]], work: Callable[[], object]
-) -> tuple[int, int]:
-    """The steps of ``work`` with 100 rows of ``table``'s history, then with 5,100."""
-    insert_history(url, table, [row(i) for i in range(100)])
-    few = vm_steps(url, work)
-    insert_history(url, table, [row(i) for i in range(100, 5100)])
-    return few, vm_steps(url, work)
 
 
 AT = "2026-12-01 00:00:00.000000"

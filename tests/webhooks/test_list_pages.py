@@ -6,13 +6,15 @@ The work is counted in SQLite's virtual machine steps (:mod:`tests.sqlite_work`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask.testing import FlaskClient
 
-from tests.sqlite_work import insert_history, vm_steps
+from tests.sqlite_work import with_history
 
 # per route: the table, and what each history row must say (the rest is filled)
-HISTORY = {
+HISTORY: dict[str, tuple[str, dict[str, object]]] = {
     "/api/v1/sessions": (
         "service_sessions",
         {
@@ -56,15 +58,18 @@ TIME_COLUMNS = {
 SERIAL = {"radius_sessions": "acct_session_id", "payments": "merchant_reference"}
 
 
-def add(database_url: str, table: str, fixed: dict[str, object], start: int, count: int) -> None:
-    rows = []
-    for i in range(start, start + count):
+def history_row(table: str, fixed: dict[str, object]) -> Callable[[int], dict[str, object]]:
+    """Row ``i`` of ``table``'s history: ``fixed``, its own time (a second after row i - 1)
+    and, where the table wants it, its own serial."""
+
+    def row(i: int) -> dict[str, object]:
         at = f"2026-11-{1 + i // 86400:02d} {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
-        row = {**fixed, **dict.fromkeys(TIME_COLUMNS[table], at)}
+        made = {**fixed, **dict.fromkeys(TIME_COLUMNS[table], at)}
         if table in SERIAL:
-            row[SERIAL[table]] = f"h{i}"
-        rows.append(row)
-    insert_history(database_url, table, rows)
+            made[SERIAL[table]] = f"h{i}"
+        return made
+
+    return row
 
 
 @pytest.mark.parametrize("route", sorted(HISTORY))
@@ -77,8 +82,5 @@ def test_a_page_reads_as_much_however_long_the_history(
         answer = client.get(f"{route}?limit=20", headers=admin_headers)
         assert answer.status_code == 200, answer.get_json()
 
-    add(database_url, table, fixed, 0, 100)
-    short = vm_steps(database_url, page)
-    add(database_url, table, fixed, 100, 5000)
-    long = vm_steps(database_url, page)
+    short, long = with_history(database_url, table, history_row(table, fixed), page)
     assert long <= short * 1.25, (short, long)
