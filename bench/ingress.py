@@ -9,8 +9,11 @@ every request a new ``webhook-id``, signed before the clock starts) at concurren
 32 over keep-alive connections, then ``GET /api/v1/isps`` at concurrency 32. Each line gives
 requests per second, p50 and p99 latency and errors; the last lines the ratios (a)/(b) and
 the issue's targets (>= 1,000 selections/s at concurrency 32 with p99 <= 50 ms and no errors;
-``GET /api/v1/isps`` >= 2,000/s). The client is one asyncio loop writing pre-built requests,
-so that it costs the machine as little as possible (it shares the cores with the server).
+``GET /api/v1/isps`` >= 2,000/s). At concurrency 32 it also prints the CPU time the server's
+processes and the client spent per accepted order (from /proc): this machine's speed varies
+by the hour, and the same code's cost per order with it. The client is one asyncio loop
+writing pre-built requests, so that it costs the machine as little as possible (it shares
+the cores with the server).
 
 Run as root: ``flock /tmp/vpop-lab.lock .venv/bin/python bench/ingress.py [--scale 1]``
 (it brings the default lab up if none is up, and leaves it as it found it).
@@ -177,10 +180,44 @@ def stop(proc: subprocess.Popen[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and every process under it (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            parents[int(entry)] = int(fields[1])
+    found = [root]
+    for pid in found:  # grows as children are found; bounded by the processes listed
+        found += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _idle() -> tuple[int, int]:
+    """The machine's idle and total jiffies so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
 def measure(
-    name: str, port: int, key: bytes, subscribers: list[str], scale: float
+    name: str, server: int, port: int, key: bytes, subscribers: list[str], scale: float
 ) -> dict[str, dict[str, Any]]:
-    """The selection and catalogue figures of one server."""
+    """The selection and catalogue figures of one server (``server``: its process id)."""
     figures: dict[str, dict[str, Any]] = {}
 
     def selections(count: int) -> list[bytes]:
@@ -202,9 +239,22 @@ def measure(
 
     load(port, selections(200), 8, 202)  # warm-up: connections, caches, the first runs
     for concurrency, count in ((1, 400), (8, 2000), (32, 4000)):
-        result = load(port, selections(int(count * scale)), concurrency, 202)
+        requests = selections(int(count * scale))
+        pids = _tree(server)
+        server_cpu, client_cpu, idle = _cpu(pids), time.process_time(), _idle()
+        result = load(port, requests, concurrency, 202)
         figures[f"POST c{concurrency}"] = result
         _show(name, f"POST /selections c={concurrency:<2}", result)
+        if concurrency == 32:  # what an order cost this machine: its speed varies by the hour
+            server_cpu = _cpu(pids) - server_cpu
+            client_cpu = time.process_time() - client_cpu
+            idle_now = _idle()
+            print(
+                f"  {name:<28}   CPU per accepted order: server "
+                f"{server_cpu / len(requests) * 1000:.2f} ms (all its processes), client "
+                f"{client_cpu / len(requests) * 1000:.2f} ms; the machine idle "
+                f"{100 * (idle_now[0] - idle[0]) / max(1, idle_now[1] - idle[1]):.0f} %"
+            )
     gets = [plain_get(port, "/api/v1/isps")] * int(8000 * scale)
     load(port, gets[:500], 32, 200)
     result = load(port, gets, 32, 200)
@@ -264,7 +314,7 @@ def main() -> None:
                 continue
             proc, port = start(fresh_env(), *options)
             try:
-                results[name] = measure(name, port, key, subscribers, args.scale)
+                results[name] = measure(name, proc.pid, port, key, subscribers, args.scale)
             finally:
                 print(f"  {name:<28} stopped in {stop(proc):.2f} s (SIGTERM)")
         a = next(iter(results.values()))
