@@ -197,5 +197,10 @@ class Supervisor:
                         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(child.pid, 0)  # type: ignore[arg-type]
+                    self.say(
+                        f"vpop serve: {child.name} (pid {child.pid}) did not stop within "
+                        f"{STOP_SECONDS} s of SIGTERM; killed (what it left running is "
+                        "recovered at the next start)"
+                    )
                     break
                 time.sleep(0.01)  # a stop is bounded by the deadline above
