@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -29,19 +30,22 @@ def test_counters_arrive_exactly_up_to_64_bits_in_answers_split_across_reads(
     pair: tuple[Agent, socket.socket],
 ) -> None:
     agent, router = pair
-    series = {f"sub{i}_up": [i, U64_MAX - i, 100 + i] for i in range(400)}
+    series = {f"sub{i}_up": [i, U64_MAX - i, 100 + i] for i in range(1500)}
     body = json.dumps({"ok": True, "counters": series}).encode() + b"\n"
-    # written before the call (the socket buffers both ways), in pieces, as a 40 KB answer
-    # arrives over SSH
-    router.sendall(body[:1000])
-    router.sendall(body[1000:])
+    # longer than one read of the agent (64 KiB): it arrives in pieces, as a long answer
+    # does over SSH (written by a thread: it may not fit the socket's buffer)
+    assert len(body) > 1 << 16
+    writer = threading.Thread(target=router.sendall, args=(body,))
+    writer.start()
     answer = agent.call({"op": "counters", "table": ["inet", "vpop_acct"]})
+    writer.join(10)
+    assert not writer.is_alive()
     request = b""
     while not request.endswith(b"\n"):
         request += router.recv(4096)
     assert json.loads(request) == {"op": "counters", "table": ["inet", "vpop_acct"]}
     assert answer["ok"] is True
-    assert answer["counters"]["sub399_up"] == [399, U64_MAX - 399, 499]
+    assert answer["counters"]["sub1499_up"] == [1499, U64_MAX - 1499, 1599]
     assert type(answer["counters"]["sub0_up"][1]) is int
     assert answer["counters"] == series
 
