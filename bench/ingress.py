@@ -196,6 +196,26 @@ def _tree(root: int) -> list[int]:
     return found
 
 
+def _parts(root: int) -> dict[str, list[int]]:
+    """The processes of ``vpop serve`` (``root``) by part: its children were started in the
+    order API server, worker, scheduler (:mod:`vpop.cli.serve`); each part with its own
+    children (gunicorn's workers). A server of one process is one part."""
+    tree = _tree(root)
+    children = sorted(pid for pid in tree if pid != root and _parent(pid) == root)
+    names = ["API", "worker", "scheduler"] if len(children) == 3 else []
+    parts = {"supervisor": [root]}
+    for index, child in enumerate(children):
+        parts[names[index] if names else f"child {child}"] = _tree(child)
+    return parts
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 def _cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) the processes ``pids`` used so far."""
     ticks = 0
@@ -240,7 +260,9 @@ def measure(
     load(port, selections(200), 8, 202)  # warm-up: connections, caches, the first runs
     for concurrency, count in ((1, 400), (8, 2000), (32, 4000)):
         requests = selections(int(count * scale))
-        pids = _tree(server)
+        parts = _parts(server)
+        pids = [pid for part in parts.values() for pid in part]
+        by_part = {name: _cpu(part) for name, part in parts.items()}
         server_cpu, client_cpu, idle = _cpu(pids), time.process_time(), _idle()
         result = load(port, requests, concurrency, 202)
         figures[f"POST c{concurrency}"] = result
@@ -249,9 +271,13 @@ def measure(
             server_cpu = _cpu(pids) - server_cpu
             client_cpu = time.process_time() - client_cpu
             idle_now = _idle()
+            split = ", ".join(
+                f"{name} {(_cpu(parts[name]) - before) / len(requests) * 1000:.2f}"
+                for name, before in by_part.items()
+            )
             print(
                 f"  {name:<28}   CPU per accepted order: server "
-                f"{server_cpu / len(requests) * 1000:.2f} ms (all its processes), client "
+                f"{server_cpu / len(requests) * 1000:.2f} ms (all its processes: {split}), client "
                 f"{client_cpu / len(requests) * 1000:.2f} ms; the machine idle "
                 f"{100 * (idle_now[0] - idle[0]) / max(1, idle_now[1] - idle[1]):.0f} %"
             )

@@ -14,9 +14,8 @@ from sqlalchemy import Engine, text
 
 from vpop.core.db import dispose_engines, get_engine
 from vpop.core.group_commit import GroupCommit
-from vpop.core.prepared import raw_transaction
 
-WRITERS = 12  # within the engine's pool (5 + 10 overflow): each holds a connection
+WRITERS = 12
 
 
 class Watched(GroupCommit):
@@ -59,8 +58,7 @@ def write_all(
 
     def one(index: int) -> None:
         try:
-            with raw_transaction(engine) as (cursor, dialect):
-                answers[index] = group.run(engine, cursor, dialect, works[index])
+            answers[index] = group.run(engine, works[index], refusals=(LookupError,))
         except Exception as err:  # noqa: BLE001 - the answer the writer got
             answers[index] = err
 
@@ -122,10 +120,41 @@ def test_a_failing_writer_in_a_batch_costs_the_others_nothing(engine: Engine) ->
 
 def test_a_writer_alone_gets_its_own_error_and_the_queue_goes_on(engine: Engine) -> None:
     group = GroupCommit()
-    with raw_transaction(engine) as (cursor, dialect):
-        assert group.run(engine, cursor, dialect, insert("a")) == 1
-    with raw_transaction(engine) as (cursor, dialect), pytest.raises(sqlite3.IntegrityError):
-        group.run(engine, cursor, dialect, insert("a"))
-    with raw_transaction(engine) as (cursor, dialect):
-        assert group.run(engine, cursor, dialect, insert("b")) == 2
+    assert group.run(engine, insert("a")) == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        group.run(engine, insert("a"))
+    with pytest.raises(LookupError, match="no such"):
+        group.run(engine, refuse_unless_present("nobody", "c"), refusals=(LookupError,))
+    assert group.run(engine, insert("b")) == 2
     assert rows(engine) == {"a": 1, "b": 2}
+
+
+def refuse_unless_present(needed: str, name: str) -> Callable[[Any, Any], int]:
+    """A work that reads first: refuses (LookupError) unless a row ``needed`` exists, and
+    then inserts ``name``."""
+    write = insert(name)
+
+    def work(cursor: Any, dialect: Any) -> int:
+        cursor.execute("SELECT 1 FROM t WHERE name = ?", (needed,))
+        if cursor.fetchone() is None:
+            raise LookupError(f"no such row {needed!r}")
+        return write(cursor, dialect)
+
+    return work
+
+
+def test_a_refusing_writer_gets_its_refusal_and_the_batch_goes_on(engine: Engine) -> None:
+    """A writer whose reads refuse (before it writes) gets that refusal in its own thread;
+    the others of its batch, one reading what an earlier writer of the same batch wrote,
+    are written together in one transaction."""
+    group = Watched(WRITERS)
+    works = [held_first(group, "w0")] + [insert(f"w{i}") for i in range(1, WRITERS)]
+    works[5] = refuse_unless_present("nobody", "w5")
+    works[9] = refuse_unless_present("w0", "w9")  # w0 is written earlier in the batch
+    answers = write_all(engine, group, works)
+    assert isinstance(answers[5], LookupError)
+    assert str(answers[5]) == "no such row 'nobody'"
+    stored = rows(engine)
+    assert "w5" not in stored
+    assert answers == {i: stored[f"w{i}"] for i in range(WRITERS) if i != 5} | {5: answers[5]}
+    assert group.batches == 1  # the refusal did not fail the batch

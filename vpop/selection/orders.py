@@ -158,7 +158,10 @@ def submit_selection(
 ) -> tuple[Accepted, bool]:
     """Accept an order: the order row (which is also its queue entry: workers run RECEIVED
     orders, :mod:`vpop.jobs.dispatch`), its idempotency record and its audit entry are
-    written in one short transaction, after the reads that decide it.
+    written in one short transaction, after the reads that decide it. With the other
+    requests of this process accepted at the same moment, the reads and writes are made by
+    one thread in one transaction under one hold of the write gate
+    (:mod:`vpop.core.group_commit`).
 
     Returns:
         The order and whether it was created now (False for a replay).
@@ -167,56 +170,48 @@ def submit_selection(
         NotFound, Forbidden, IdempotencyConflict, BadInput.
     """
     engine = get_engine(url)
-    body_hash = req.body_hash()
+    accept = partial(_accept, req, caller, idempotency_key, req.body_hash())
     for _attempt in range(3):
-        with raw_transaction(engine) as (cursor, dialect):
-            if idempotency_key is not None:
-                existing = _replay(cursor, dialect, caller, idempotency_key, body_hash)
-                if existing is not None:
-                    return existing, False
-            line_id, router, current = _find_line(cursor, dialect, req)
-            if caller.role == "isp" and caller.isp != req.isp:
-                raise Forbidden(f"an ISP token for {caller.isp!r} cannot select {req.isp!r}")
-            pending = needs_consent(caller.role, caller.isp, current, req.isp)
-            now = utcnow()
-            order = Accepted(
-                id=0,
-                status=(OrderStatus.PENDING_CONSENT if pending else OrderStatus.RECEIVED).value,
-                router=router,
-                line_id=line_id,
-                isp_id=req.isp,
-                dry_run=req.dry_run,
-                consent_expires_at=now + CONSENT_TTL if pending else None,
-            )
-            try:
-                # with the other requests of this process that are writing now: one
-                # transaction, one hold of the write gate (vpop.core.group_commit)
-                write = partial(
-                    _write_order, order, req, caller, current, now, idempotency_key, body_hash
-                )
-                order_id = group_for(engine).run(engine, cursor, dialect, write)
-            except engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
-                continue  # a concurrent request with the same key won: replay it
-        if not pending:
-            emit(order_accepted, router)
-        return replace(order, id=order_id), True
+        try:
+            order, created = group_for(engine).run(engine, accept, refusals=(VpopError,))
+        except engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+            continue  # a concurrent request with the same key won: replay it
+        if created and order.status == OrderStatus.RECEIVED:
+            emit(order_accepted, order.router)
+        return order, created
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
     raise busy
 
 
-def _write_order(
-    order: Accepted,
+def _accept(
     req: SelectionRequest,
     caller: Caller,
-    current: str | None,
-    now: datetime,
     idempotency_key: str | None,
     body_hash: str,
     cursor: Any,
     dialect: Dialect,
-) -> int:
-    """Write an accepted order, its audit entry and its idempotency record; its id."""
+) -> tuple[Accepted, bool]:
+    """Decide and write one order (or find the one its key made); the order and whether it
+    is new. Refuses (NotFound, Forbidden, IdempotencyConflict, BadInput) before any write."""
+    if idempotency_key is not None:
+        existing = _replay(cursor, dialect, caller, idempotency_key, body_hash)
+        if existing is not None:
+            return existing, False
+    line_id, router, current = _find_line(cursor, dialect, req)
+    if caller.role == "isp" and caller.isp != req.isp:
+        raise Forbidden(f"an ISP token for {caller.isp!r} cannot select {req.isp!r}")
+    pending = needs_consent(caller.role, caller.isp, current, req.isp)
+    now = utcnow()
+    order = Accepted(
+        id=0,
+        status=(OrderStatus.PENDING_CONSENT if pending else OrderStatus.RECEIVED).value,
+        router=router,
+        line_id=line_id,
+        isp_id=req.isp,
+        dry_run=req.dry_run,
+        consent_expires_at=now + CONSENT_TTL if pending else None,
+    )
     order_id = _insert(cursor, dialect, order, req, caller, current, now)
     if idempotency_key is not None:
         _INSERT_KEY.run(
@@ -230,7 +225,7 @@ def _write_order(
                 "created_at": now,
             },
         )
-    return order_id
+    return replace(order, id=order_id), True
 
 
 def _insert(
