@@ -28,6 +28,7 @@ from vpop.selection.orders import (
     SelectionRequest,
     submit_selection,
 )
+from vpop.selection.signals import order_accepted
 
 PORTAL = Caller(name="token:1", role="portal")
 ISP_A = Caller(name="token:2", role="isp", isp="isp-a")
@@ -58,7 +59,7 @@ def url(tmp_path: Path) -> Iterator[str]:
             session.add(
                 Line(
                     subscriber_id=f"sub{n}",
-                    router="rc1",
+                    router="rc2" if n == 2 else "rc1",
                     interface=f"sub{n}",
                     prefix=f"192.0.2.{4 * n + 2}/32",
                 )
@@ -118,16 +119,19 @@ def test_a_batch_gives_each_caller_its_own_order_or_refusal(url: str) -> None:
         (SelectionRequest(isp="isp-b", subscriber="sub2"), ISP_A, None),  # another ISP's
         (SelectionRequest(isp="isp-x", subscriber="sub2"), PORTAL, None),
         (SelectionRequest(isp="isp-a", subscriber="sub2", dry_run=True), PORTAL, None),
+        (SelectionRequest(isp="isp-b", subscriber="sub1", dry_run=True), PORTAL, None),
     ]
-    answers, group = accept_together(url, calls)
+    announced: list[str] = []
+    with order_accepted.connected_to(announced.append):
+        answers, group = accept_together(url, calls)
 
-    first, key_1, unknown, replayed, reused, forbidden, no_isp, sub2 = answers
+    first, key_1, unknown, replayed, reused, forbidden, no_isp, sub2, sub1_dry = answers
     assert isinstance(unknown, NotFound) and unknown.code == "VPOP-404-SUBSCRIBER"
     assert isinstance(reused, IdempotencyConflict)
     assert isinstance(forbidden, Forbidden)
     assert isinstance(no_isp, NotFound) and no_isp.code == "VPOP-404-ISP"
     orders = {}
-    for answer in (first, key_1, replayed, sub2):
+    for answer in (first, key_1, replayed, sub2, sub1_dry):
         assert isinstance(answer, tuple), answer
         order, created = answer
         assert isinstance(order, Accepted)
@@ -137,8 +141,11 @@ def test_a_batch_gives_each_caller_its_own_order_or_refusal(url: str) -> None:
     assert first[0].line_id != sub2[0].line_id  # type: ignore[index]
     assert sub2[0].dry_run is True and sub2[0].isp_id == "isp-a"  # type: ignore[index]
     assert group.batches == 1  # all but the first in one transaction, refusals included
-    assert count(url, Order) == 3 == len(orders)
+    assert count(url, Order) == 4 == len(orders)
     assert count(url, IdempotencyRecord) == 1
+    # the workers are woken once per router per batch: rc1 for the first order's batch,
+    # then rc1 (two new orders there) and rc2 for the other
+    assert sorted(announced) == ["rc1", "rc1", "rc2"]
 
 
 def test_a_batch_that_fails_is_written_again_order_by_order(

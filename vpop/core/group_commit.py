@@ -27,6 +27,7 @@ without the gate (PostgreSQL, which takes concurrent writers itself) every write
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import deque
@@ -40,20 +41,31 @@ from vpop.core.prepared import gated_commit, raw_transaction
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 #: The most writers one transaction takes.
 MAX_BATCH = 64
 
 Work = Callable[[Any, Dialect], T]
 
 
+#: What a writer's results are announced with once its batch is committed (see ``run``).
+After = Callable[[list[T]], None]
+
+
 class _Writer(Generic[T]):
-    __slots__ = ("work", "refusals", "turn", "done", "alone", "result", "refused")
+    __slots__ = ("work", "refusals", "after", "turn", "done", "alone", "result", "refused")
 
     def __init__(
-        self, work: Work[T], refusals: tuple[type[Exception], ...], mutex: threading.Lock
+        self,
+        work: Work[T],
+        refusals: tuple[type[Exception], ...],
+        after: After[T] | None,
+        mutex: threading.Lock,
     ) -> None:
         self.work = work
         self.refusals = refusals
+        self.after = after
         self.turn = threading.Condition(mutex)
         self.done = False
         self.alone = False  # its batch failed: run again in a transaction of its own
@@ -70,16 +82,25 @@ class GroupCommit:
         self.batches = 0  # transactions committed for more than one writer (for tests)
 
     def run(
-        self, engine: Engine, work: Work[T], refusals: tuple[type[Exception], ...] = ()
+        self,
+        engine: Engine,
+        work: Work[T],
+        refusals: tuple[type[Exception], ...] = (),
+        after: After[T] | None = None,
     ) -> T:
         """Run ``work(cursor, dialect)`` in a committed write transaction and return its
         result, or raise the refusal it raised. ``work`` may run in another thread (the
         batch's leader, on the leader's pooled connection), may run twice (once in a
         rolled-back batch), only uses the cursor it is given, and raises an exception of
-        ``refusals`` only before it writes."""
+        ``refusals`` only before it writes.
+
+        ``after`` (a function that stays the same from call to call) is told of the result
+        once it is committed: called once per batch with the results of all its writers
+        that gave that ``after`` and were not refused (so what they announce is announced
+        once per batch), before ``run`` returns to any of them (one that raises is logged)."""
         if engine.dialect.name != "sqlite":
-            return _alone(engine, work)
-        me: _Writer[T] = _Writer(work, refusals, self._mutex)
+            return _then(after, _alone(engine, work))
+        me: _Writer[T] = _Writer(work, refusals, after, self._mutex)
         with self._mutex:
             self._queue.append(me)
             self._queued(len(self._queue))
@@ -90,7 +111,7 @@ class GroupCommit:
         if not me.done:  # at the front: lead the batch (which ends it done too)
             self._lead(engine, batch)
         if me.alone:
-            return _alone(engine, work)
+            return _then(after, _alone(engine, work))
         if me.refused is not None:
             raise me.refused
         result: T = me.result
@@ -111,6 +132,8 @@ class GroupCommit:
             if len(batch) == 1:
                 raise  # a batch of one: its own error, as without grouping
         finally:
+            if ok:
+                _announce(batch)
             with self._mutex:
                 for writer in batch:
                     writer.done = True
@@ -124,6 +147,30 @@ class GroupCommit:
 
     def _queued(self, depth: int) -> None:
         """Called with the queue's depth each time a writer joins it (a hook for tests)."""
+
+
+def _announce(batch: list[_Writer[Any]]) -> None:
+    """Call each ``after`` of a committed batch once, with its writers' results; one that
+    fails is logged (what was committed stays, and every writer still gets its answer)."""
+    results: dict[Any, list[Any]] = {}
+    for writer in batch:
+        if writer.after is not None and writer.refused is None:
+            results.setdefault(writer.after, []).append(writer.result)
+    for after, told in results.items():
+        try:
+            after(told)
+        except Exception:
+            log.exception("announcing a committed batch failed (%s)", after)
+
+
+def _then(after: After[T] | None, result: T) -> T:
+    """``result``, once ``after`` (if any) has been told of it."""
+    if after is not None:
+        try:
+            after([result])
+        except Exception:
+            log.exception("announcing a committed write failed (%s)", after)
+    return result
 
 
 def _alone(engine: Engine, work: Work[T]) -> T:

@@ -173,15 +173,25 @@ def submit_selection(
     accept = partial(_accept, req, caller, idempotency_key, req.body_hash())
     for _attempt in range(3):
         try:
-            order, created = group_for(engine).run(engine, accept, refusals=(VpopError,))
+            return group_for(engine).run(
+                engine, accept, refusals=(VpopError,), after=_announce_accepted
+            )
         except engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
             continue  # a concurrent request with the same key won: replay it
-        if created and order.status == OrderStatus.RECEIVED:
-            emit(order_accepted, order.router)
-        return order, created
     busy = VpopError("could not record the order; retry", code="VPOP-503-BUSY")
     busy.status = 503
     raise busy
+
+
+RECEIVED = OrderStatus.RECEIVED.value
+
+
+def _announce_accepted(accepted: list[tuple[Accepted, bool]]) -> None:
+    """Announce the routers of new orders to run, once each (:data:`order_accepted`: the
+    workers are woken), for the orders of one committed batch."""
+    routers = {order.router for order, new in accepted if new and order.status == RECEIVED}
+    for router in sorted(routers):
+        emit(order_accepted, router)
 
 
 def _accept(
