@@ -64,7 +64,8 @@ def run_dry_orders(router: str, claimed: list[DryRun], url: str | None) -> list[
 def _diffs(
     router: str, claimed: list[DryRun], session: Session
 ) -> list[tuple[Outcome, dict[str, float]]]:
-    """Each order's outcome and timings (a render per order; the device read shared)."""
+    """Each order's outcome and timings (a render per line and ISP asked for; the device
+    read shared)."""
     with open_nornir() as nr:
         target, host = router_target(nr, router)
         uplinks: Mapping[str, Any] = host.get("uplinks", {})
@@ -77,14 +78,24 @@ def _diffs(
         }
         outcomes: list[tuple[Outcome, dict[str, float]]] = []
         rendered: list[dict[str, str]] = []
+        # orders for the same line and ISP have the same intended state: rendered and
+        # diffed once (a burst of dry runs often asks the same thing many times)
+        slot_of: dict[tuple[int, str], int] = {}
+        slots: list[int | None] = []  # each order's rendered state, None where it failed
         for _order, _run, line_id, isp_id in claimed:
             render_started = time.perf_counter()
-            try:  # this order's intent: a failure here fails this order alone
-                check_uplinks(router, uplinks, [isp_id])
-                rendered.append(render_router(with_line_isp(base, interfaces[line_id], isp_id)))
-            except Exception as exc:
-                outcomes.append((Outcome(failed=True, exception=exc), {}))
-                continue
+            slot = slot_of.get((line_id, isp_id))
+            if slot is None:
+                try:  # this order's intent: a failure here fails this order alone
+                    check_uplinks(router, uplinks, [isp_id])
+                    state = render_router(with_line_isp(base, interfaces[line_id], isp_id))
+                except Exception as exc:
+                    outcomes.append((Outcome(failed=True, exception=exc), {}))
+                    slots.append(None)
+                    continue
+                slot = slot_of[(line_id, isp_id)] = len(rendered)
+                rendered.append(state)
+            slots.append(slot)
             outcomes.append(
                 (Outcome(failed=False), {"render": time.perf_counter() - render_started})
             )
@@ -95,10 +106,10 @@ def _diffs(
         device = time.perf_counter() - device_started
     if multi.failed:
         raise multi[0].exception or RuntimeError(f"{router}: its state could not be read")
-    diffs = iter(multi[0].result["diffs"])
-    for outcome, timings in outcomes:
-        if not outcome.failed:
-            outcome.diff = next(diffs)
+    diffs = multi[0].result["diffs"]
+    for (outcome, timings), slot in zip(outcomes, slots, strict=True):
+        if slot is not None:
+            outcome.diff = diffs[slot]
             outcome.result = {"pushed": [], "dry_run": True}
             timings["device"] = device
     return outcomes
