@@ -71,10 +71,9 @@ def conformance() -> Iterator[Conformance]:
         )
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite file, migrated, with isp-a/isp-b/isp-c and three subscribers."""
-    url = migrated_sqlite(tmp_path / "vpop.sqlite")
+def seed(url: str) -> None:
+    """The catalogue every API test starts from: isp-a/isp-b/isp-c with plans, and three
+    subscribers with a line each (sub1 and sub3 on rc1, sub2 on rc2)."""
     with session_scope(url) as session:
         session.add_all(
             [
@@ -113,6 +112,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
                     access_id=f"acc-{sub}",
                 )
             )
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, migrated, with isp-a/isp-b/isp-c and three subscribers."""
+    url = migrated_sqlite(tmp_path / "vpop.sqlite")
+    seed(url)
     try:
         yield url
     finally:
@@ -148,7 +154,12 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def tokens(database_url: str) -> dict[str, str]:
     """Clear bearer tokens by role: admin, noc, portal, isp-a, isp-b (an ISP's role is isp)."""
-    with session_scope(database_url) as session:
+    return make_tokens(database_url)
+
+
+def make_tokens(url: str) -> dict[str, str]:
+    """Create the bearer tokens of :func:`tokens` in ``url``'s database; the clear ones."""
+    with session_scope(url) as session:
         return {
             "admin": create_token(session, "admin", name="test admin"),
             "noc": create_token(session, "noc", name="test noc"),

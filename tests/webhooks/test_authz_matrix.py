@@ -21,9 +21,11 @@ both captured in March 2025 and settled ("settlement_a", "settlement_b"); "auth_
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,11 +33,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from tests.dbtemplate import migrated_sqlite
+from tests.webhooks.conftest import make_tokens, seed
 from tests.webhooks.helpers import bearer
 from vpop.aaa.models import AaaDecision, AaaRule, RadiusClient, RadiusSession
 from vpop.billing.service import PaymentBody, authorise, capture, run_settlement
 from vpop.catalogue.models import Line, Selection
-from vpop.core.db import session_scope
+from vpop.core.db import dispose_engines, session_scope
 from vpop.core.time import utcnow
 from vpop.leasing.models import Lease, UtilisationEvent
 from vpop.monitoring.models import QosSample
@@ -235,9 +239,51 @@ def test_every_route_has_a_row(app: Flask) -> None:
     assert covered - routes == set(), "rows for routes that do not exist"
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """The world built once for the module's hundreds of cells: a database file (idle and
+    closed, so a copy of it is a consistent database), its clear tokens and its ids."""
+    path = tmp_path_factory.mktemp("matrix") / "world.sqlite"
+    url = migrated_sqlite(path)
+    seed(url)
+    tokens = make_tokens(url)
+    ids = build_world(url)
+    dispose_engines()
+    yield Built(path, tokens, ids)
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    tokens: dict[str, str]
+    ids: dict[str, int]
+
+
 @pytest.fixture
-def world(database_url: str, tokens: dict[str, str]) -> Iterator[dict[str, int]]:
-    """The objects the matrix reads (see the module docstring)."""
+def database_url(tmp_path: Path, template: Built) -> Iterator[str]:
+    """Each cell's own copy of the world: a request that writes changes only its copy."""
+    path = tmp_path / "vpop.sqlite"
+    shutil.copyfile(template.path, path)
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        dispose_engines()
+
+
+@pytest.fixture
+def tokens(template: Built) -> dict[str, str]:
+    """The clear bearer tokens by role (those of the conftest's fixture, in the world)."""
+    return dict(template.tokens)
+
+
+@pytest.fixture
+def world(template: Built, database_url: str) -> dict[str, int]:
+    """The objects the matrix reads (see the module docstring), by name: their ids."""
+    return dict(template.ids)
+
+
+def build_world(database_url: str) -> dict[str, int]:
+    """Write the world (see the module docstring) into a seeded database with its tokens."""
     now = utcnow()
     with session_scope(database_url) as session:
         lines = {line.subscriber_id: line for line in session.scalars(select(Line))}
@@ -320,7 +366,7 @@ def world(database_url: str, tokens: dict[str, str]) -> Iterator[dict[str, int]]
                                  actor="test")  # fmt: skip
         for row in settled:
             ids[f"settlement_{row.payee_id[-1]}"] = row.id
-    yield ids
+    return ids
 
 
 def _payment(isp: str, subscriber: str) -> PaymentBody:
