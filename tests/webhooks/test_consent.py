@@ -372,7 +372,12 @@ def test_orders_that_end_while_the_follow_ups_are_busy_are_decided_together_in_o
     hooked = "https://portal.example.net/hooks"
     ids = _done_orders(
         database_url,
-        [{"dry_run": True, "callback_url": hooked if i == 1 else None} for i in range(3)],
+        [
+            {"dry_run": True, "callback_url": None},  # nothing can follow: not even read
+            {"dry_run": True, "callback_url": hooked},
+            {"dry_run": False},  # a done switch: its CoA and losing ISP are decided
+            {"dry_run": True, "callback_url": hooked},
+        ],
     )
     busy = FollowUps()  # a worker's follow-ups thread, busy with an earlier order's
     busy.start()
@@ -398,9 +403,9 @@ def test_orders_that_end_while_the_follow_ups_are_busy_are_decided_together_in_o
     assert asked == []  # all three wait behind the busy thread
     release.set()
     busy.stop(30)
-    assert [order for order, _ in asked] == ids
+    assert [order for order, _ in asked] == ids[1:]
     assert len({session for _, session in asked}) == 1  # one read for the three
-    assert queued == [ids[1]]  # only the one with a callback URL
+    assert queued == [ids[1], ids[3]]  # only those with a callback URL
 
 
 def test_a_switch_away_from_an_isp_without_a_callback_url_queues_no_job(
