@@ -377,15 +377,22 @@ SMUGGLED = {
 }
 
 
-@pytest.mark.parametrize(("path", "value"), list(SMUGGLED.values()), ids=list(SMUGGLED))
-@pytest.mark.parametrize("platform", PLATFORMS)
+# every platform with every smuggled value its templates print (frr's do not print the
+# subscriber, so there is nothing of it to catch there)
+SMUGGLING = [
+    pytest.param(platform, path, value, id=f"{platform}-{name}")
+    for platform in PLATFORMS
+    for name, (path, value) in SMUGGLED.items()
+    if not (platform == "frr" and path == "lines.0.subscriber")
+]
+
+
+@pytest.mark.parametrize(("platform", "path", "value"), SMUGGLING)
 def test_a_value_smuggled_past_validation_is_caught(
     no_validation: None, platform: str, path: str, value: str
 ) -> None:
     intent = mutate(path, value)
     intent["platform"] = platform
-    if path == "lines.0.subscriber" and platform == "frr":
-        pytest.skip("frr templates do not print the subscriber")
     with pytest.raises(BadInput) as caught:
         render_router(intent)
     # a filter may refuse an unparsable address first; names reach the structure check
