@@ -338,11 +338,16 @@ def main() -> None:
         ):
             if args.no_peer and "single" in name:
                 continue
-            proc, port = start(fresh_env(), *options)
+            env = fresh_env()
+            proc, port = start(env, *options)
             try:
                 results[name] = measure(name, proc.pid, port, key, subscribers, args.scale)
             finally:
                 print(f"  {name:<28} stopped in {stop(proc):.2f} s (SIGTERM)")
+                log = Path(env["VPOP_STATE_DIR"]) / f"serve-{port}.log"
+                for line in log.read_text(errors="replace").splitlines():
+                    if "did not stop within" in line:  # the supervisor killed a child
+                        print(f"  {name:<28}   {line.strip()}")
         a = next(iter(results.values()))
         for b in list(results.values())[1:]:
             for what in a:
