@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.radius_helpers import SECRET, free_port, need_freeradius, radclient, served
+from vpop.aaa import freeradius as freeradius_module
 from vpop.aaa import service as aaa
 from vpop.aaa.models import AaaDecision, RadiusClient, RadiusSession
 from vpop.catalogue.models import Isp, Line, Subscriber
@@ -177,6 +178,21 @@ def test_the_configuration_renders_and_freeradius_accepts_it(env: Env) -> None:
     for path in [*config_dir.iterdir(), *(config_dir / "secrets").iterdir()]:
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_start_waits_for_the_ready_line_whatever_the_new_process_shows_at_first(
+    env: Env, freeradius: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For a moment after the spawn the kernel shows the new process's command line empty.
+    A start that read it then took a running FreeRADIUS for one that had exited, and left it
+    running (the suite, once). Here the command line reads as not FreeRADIUS's throughout
+    the start, as in that moment: the start still waits for the ready line."""
+    monkeypatch.setattr(freeradius_module, "_is_ours", lambda pid, config_dir: False)
+    pid = freeradius(nobody_listens())
+    monkeypatch.undo()  # the fixture's stop checks the command line, now filled in
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert Path(argv[0].decode()).name == "freeradius"
+    assert aaa.radius_status(env.paths).running
 
 
 def test_a_missing_secret_file_is_named(env: Env) -> None:

@@ -215,6 +215,19 @@ def _is_ours(pid: int, config_dir: Path) -> bool:
     )
 
 
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited: gone, or a zombie waiting to be reaped.
+
+    Its command line is not looked at (as :func:`_is_ours` does): for a moment after the
+    spawn the kernel shows it empty while the new program starts, and a start that read it
+    then took a running FreeRADIUS for one that had exited (and left it running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
 def _read_pid(paths: RadiusPaths) -> int | None:
     try:
         return int(paths.pid_file.read_text().split()[0])
@@ -308,7 +321,7 @@ def start_radius(
         log = _read_from(paths.log_file, offset)
         if READY_LINE in log:
             return pid
-        if not _is_ours(pid, config_dir):
+        if _exited(pid):
             _reap_quietly(pid)
             raise RadiusError(f"FreeRADIUS exited at start: {_last_error(log)}")
         time.sleep(0.05)
