@@ -32,7 +32,9 @@ SCRIPT = textwrap.dedent(
         def main():
             if ignore_term:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            print("ready", os.getpid(), flush=True)
+            # one write, so atomic: two children share the pipe, and print() may write a
+            # line in pieces that the other child's line lands between
+            os.write(1, f"ready {os.getpid()}\\n".encode())
             for _ in range(600):  # bounded: a minute at most
                 time.sleep(0.1)
             return 0
