@@ -10,10 +10,7 @@ kill) loses none; what a killed process left RUNNING is recovered by the next st
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import select
 import signal
 import threading
 import time
@@ -32,6 +29,7 @@ from vpop.jobs.queue import (
     stop_background,
 )
 from vpop.jobs.scheduler import Monitor, Sweeper
+from vpop.jobs.supervisor import SignalWakeup
 from vpop.network.service import register_plugins
 
 #: A stop (SIGTERM) ends every part within this many seconds.
@@ -117,30 +115,22 @@ def run_until_signal(parts: Sequence[Part], timeout: float = STOP_SECONDS) -> No
     SIGINT, then stop them (``timeout`` seconds at most in all). Call from the main thread
     of a process that runs them for its life.
 
-    The main thread waits on the signal wake-up pipe (``signal.set_wakeup_fd``), not on an
-    event: the kernel may hand a signal sent to the process to any of its threads, and a
-    Python handler runs only when the main thread runs. Waiting on an event, the main
-    thread slept on through a SIGTERM that another thread took, until the supervisor
-    killed the process at its stop deadline (1 stop in about 6 after a load, issue 13).
-    Whichever thread takes the signal writes to the pipe, which wakes the main thread."""
+    The main thread waits on the signal wake-up pipe (:class:`SignalWakeup`, as the
+    supervisor does), not on an event: waiting on an event, it slept on through a SIGTERM
+    that another thread took, until the supervisor killed the process at its stop deadline
+    (1 stop in about 6 after a load, issue 13)."""
     settle_heap()
     stop = threading.Event()
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     try:
-        for part in parts:
-            part.start()
-        while not stop.is_set():  # each pass reads the pipe: the handler has run by then
-            select.select([wake_read], [], [], 3600)
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_read, 512)
+        with SignalWakeup() as wakeup:
+            for part in parts:
+                part.start()
+            while not stop.is_set():  # each pass reads the pipe: the handler has run by then
+                wakeup.wait(3600)
     finally:
-        signal.set_wakeup_fd(previous_fd)
-        os.close(wake_read)
-        os.close(wake_write)
         deadline = time.monotonic() + timeout
         for part in reversed(parts):
             part.stop(max(0.0, deadline - time.monotonic()) / max(1, len(parts)))

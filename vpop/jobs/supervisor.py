@@ -33,6 +33,38 @@ EARLY_SECONDS = 3.0
 MAX_EARLY_DEATHS = 5
 
 
+class SignalWakeup:
+    """Python's signal wake-up pipe (``signal.set_wakeup_fd``) for a ``with`` block in the
+    main thread: :meth:`wait` returns once a signal arrived or the timeout passed.
+
+    The kernel may hand a signal sent to the process to any of its threads, and Python runs
+    the handler only when the main thread runs: a main thread blocked on an event or a lock
+    sleeps on through a SIGTERM another thread took. Whichever thread takes it, the C handler
+    writes to this pipe, which wakes :meth:`wait`; the handler has run when the main thread
+    next runs Python code."""
+
+    def __init__(self) -> None:
+        self.fds: tuple[int, ...] = ()
+        self._previous = -1
+
+    def __enter__(self) -> SignalWakeup:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fds = (read_end, write_end)
+        self._previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        return self
+
+    def wait(self, timeout: float | None) -> None:
+        """Until a signal arrives or ``timeout`` seconds pass; the pipe drained."""
+        select.select([self.fds[0]], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fds[0], 4096)
+
+    def __exit__(self, *_: object) -> None:
+        signal.set_wakeup_fd(self._previous)
+        for fd in self.fds:
+            os.close(fd)
+
+
 @dataclass
 class Child:
     """One supervised process: its name and what it runs (``main`` returns the exit status).
@@ -100,30 +132,22 @@ class Supervisor:
     def run(self) -> int:
         """Start every child and supervise until SIGTERM/SIGINT; return the exit status
         (0 after a requested stop, 1 when a child had to be given up)."""
-        read_end, write_end = os.pipe()
-        self._pipe = (read_end, write_end)
-        os.set_blocking(write_end, False)
-        os.set_blocking(read_end, False)
-        previous_fd = signal.set_wakeup_fd(write_end)
-        handlers = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-        }
-        try:
-            for child in self.children:
-                self._start(child)
-            while not self.stopping:
-                select.select([read_end], [], [], self._next_timeout())
-                with contextlib.suppress(BlockingIOError):
-                    os.read(read_end, 4096)
-                self._reap_and_restart()
-        finally:
-            self._stop_all()
-            signal.set_wakeup_fd(previous_fd)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            os.close(read_end)
-            os.close(write_end)
+        with SignalWakeup() as wakeup:
+            self._pipe = wakeup.fds
+            handlers = {
+                sig: signal.signal(sig, self._on_signal)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+            }
+            try:
+                for child in self.children:
+                    self._start(child)
+                while not self.stopping:
+                    wakeup.wait(self._next_timeout())
+                    self._reap_and_restart()
+            finally:
+                self._stop_all()
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         if self.failed:
             self.say(f"error: VPOP-SERVE: {self.failed}")
             return 1
