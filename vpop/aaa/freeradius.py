@@ -198,13 +198,12 @@ def _command(binary: str, config_dir: Path, log: str) -> list[str]:
 
 def _is_ours(pid: int, config_dir: Path) -> bool:
     """Whether ``pid`` is a live ``freeradius`` started with ``-d config_dir``."""
+    if _exited(pid):
+        return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-        return False  # exited, waiting to be reaped
     args = [arg.decode(errors="replace") for arg in argv]
     return (
         bool(args)
