@@ -150,27 +150,29 @@ class GroupCommit:
 
 
 def _announce(batch: list[_Writer[Any]]) -> None:
-    """Call each ``after`` of a committed batch once, with its writers' results; one that
-    fails is logged (what was committed stays, and every writer still gets its answer)."""
+    """Call each ``after`` of a committed batch once, with its writers' results (every
+    writer still gets its answer when one fails)."""
     results: dict[Any, list[Any]] = {}
     for writer in batch:
         if writer.after is not None and writer.refused is None:
             results.setdefault(writer.after, []).append(writer.result)
     for after, told in results.items():
-        try:
-            after(told)
-        except Exception:
-            log.exception("announcing a committed batch failed (%s)", after)
+        _tell(after, told)
 
 
 def _then(after: After[T] | None, result: T) -> T:
     """``result``, once ``after`` (if any) has been told of it."""
     if after is not None:
-        try:
-            after([result])
-        except Exception:
-            log.exception("announcing a committed write failed (%s)", after)
+        _tell(after, [result])
     return result
+
+
+def _tell(after: After[Any], results: list[Any]) -> None:
+    """``after(results)``; one that fails is logged (what was committed stays)."""
+    try:
+        after(results)
+    except Exception:
+        log.exception("announcing committed writes failed (%s)", after)
 
 
 def _alone(engine: Engine, work: Work[T]) -> T:
