@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.dbtemplate import migrated_sqlite
+from tests.test_group_commit import Watched
 from vpop.catalogue.models import Isp, Line, Subscriber
 from vpop.core import group_commit
 from vpop.core.db import dispose_engines, get_engine, session_scope, write_gate
@@ -32,19 +33,6 @@ from vpop.selection.signals import order_accepted
 
 PORTAL = Caller(name="token:1", role="portal")
 ISP_A = Caller(name="token:2", role="isp", isp="isp-a")
-
-
-class Watched(group_commit.GroupCommit):
-    """Tells the test when ``depth`` writers are queued."""
-
-    def __init__(self, depth: int) -> None:
-        super().__init__()
-        self.depth = depth
-        self.all_queued = threading.Event()
-
-    def _queued(self, depth: int) -> None:
-        if depth >= self.depth:
-            self.all_queued.set()
 
 
 @pytest.fixture
