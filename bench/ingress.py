@@ -180,51 +180,37 @@ def stop(proc: subprocess.Popen[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and every process under it (read from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # ended meanwhile
-            parents[int(entry)] = int(fields[1])
-    found = [root]
-    for pid in found:  # grows as children are found; bounded by the processes listed
-        found += [child for child, parent in parents.items() if parent == pid]
-    return found
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, or None once it ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _parts(root: int) -> dict[str, list[int]]:
     """The processes of ``vpop serve`` (``root``) by part: its children were started in the
     order API server, worker, scheduler (:mod:`vpop.cli.serve`); each part with its own
     children (gunicorn's workers). A server of one process is one part."""
-    tree = _tree(root)
-    children = sorted(pid for pid in tree if pid != root and _parent(pid) == root)
+    parents = {int(e): int(f[1]) for e in os.listdir("/proc") if e.isdigit() and (f := _stat(e))}
+
+    def tree(top: int) -> list[int]:
+        found = [top]
+        for pid in found:  # grows as children are found; bounded by the processes listed
+            found += [child for child, parent in parents.items() if parent == pid]
+        return found
+
+    children = sorted(child for child, parent in parents.items() if parent == root)
     names = ["API", "worker", "scheduler"] if len(children) == 3 else []
     parts = {"supervisor": [root]}
     for index, child in enumerate(children):
-        parts[names[index] if names else f"child {child}"] = _tree(child)
+        parts[names[index] if names else f"child {child}"] = tree(child)
     return parts
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
 
 
 def _cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) the processes ``pids`` used so far."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
+    ticks = sum(int(f[11]) + int(f[12]) for pid in pids if (f := _stat(pid)))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -261,23 +247,22 @@ def measure(
     for concurrency, count in ((1, 400), (8, 2000), (32, 4000)):
         requests = selections(int(count * scale))
         parts = _parts(server)
-        pids = [pid for part in parts.values() for pid in part]
-        by_part = {name: _cpu(part) for name, part in parts.items()}
-        server_cpu, client_cpu, idle = _cpu(pids), time.process_time(), _idle()
+        by_part = {part: _cpu(pids) for part, pids in parts.items()}
+        client_cpu, idle = time.process_time(), _idle()
         result = load(port, requests, concurrency, 202)
         figures[f"POST c{concurrency}"] = result
         _show(name, f"POST /selections c={concurrency:<2}", result)
         if concurrency == 32:  # what an order cost this machine: its speed varies by the hour
-            server_cpu = _cpu(pids) - server_cpu
             client_cpu = time.process_time() - client_cpu
             idle_now = _idle()
+            used = {part: _cpu(parts[part]) - before for part, before in by_part.items()}
             split = ", ".join(
-                f"{name} {(_cpu(parts[name]) - before) / len(requests) * 1000:.2f}"
-                for name, before in by_part.items()
+                f"{part} {seconds / len(requests) * 1000:.2f}" for part, seconds in used.items()
             )
             print(
                 f"  {name:<28}   CPU per accepted order: server "
-                f"{server_cpu / len(requests) * 1000:.2f} ms (all its processes: {split}), client "
+                f"{sum(used.values()) / len(requests) * 1000:.2f} ms (all its processes: "
+                f"{split}), client "
                 f"{client_cpu / len(requests) * 1000:.2f} ms; the machine idle "
                 f"{100 * (idle_now[0] - idle[0]) / max(1, idle_now[1] - idle[1]):.0f} %"
             )
