@@ -183,13 +183,11 @@ def submit_selection(
     raise busy
 
 
-RECEIVED = OrderStatus.RECEIVED.value
-
-
 def _announce_accepted(accepted: list[tuple[Accepted, bool]]) -> None:
     """Announce the routers of new orders to run, once each (:data:`order_accepted`: the
     workers are woken), for the orders of one committed batch."""
-    routers = {order.router for order, new in accepted if new and order.status == RECEIVED}
+    received = OrderStatus.RECEIVED.value
+    routers = {order.router for order, new in accepted if new and order.status == received}
     for router in sorted(routers):
         emit(order_accepted, router)
 
