@@ -73,6 +73,21 @@ def test_an_edited_hosts_file_is_seen_by_the_next_run(hosts: Path, loads: list[i
     assert len(loads) == 3
 
 
+def test_a_run_on_named_hosts_copies_only_those(hosts: Path, loads: list[int]) -> None:
+    """What a poll of one router asks for: its Nornir holds that router, as the whole
+    inventory's Nornir has it (groups and what it inherits), and no other."""
+    edit(hosts, HOSTS + "r2:\n  hostname: 127.0.0.2\n  groups: [ios]\n")
+    with open_nornir() as whole, open_nornir(hosts=["r2"]) as one:
+        assert sorted(one.inventory.hosts) == ["r2"]
+        assert one.inventory.hosts["r2"].dict() == whole.inventory.hosts["r2"].dict()
+        assert one.inventory.hosts["r2"].platform == "ios"  # from its group
+        assert sorted(one.inventory.groups) == sorted(whole.inventory.groups)
+        assert one.inventory.hosts["r2"] is not whole.inventory.hosts["r2"]
+    with open_nornir(hosts=["r9"]) as none:
+        assert not none.inventory.hosts
+    assert len(loads) == 1
+
+
 def test_a_hosts_file_replaced_with_the_same_size_and_time_is_seen(hosts: Path) -> None:
     """``cp -p``, ``rsync -t`` or a config tool's rename: another file (inode) with the old
     one's size and modification time."""

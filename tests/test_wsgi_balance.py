@@ -1,4 +1,5 @@
-"""The API's gunicorn workers share keep-alive connections evenly (webhooks.balance)."""
+"""The API's gunicorn workers share keep-alive connections evenly (webhooks.balance), each on
+a CPU of its own (webhooks.wsgi.api_cpu)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 
 from webhooks.balance import SLACK, SLOTS, STALE_SECONDS, fewest_elsewhere
+from webhooks.wsgi import api_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
@@ -35,8 +39,8 @@ SERVER = textwrap.dedent(
         def load(self):
             return app
 
-    settings = wsgi.options([int(sys.argv[1])], 2, 4)
-    settings["worker_class"] = sys.argv[2] if len(sys.argv) > 2 else settings["worker_class"]
+    settings = wsgi.options([int(sys.argv[1])], 2, 4, pin=sys.argv[2] == "pin")
+    settings["worker_class"] = sys.argv[3] if len(sys.argv) > 3 else settings["worker_class"]
     Plain(settings).run()
     """
 )
@@ -80,21 +84,22 @@ def _ask(sock: socket.socket) -> int:
     return int(data.split(b"\r\n\r\n", 1)[1])
 
 
-def spread(worker_class: str | None) -> Counter[int]:
-    """Open CONNECTIONS keep-alive connections at once; how many each worker took."""
+@contextmanager
+def running(worker_class: str | None = None, pin: bool = True) -> Iterator[tuple[int, set[int]]]:
+    """A gunicorn master with vpop's options; its port and its two workers' pids, once both
+    have answered."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(2048)
     port = listener.getsockname()[1]
     args = [sys.executable, "-c", SERVER.format(root=str(ROOT)), str(listener.fileno())]
     server = subprocess.Popen(
-        args + ([worker_class] if worker_class else []),
+        [*args, "pin" if pin else "no-pin"] + ([worker_class] if worker_class else []),
         pass_fds=(listener.fileno(),),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     listener.close()
-    sockets: list[socket.socket] = []
     try:
         deadline = time.monotonic() + 30
         seen: set[int] = set()
@@ -103,19 +108,28 @@ def spread(worker_class: str | None) -> Counter[int]:
                 seen.add(_ask(probe))
         assert len(seen) == 2, "the two workers never both answered"
         assert sorted(_children(server.pid)) == sorted(seen)
-        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
-        for sock in sockets:
-            sock.settimeout(10)
-        return Counter(_ask(sock) for sock in sockets)
+        yield port, seen
     finally:
-        for sock in sockets:
-            sock.close()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def spread(worker_class: str | None) -> Counter[int]:
+    """Open CONNECTIONS keep-alive connections at once; how many each worker took."""
+    sockets: list[socket.socket] = []
+    with running(worker_class) as (port, _):
+        try:
+            sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS)]
+            for sock in sockets:
+                sock.settimeout(10)
+            return Counter(_ask(sock) for sock in sockets)
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 def test_connections_opened_together_are_spread_over_the_workers() -> None:
@@ -125,3 +139,26 @@ def test_connections_opened_together_are_spread_over_the_workers() -> None:
     assert len(counts) == 2
     low, high = sorted(counts.values())
     assert high - low <= 2 * SLACK + 2, counts
+
+
+def test_each_api_process_gets_a_cpu_of_its_own_while_there_are_enough() -> None:
+    assert api_cpu(0, 2, {0, 1}) == 0
+    assert api_cpu(1, 2, {0, 1}) == 1
+    assert api_cpu(1, 2, {5, 2}) == 5  # among the CPUs the server may use, in order
+    assert api_cpu(3, 4, {0, 1, 2, 3}) == 3
+    assert api_cpu(0, 3, {0, 1}) is None  # more processes than CPUs: none pinned
+    assert api_cpu(0, 1, {7}) is None  # one CPU: nothing to choose
+    assert api_cpu(None, 2, {0, 1}) is None  # a worker without a slot (over SLOTS)
+
+
+def test_the_api_processes_run_pinned_to_distinct_cpus_unless_told_not_to() -> None:
+    allowed = os.sched_getaffinity(0)
+    with running() as (_, workers):
+        pinned = [os.sched_getaffinity(pid) for pid in workers]
+    if len(allowed) >= 2:  # this machine and CI's have two
+        assert all(len(cpus) == 1 for cpus in pinned), pinned
+        assert set.union(*pinned) <= allowed and len(set.union(*pinned)) == 2, pinned
+    else:
+        assert pinned == [allowed, allowed]
+    with running(pin=False) as (_, workers):
+        assert [os.sched_getaffinity(pid) for pid in workers] == [allowed, allowed]

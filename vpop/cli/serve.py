@@ -59,6 +59,13 @@ from vpop.core.errors import VpopError
     type=click.IntRange(1, 64),
     help="Threads of each API server process.",
 )
+@click.option(
+    "--http-pin/--no-http-pin",
+    default=True,
+    show_default=True,
+    help="Run each API server process on a CPU of its own (while there are at least as "
+    "many CPUs as processes): its threads then never wait for a wake-up from another CPU.",
+)
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
 @click.option(
     "--with-radius",
@@ -88,6 +95,7 @@ def serve(
     workers: int,
     http_workers: int,
     http_threads: int,
+    http_pin: bool,
     with_lab: bool,
     with_radius: bool,
     portal: bool,
@@ -119,7 +127,9 @@ def serve(
     if single_process:
         _serve_single(host, port, workers, listeners, with_radius)
         return
-    status = _supervise(host, port, workers, http_workers, http_threads, listeners, with_radius)
+    status = _supervise(
+        host, port, workers, http_workers, http_threads, http_pin, listeners, with_radius
+    )
     _exit_now(status)  # everything is stopped: skip the interpreter's slow tear-down
 
 
@@ -137,6 +147,7 @@ def _supervise(
     workers: int,
     http_workers: int,
     http_threads: int,
+    http_pin: bool,
     listeners: list[socket.socket],
     with_radius: bool,
 ) -> int:
@@ -151,7 +162,7 @@ def _supervise(
     fds = [sock.fileno() for sock in listeners]
 
     def api() -> int:
-        return wsgi.serve(fds, http_workers, http_threads)
+        return wsgi.serve(fds, http_workers, http_threads, http_pin)
 
     def background(make: Callable[[], Part]) -> Callable[[], int]:
         """A child that runs one part (niced, without the listening sockets) until SIGTERM."""

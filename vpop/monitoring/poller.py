@@ -55,7 +55,7 @@ from vpop.monitoring.bulk import SAMPLE_COLUMNS, PollSeries, Table_, _insert_man
 from vpop.monitoring.counters import COUNTERS, Last, Reading, Steps
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
 from vpop.monitoring.signals import utilisation_event
-from vpop.network.service import one_router, open_nornir
+from vpop.network.service import open_nornir
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +212,14 @@ def _poll_router(
     raised: never fatal to the scheduler, never silent.
     """
     try:
-        # a serial runner: the run is on one host, and closing the connections (handing the
-        # session back to the pool) needs no thread pool either
-        with open_nornir(runner=_SERIAL) as nr:
-            target = one_router(nr, router)
-            host = target.inventory.hosts.get(router)
+        # a Nornir of this router alone, with a serial runner: the run is on one host, and
+        # closing the connections (handing the session back to the pool) needs no thread
+        # pool either
+        with open_nornir(hosts=(router,), runner=_SERIAL) as nr:
+            host = nr.inventory.hosts.get(router)
             if host is None:
                 raise LookupError(f"router {router!r} is not in the inventory")
-            multi = target.run(task=task, on_failed=True, **arguments(host))[router]
+            multi = nr.run(task=task, on_failed=True, **arguments(host))[router]
         if multi.failed:
             raise RuntimeError(str(multi[0].exception))
         return multi[0].result

@@ -16,7 +16,7 @@ even concurrent ones, share no Host, connection or data.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,11 +289,13 @@ def _options(options: dict[str, ConnectionOptions]) -> dict[str, ConnectionOptio
     }
 
 
-def copy_inventory(inventory: Inventory) -> Inventory:
+def copy_inventory(inventory: Inventory, only: Collection[str] | None = None) -> Inventory:
     """A copy of ``inventory`` that shares no mutable object with it.
 
     New Host, Group and Defaults objects with their own data, connection options and
-    (empty) connections; their own attributes as they are (not what they inherit).
+    (empty) connections; their own attributes as they are (not what they inherit). With
+    ``only``, the copy holds just the hosts of those names (every group still): a run on
+    one router copies that router, however many the inventory has.
     """
     old = inventory.defaults
     defaults = Defaults(
@@ -312,16 +314,24 @@ def copy_inventory(inventory: Inventory) -> Inventory:
         )
 
     groups = Groups({n: element(Group, g) for n, g in inventory.groups.items()})
-    hosts = Hosts({n: element(Host, h) for n, h in inventory.hosts.items()})
-    for copies, originals in ((groups, inventory.groups), (hosts, inventory.hosts)):
+    chosen = inventory.hosts
+    if only is not None:
+        chosen = Hosts({n: chosen[n] for n in only if n in chosen})
+    hosts = Hosts({n: element(Host, h) for n, h in chosen.items()})
+    for copies, originals in ((groups, inventory.groups), (hosts, chosen)):
         for name, item in originals.items():
             copies[name].groups = ParentGroups(groups[g.name] for g in item.groups)
     return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
 
 @contextmanager
-def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[Nornir]:
+def open_nornir(
+    settings: Settings | None = None, *, hosts: Collection[str] | None = None, **overrides: Any
+) -> Iterator[Nornir]:
     """A fresh Nornir for one run; its connections are closed when the block ends.
+
+    ``hosts`` narrows its inventory to the hosts of those names (a name not in the
+    inventory is left out): a poll of one router copies only that router.
 
     Equivalent to ``InitNornir(**nornir_config())`` (a test checks it), built directly so
     that plugin discovery, YAML parsing and the transform are not repeated for every run:
@@ -343,7 +353,7 @@ def open_nornir(settings: Settings | None = None, **overrides: Any) -> Iterator[
         data = {**data, **{s: {**data.get(s, {}), **v} for s, v in overrides.items()}}
     config = Config.from_dict(**data)
     runner = RunnersPluginRegister.get_plugin(config.runner.plugin)(**config.runner.options)
-    inventory = copy_inventory(parsed.inventory)
+    inventory = copy_inventory(parsed.inventory, hosts)
     nr = Nornir(inventory=inventory, runner=runner, config=config, data=GlobalState())
     try:
         yield nr
