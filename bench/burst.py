@@ -7,10 +7,12 @@ the last order final:
   vpop   coalesced runs (every RECEIVED order of a router in one run, as the worker does);
   peer   one run per order (the same engine with coalescing off), measured in the same sitting.
 Printed per count: orders, routers, drain seconds, orders/s, the ratio against the 2-router
-figure and against the one-run-per-order peer. Every order must end DONE_SUCCESS.
+figure and against the one-run-per-order peer. Every order must end DONE_SUCCESS. Both drain
+on one CPU, as the worker process of ``vpop serve`` runs (:mod:`vpop.core.affinity`;
+``--no-pin``: on any CPU), while the lab's routers run on any.
 
 Run (root): .venv/bin/python bench/burst.py [--orders 1000] [--subscribers 48]
-            [--routers 2 4 8]
+            [--routers 2 4 8] [--no-pin]
 It builds its own lab (VPOP_LAB_DIR=/run/vpop-burst, prefix vpop-burst-), so the default lab
 is left alone; run it under `flock /tmp/vpop-lab.lock` all the same (CPU, sshd ports).
 """
@@ -34,6 +36,7 @@ import selection  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from tasks.connection import close_pool  # noqa: E402
+from vpop.core import affinity  # noqa: E402
 from vpop.core.db import session_scope  # noqa: E402
 from vpop.lab.builder import Lab  # noqa: E402
 from vpop.lab.registry import register_lab  # noqa: E402
@@ -104,7 +107,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=48)
     parser.add_argument("--routers", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--no-pin", action="store_true", help="Drain on any CPU.")
     args = parser.parse_args()
+    everywhere = affinity.allowed_cpus()
     rng = random.Random(13)
     lab = Lab(Path(os.environ["VPOP_LAB_DIR"]), prefix=os.environ["VPOP_LAB_PREFIX"])
     results: list[tuple[Drain, Drain]] = []
@@ -114,7 +119,10 @@ def main() -> None:
     )
     try:
         for count in args.routers:
+            os.sched_setaffinity(0, everywhere)  # the lab's daemons may run on any CPU
             state = lab.up(subscribers=args.subscribers, routers=count)
+            if not args.no_pin:  # as the worker process of `vpop serve` runs: on one CPU
+                affinity.pin(affinity.worker_cpu(everywhere))
             register_lab(state)
             routers = tuple(n for n, v in state["nodes"].items() if v["kind"] == "router")
             subs = [line["subscriber"] for line in state["lines"]]

@@ -328,7 +328,7 @@ def main() -> None:
     parser.add_argument("--http-threads", default="8")
     parser.add_argument("--no-peer", action="store_true", help="Only (a) (for tuning runs).")
     parser.add_argument(
-        "--no-http-pin", action="store_true", help="(a) without pinning its API processes."
+        "--no-pin", action="store_true", help="(a) without pinning its processes to CPUs."
     )
     args = parser.parse_args()
     lab = Lab()
@@ -360,7 +360,7 @@ def main() -> None:
             (
                 "(a) vpop serve (gunicorn)",
                 ("--http-workers", args.http_workers, "--http-threads", args.http_threads)
-                + (("--no-http-pin",) if args.no_http_pin else ()),
+                + (("--no-pin",) if args.no_pin else ()),
             ),
             ("(b) --single-process", ("--single-process",)),
         ):

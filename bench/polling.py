@@ -13,9 +13,12 @@ and 196 extra lines on veth pairs), i.e. about 200 interfaces and 400 named line
   one row per commit -- what a text-scraping poller does.
 
 "Per core" is polls divided by this process's CPU seconds (the routers' own work runs in
-other processes); wall-clock rates are printed too.
+other processes); wall-clock rates are printed too. Both paths poll from one CPU, as the
+worker process of ``vpop serve`` (which runs the polls) does (:mod:`vpop.core.affinity`;
+``--no-pin``: from any CPU); the lab's routers run on any.
 
 Run: flock /tmp/vpop-lab.lock .venv/bin/python bench/polling.py [--polls 400] [--slow-polls 10]
+[--no-pin]
 It rebuilds the default lab (the lock keeps it from running beside the lab tests).
 ``--profile FILE`` writes a cProfile of the vpop polls (slower while profiling).
 """
@@ -39,6 +42,7 @@ from tasks.collect import COUNTER_NAMES, collect_counters  # noqa: E402
 from tasks.collect_ios import interfaces_from_ntc, parse_show_interfaces  # noqa: E402
 from tasks.connection import close_pool  # noqa: E402
 from vpop.catalogue.models import Line  # noqa: E402
+from vpop.core import affinity  # noqa: E402
 from vpop.core.db import session_scope  # noqa: E402
 from vpop.core.time import utcnow  # noqa: E402
 from vpop.lab.builder import Lab  # noqa: E402
@@ -111,9 +115,12 @@ def main() -> None:
     parser.add_argument("--slow-polls", type=int, default=10)
     parser.add_argument("--subscribers", type=int, default=200, help="lines per router")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the vpop polls here")
+    parser.add_argument("--no-pin", action="store_true", help="poll on any CPU")
     args = parser.parse_args()
     lab = Lab()
     state = lab.up(subscribers=4)
+    if not args.no_pin:  # as the worker process of `vpop serve` runs, which polls: one CPU
+        affinity.pin(affinity.worker_cpu(affinity.allowed_cpus()))
     try:
         register_lab(state)
         add_lines(args.subscribers - 2, ipv6=True)  # 2 real subscribers per router + the rest

@@ -138,8 +138,14 @@ def test_serve_runs_the_api_worker_and_scheduler_as_supervised_processes(serve: 
     _until(lambda: serve.worker_pid() is not None)
     worker = serve.worker_pid()
     assert worker is not None
+    last = {max(os.sched_getaffinity(0))}
+    if len(os.sched_getaffinity(0)) >= 2:  # the worker runs on the last CPU
+        assert os.sched_getaffinity(worker) == last
     os.kill(worker, signal.SIGKILL)
     _until(lambda: serve.worker_pid() not in (None, worker))
+    again = serve.worker_pid()
+    if len(os.sched_getaffinity(0)) >= 2 and again is not None:  # and so does its successor
+        assert os.sched_getaffinity(again) == last
     log = serve.log.read_text()
     assert f"worker (pid {worker}) exited with status -9" in log
     assert f"worker restarted as pid {serve.worker_pid()}" in log

@@ -1,5 +1,5 @@
 """The API's gunicorn workers share keep-alive connections evenly (webhooks.balance), each on
-a CPU of its own (webhooks.wsgi.api_cpu)."""
+a CPU of its own (vpop.core.affinity)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 
+from vpop.core.affinity import api_cpu, worker_cpu
 from webhooks.balance import SLACK, SLOTS, STALE_SECONDS, fewest_elsewhere
-from webhooks.wsgi import api_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
@@ -149,6 +149,8 @@ def test_each_api_process_gets_a_cpu_of_its_own_while_there_are_enough() -> None
     assert api_cpu(0, 3, {0, 1}) is None  # more processes than CPUs: none pinned
     assert api_cpu(0, 1, {7}) is None  # one CPU: nothing to choose
     assert api_cpu(None, 2, {0, 1}) is None  # a worker without a slot (over SLOTS)
+    assert worker_cpu({0, 1}) == 1 and worker_cpu({3, 1, 2}) == 3  # the last one
+    assert worker_cpu({4}) is None
 
 
 def test_the_api_processes_run_pinned_to_distinct_cpus_unless_told_not_to() -> None:

@@ -7,7 +7,7 @@ gunicorn's master forks ``--workers`` processes of ``--threads`` threads each
 (``gthread``: keep-alive connections wait in a poller, not in a thread, so long-polls of
 ``GET /api/v1/orders/{id}`` with ``Prefer: wait`` do not hold a process; new connections go
 to the least loaded process, :mod:`webhooks.balance`; each process runs on a CPU of its
-own while there are enough, :func:`api_cpu`). The app is loaded
+own while there are enough, :mod:`vpop.core.affinity`). The app is loaded
 once in the master (``preload_app``) and every worker forgets the master's database
 connections; each process ends with its parent (:mod:`vpop.core.children`).
 """
@@ -18,11 +18,12 @@ import argparse
 import gc
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from vpop.core import affinity
 from vpop.core.children import die_with_parent
 from vpop.core.db import dispose_engines
 from webhooks.balance import BalancedWorker, assign_slot
@@ -35,32 +36,14 @@ GRACEFUL_SECONDS = 1
 SWITCH_INTERVAL = 0.0005
 
 
-def api_cpu(slot: int | None, workers: int, allowed: Collection[int]) -> int | None:
-    """The CPU that the API process in ``slot`` (of ``workers``) is pinned to, or None.
-
-    Each process gets a CPU of its own among ``allowed`` (the CPUs the server may use),
-    while there are at least as many as processes and more than one; otherwise none is
-    pinned. A restarted process takes its predecessor's slot, so its CPU too.
-    """
-    cpus = sorted(allowed)
-    if slot is None or len(cpus) < 2 or workers > len(cpus):
-        return None
-    return cpus[slot % len(cpus)]
-
-
 def _post_fork_with(workers: int, pin: bool) -> Callable[[Any, Any], None]:
     """gunicorn's ``post_fork`` hook for ``workers`` API processes, pinning them if ``pin``."""
 
     def post_fork(server: Any, worker: Any) -> None:
         die_with_parent(parent=server.pid)
-        if pin:
-            # before any thread starts: the process's threads all stay on this CPU, so the
-            # interpreter lock and the hand-offs between them (a request's thread, the
-            # batch leader) never wait for a wake-up from the other CPU, which costs about
-            # three times as much on this kind of virtual machine
-            cpu = api_cpu(getattr(worker, "slot", None), workers, os.sched_getaffinity(0))
-            if cpu is not None:
-                os.sched_setaffinity(0, {cpu})
+        if pin:  # before any thread starts (vpop.core.affinity)
+            slot = getattr(worker, "slot", None)
+            affinity.pin(affinity.api_cpu(slot, workers, affinity.allowed_cpus()))
         # threads hand the interpreter lock on sooner: a short request waits less behind others
         sys.setswitchinterval(SWITCH_INTERVAL)
         dispose_engines()  # never share a pooled connection with the master
@@ -91,7 +74,8 @@ class Application(BaseApplication):  # type: ignore[misc]
 
 
 def options(fds: list[int], workers: int, threads: int, pin: bool = True) -> dict[str, Any]:
-    """gunicorn's settings for the given sockets and sizes (``pin``: see :func:`api_cpu`)."""
+    """gunicorn's settings for the given sockets and sizes (``pin``: each process on a CPU
+    of its own, :func:`vpop.core.affinity.api_cpu`)."""
     return {
         "bind": [f"fd://{fd}" for fd in fds],
         "workers": workers,

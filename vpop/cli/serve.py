@@ -60,11 +60,12 @@ from vpop.core.errors import VpopError
     help="Threads of each API server process.",
 )
 @click.option(
-    "--http-pin/--no-http-pin",
+    "--pin/--no-pin",
     default=True,
     show_default=True,
     help="Run each API server process on a CPU of its own (while there are at least as "
-    "many CPUs as processes): its threads then never wait for a wake-up from another CPU.",
+    "many CPUs as processes) and the worker on the last CPU: a process's threads then never "
+    "wait for a wake-up from another CPU (vpop.core.affinity).",
 )
 @click.option("--with-lab", is_flag=True, help="Bring the namespace lab up first.")
 @click.option(
@@ -95,7 +96,7 @@ def serve(
     workers: int,
     http_workers: int,
     http_threads: int,
-    http_pin: bool,
+    pin: bool,
     with_lab: bool,
     with_radius: bool,
     portal: bool,
@@ -128,7 +129,7 @@ def serve(
         _serve_single(host, port, workers, listeners, with_radius)
         return
     status = _supervise(
-        host, port, workers, http_workers, http_threads, http_pin, listeners, with_radius
+        host, port, workers, http_workers, http_threads, pin, listeners, with_radius
     )
     _exit_now(status)  # everything is stopped: skip the interpreter's slow tear-down
 
@@ -147,11 +148,12 @@ def _supervise(
     workers: int,
     http_workers: int,
     http_threads: int,
-    http_pin: bool,
+    pin: bool,
     listeners: list[socket.socket],
     with_radius: bool,
 ) -> int:
     """Run the API (gunicorn), the worker and the scheduler as supervised children."""
+    from vpop.core import affinity
     from vpop.core.db import dispose_engines
     from vpop.jobs import wiring
     from vpop.jobs.runner import Part, Scheduler, Worker, run_until_signal
@@ -160,16 +162,19 @@ def _supervise(
     from webhooks import wsgi
 
     fds = [sock.fileno() for sock in listeners]
+    worker_cpu = affinity.worker_cpu(affinity.allowed_cpus()) if pin else None
 
     def api() -> int:
-        return wsgi.serve(fds, http_workers, http_threads, http_pin)
+        return wsgi.serve(fds, http_workers, http_threads, pin)
 
-    def background(make: Callable[[], Part]) -> Callable[[], int]:
-        """A child that runs one part (niced, without the listening sockets) until SIGTERM."""
+    def background(make: Callable[[], Part], cpu: int | None = None) -> Callable[[], int]:
+        """A child that runs one part (niced, without the listening sockets, on ``cpu`` if
+        one is given) until SIGTERM."""
 
         def main() -> int:
             _close(listeners)
             os.nice(WORKER_NICENESS)
+            affinity.pin(cpu)  # before the part starts its threads
             # a thread woken by news (a new order, the follow-ups) takes the interpreter
             # lock from a busy one within 0.5 ms, not Python's default 5 ms
             sys.setswitchinterval(SWITCH_INTERVAL)
@@ -181,7 +186,7 @@ def _supervise(
 
     children = [
         Child("API server", api),
-        Child("worker", background(lambda: Worker(workers))),
+        Child("worker", background(lambda: Worker(workers), worker_cpu)),
         Child("scheduler", background(lambda: Scheduler(routers()))),
     ]
     radius_stopping = threading.Event()
