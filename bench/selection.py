@@ -171,11 +171,12 @@ def burst(subs: list[str], count: int, coalesce: bool, rng: random.Random) -> fl
     return elapsed
 
 
-def client_seen(samples: int) -> None:
+def client_seen(samples: int, pin: bool = True) -> None:
     """(e) What a client sees: POST -> DONE_SUCCESS against `vpop serve` as users run it
     (gunicorn, a worker process, the scheduler), waiting with ``Prefer: wait`` (one GET that
     answers when the order ends), against the peer that polls ``GET /orders/{id}`` every
-    50 ms (how a client had to wait before). Warm sessions (sub1 on rc1), interleaved."""
+    50 ms (how a client had to wait before). Warm sessions (sub1 on rc1), interleaved.
+    ``pin`` False: the server's processes on any CPU (``vpop serve --no-pin``)."""
     import http.client
     import subprocess
     import sys
@@ -191,7 +192,8 @@ def client_seen(samples: int) -> None:
     started_at = datetime.now(UTC)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vpop.cli", "serve", "--port", str(port), "--no-portal"]
-        + ["--no-shop"],
+        + ["--no-shop"]
+        + ([] if pin else ["--no-pin"]),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -308,6 +310,7 @@ def main() -> None:
     parser.add_argument(
         "--client-only", action="store_true", help="Only (e), the client-seen latency."
     )
+    parser.add_argument("--no-pin", action="store_true", help="(e) with `vpop serve --no-pin`.")
     args = parser.parse_args()
     rng = random.Random(1)
     lab = Lab()
@@ -315,7 +318,7 @@ def main() -> None:
     try:
         register_lab(state)
         if args.client_only:
-            client_seen(args.samples)
+            client_seen(args.samples, not args.no_pin)
             return
         order_finished.connect(_on_final)
         from vpop.jobs import wiring
