@@ -14,7 +14,9 @@ every thread they start stays there:
   shares with an API process while there are fewer CPUs than processes; it is niced, so
   the API comes first there.
 
-Nothing is pinned on a machine of one CPU, or with more API processes than CPUs.
+On a machine of one CPU nothing is pinned; with more API processes than CPUs, the API
+processes are not (the worker still is). ``vpop serve --no-pin`` pins nothing; ``vpop worker``
+and ``vpop scheduler`` started on their own are not pinned.
 """
 
 from __future__ import annotations
