@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 
-from vpop.core.affinity import api_cpu, worker_cpu
+from vpop.core.affinity import api_cpu, pin, worker_cpu
 from webhooks.balance import SLACK, SLOTS, STALE_SECONDS, fewest_elsewhere
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +151,13 @@ def test_each_api_process_gets_a_cpu_of_its_own_while_there_are_enough() -> None
     assert api_cpu(None, 2, {0, 1}) is None  # a worker without a slot (over SLOTS)
     assert worker_cpu({0, 1}) == 1 and worker_cpu({3, 1, 2}) == 3  # the last one
     assert worker_cpu({4}) is None
+
+
+def test_a_refused_pin_leaves_the_process_as_it_was() -> None:
+    before = os.sched_getaffinity(0)
+    assert pin(None) is False
+    assert pin(10**6) is False  # no such CPU: the system refuses, nothing raised
+    assert os.sched_getaffinity(0) == before
 
 
 def test_the_api_processes_run_pinned_to_distinct_cpus_unless_told_not_to() -> None:

@@ -49,8 +49,19 @@ def allowed_cpus() -> set[int]:
     return os.sched_getaffinity(0)
 
 
-def pin(cpu: int | None) -> None:
+def pin(cpu: int | None) -> bool:
     """Run this process's calling thread, and every thread it starts from now on, on
-    ``cpu`` alone (None: leave it as it is). Call it before the process starts threads."""
-    if cpu is not None:
+    ``cpu`` alone (None: leave it as it is). Call it before the process starts threads.
+
+    Returns:
+        Whether it is pinned. Where the system refuses (a container's CPU set changed
+        since, a seccomp policy), it runs unpinned, as with ``--no-pin``: pinning is
+        an optimisation, never a reason not to serve.
+    """
+    if cpu is None:
+        return False
+    try:
         os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return False
+    return True
