@@ -3,12 +3,15 @@ a CPU of its own (vpop.core.affinity)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +35,10 @@ SERVER = textwrap.dedent(
 
     def app(environ, start_response):
         body = str(os.getpid()).encode()
+        if environ["PATH_INFO"] == "/polled":  # is the signal wake-up pipe polled? 1 or 0
+            import signal
+            worker = signal.getsignal(signal.SIGTERM).__self__  # its handle_exit's worker
+            body = b"1" if worker.PIPE[0] in worker.poller.get_map() else b"0"
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
@@ -74,8 +81,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _ask(sock: socket.socket) -> int:
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+def _ask(sock: socket.socket, path: str = "/") -> int:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
         chunk = sock.recv(4096)
@@ -171,3 +178,33 @@ def test_the_api_processes_run_pinned_to_distinct_cpus_unless_told_not_to() -> N
         assert pinned == [allowed, allowed]
     with running(pin=False) as (_, workers):
         assert [os.sched_getaffinity(pid) for pid in workers] == [allowed, allowed]
+
+
+def test_a_sigterm_handed_to_a_request_thread_stops_the_worker() -> None:
+    """The kernel hands a process's SIGTERM to any of its threads; Python runs the handler
+    in the main thread only, which sleeps in its poll until something it polls is ready.
+    The worker polls gunicorn's signal wake-up pipe, which the signal writes to, so it is
+    woken at once instead of at its poll's 1 s timeout."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    with running() as (port, workers):
+        for _ in workers:  # whichever worker takes the connection: both run the same code
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as probe:
+                assert _ask(probe, "/polled") == 1
+        worker = min(workers)
+        threads = [int(t) for t in os.listdir(f"/proc/{worker}/task") if int(t) != worker]
+        assert threads, "a worker that answered has a request thread"
+        assert libc.tgkill(worker, threads[0], signal.SIGTERM) == 0, ctypes.get_errno()
+        pause = threading.Event()
+        for _ in range(500):  # bounded: 10 s
+            if not Path(f"/proc/{worker}").exists() or _state(worker) == "Z":
+                break
+            pause.wait(0.02)
+        else:
+            raise AssertionError(f"worker {worker} still running after SIGTERM")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

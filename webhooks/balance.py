@@ -14,10 +14,15 @@ until that changes. Each process's count and heartbeat live in a small table sha
 each worker by the master in :func:`assign_slot`). A process that stopped beating for
 :data:`STALE_SECONDS` (hung, stopped, or at its own connection cap) is left out, so at least
 one live process always accepts.
+
+It also polls gunicorn's signal wake-up pipe, so that a SIGTERM that lands on a request
+thread stops the process at once (:meth:`BalancedWorker.run`).
 """
 
 from __future__ import annotations
 
+import os
+import selectors
 import time
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
@@ -107,8 +112,21 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
             _table[2 * self.slot + 1] = time.monotonic() if self._conns < self._limit else 0.0
 
     def run(self) -> None:
+        # gunicorn makes PIPE its signal wake-up pipe (signal.set_wakeup_fd) but gthread's
+        # main thread does not poll it: a SIGTERM that the kernel hands to a request thread
+        # then waits for the main thread's 1 s poll timeout before its handler runs
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._signalled)
         try:
             super().run()
         finally:
             if self.slot is not None:
                 _table[2 * self.slot + 1] = 0.0  # stopping: never waited for again
+
+    def _signalled(self, _: object) -> None:
+        """A signal came (the handler runs as the main thread returns from its poll): empty
+        the wake-up pipe, so that it wakes the poll again only for the next signal."""
+        try:
+            while os.read(self.PIPE[0], 512):
+                pass
+        except BlockingIOError:
+            pass  # emptied (the pipe does not block)
