@@ -21,13 +21,14 @@ thread stops the process at once (:meth:`BalancedWorker.run`).
 
 from __future__ import annotations
 
-import os
 import selectors
 import time
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
+
+from vpop.jobs.supervisor import drain
 
 #: How many more connections than the least loaded other process a process may hold and
 #: still accept.
@@ -125,8 +126,4 @@ class BalancedWorker(ThreadWorker):  # type: ignore[misc]
     def _signalled(self, _: object) -> None:
         """A signal came (the handler runs as the main thread returns from its poll): empty
         the wake-up pipe, so that it wakes the poll again only for the next signal."""
-        try:
-            while os.read(self.PIPE[0], 512):
-                pass
-        except BlockingIOError:
-            pass  # emptied (the pipe does not block)
+        drain(self.PIPE[0])

@@ -33,6 +33,14 @@ EARLY_SECONDS = 3.0
 MAX_EARLY_DEATHS = 5
 
 
+def drain(fd: int) -> None:
+    """Read the non-blocking pipe end ``fd`` empty (a signal wake-up pipe: what was written
+    only says that a signal came)."""
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
+
+
 class SignalWakeup:
     """Python's signal wake-up pipe (``signal.set_wakeup_fd``) for a ``with`` block in the
     main thread: :meth:`wait` returns once a signal arrived or the timeout passed.
@@ -56,8 +64,7 @@ class SignalWakeup:
     def wait(self, timeout: float | None) -> None:
         """Until a signal arrives or ``timeout`` seconds pass; the pipe drained."""
         select.select([self.fds[0]], [], [], timeout)
-        with contextlib.suppress(BlockingIOError):
-            os.read(self.fds[0], 4096)
+        drain(self.fds[0])
 
     def __exit__(self, *_: object) -> None:
         signal.set_wakeup_fd(self._previous)
