@@ -233,9 +233,9 @@ def _waiting(database: Path) -> int:
 def drained(database: Path, limit: float = 120.0) -> float:
     """Wait until the worker has run every accepted order; the seconds it took."""
     started = time.perf_counter()
-    while _waiting(database) and time.perf_counter() - started < limit:
+    while (waiting := _waiting(database)) and time.perf_counter() - started < limit:
         time.sleep(0.02)  # a benchmark's wait for the worker, bounded by ``limit``
-    if _waiting(database):
+    if waiting:
         raise RuntimeError(f"the worker did not catch up within {limit:.0f} s")
     return time.perf_counter() - started
 
