@@ -126,25 +126,27 @@ def serve(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Serve]:  # noqa: 
 
 def test_serve_runs_the_api_worker_and_scheduler_as_supervised_processes(serve: Serve) -> None:
     assert len(_children(serve.proc.pid)) == 3  # API (gunicorn master), worker, scheduler
-    if len(os.sched_getaffinity(0)) >= 2:  # this machine and CI's have two
+    cpus = os.sched_getaffinity(0)
+    several = len(cpus) >= 2  # this machine and CI's have two
+    if several:
         # the API's two processes (gunicorn's workers, forked one after the other, each
         # pinning itself as it starts) come to run on a CPU of their own
         def pinned_apart() -> bool:
             api = [pid for child in _children(serve.proc.pid) for pid in _children(child)]
-            cpus = [os.sched_getaffinity(pid) for pid in api]
-            return len(cpus) == 2 and all(len(c) == 1 for c in cpus) and cpus[0] != cpus[1]
+            on = [os.sched_getaffinity(pid) for pid in api]
+            return len(on) == 2 and all(len(c) == 1 for c in on) and on[0] != on[1]
 
         _until(pinned_apart)
     _until(lambda: serve.worker_pid() is not None)
     worker = serve.worker_pid()
     assert worker is not None
-    last = {max(os.sched_getaffinity(0))}
-    if len(os.sched_getaffinity(0)) >= 2:  # the worker runs on the last CPU
+    last = {max(cpus)}
+    if several:  # the worker runs on the last CPU
         assert os.sched_getaffinity(worker) == last
     os.kill(worker, signal.SIGKILL)
     _until(lambda: serve.worker_pid() not in (None, worker))
     again = serve.worker_pid()
-    if len(os.sched_getaffinity(0)) >= 2 and again is not None:  # and so does its successor
+    if several and again is not None:  # and so does its successor
         assert os.sched_getaffinity(again) == last
     log = serve.log.read_text()
     assert f"worker (pid {worker}) exited with status -9" in log
