@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nornir.core import Nornir
 from nornir.core.configuration import Config
 from nornir.core.plugins.connections import ConnectionPluginRegister
+from nornir.core.task import Result, Task
 
 from vpop.core.settings import Settings
-from vpop.network.factory import open_nornir
+from vpop.network.factory import open_nornir, router_nornir
 from vpop.network.inventory import VpopInventory
 
 HOSTS = "r1:\n  hostname: 127.0.0.1\n  port: 2222\n  groups: [frr, lab]\n  data: {site: a}\n"
@@ -201,3 +203,47 @@ def test_concurrent_first_runs_load_once_and_get_their_own_hosts(
     assert len(got) == 8 and len({id(h) for h in got}) == 8
     assert {h["site"] for h in got} == {"b"}
     assert len(loads) == 1
+
+
+def _connect(task: Task, plugin: str) -> Result:
+    """A task that opens ``plugin``'s connection to its host."""
+    return Result(host=task.host, result=task.host.get_connection(plugin, task.nornir.config))
+
+
+def _fail(task: Task) -> Result:
+    raise RuntimeError("unreachable")
+
+
+def test_a_kept_router_nornir_is_reused_per_thread_and_left_as_a_fresh_one(
+    hosts: Path, loads: list[int], recorder: str
+) -> None:
+    """What a poll runs with: one Nornir per thread, router and version of the inventory,
+    its connections closed and failed hosts forgotten after each block."""
+    with router_nornir("r1") as first:
+        assert sorted(first.inventory.hosts) == ["r1"]
+        assert first.run(task=_connect, plugin=recorder)["r1"].result == "127.0.0.1"
+        assert first.run(task=_fail)["r1"].failed
+        assert first.data.failed_hosts == {"r1"}
+    assert Recorder.closed == ["127.0.0.1"]
+    assert first.inventory.hosts["r1"].connections == {}
+    with router_nornir("r1") as again:
+        assert again is first
+        assert again.data.failed_hosts == set()
+        assert not again.run(task=_connect, plugin=recorder)["r1"].failed  # not skipped
+    assert Recorder.closed == ["127.0.0.1", "127.0.0.1"]
+    other: list[Nornir] = []
+
+    def poll_elsewhere() -> None:
+        with router_nornir("r1") as nr:
+            other.append(nr)
+
+    thread = threading.Thread(target=poll_elsewhere)
+    thread.start()
+    thread.join(timeout=30)
+    assert len(other) == 1 and other[0] is not first  # another thread's own
+    assert other[0].inventory.hosts["r1"] is not first.inventory.hosts["r1"]
+    edit(hosts, HOSTS.replace("2222", "2223"))
+    with router_nornir("r1") as edited:
+        assert edited is not first
+        assert edited.inventory.hosts["r1"].port == 2223
+    assert len(loads) == 2

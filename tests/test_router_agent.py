@@ -360,6 +360,26 @@ def test_the_lab_variant_cuts_a_push_after_n_commands(tmp_path: Path, box: dict[
     assert pushed[:2] == cmds[:2] and "exit" not in pushed
 
 
+def test_an_agent_file_is_read_again_once_it_changes(tmp_path: Path) -> None:
+    """The file is kept between sessions (one opens per lab run), but never a stale one."""
+    path = tmp_path / "agent.py"
+    extras = {"agent_file": str(path)}
+    path.write_text("print('one')\n")
+    assert agent_source(extras) == "print('one')\n"
+    assert agent_source(extras) == "print('one')\n"
+    path.write_text("print('two, longer')\n")
+    assert agent_source(extras) == "print('two, longer')\n"
+    # another file of the same size and time put in its place (as `cp -p` and `mv` do)
+    stamp = path.stat().st_mtime_ns
+    (tmp_path / "new.py").write_text("print('six, longer')\n")
+    os.utime(tmp_path / "new.py", ns=(stamp, stamp))
+    os.replace(tmp_path / "new.py", path)
+    assert agent_source(extras) == "print('six, longer')\n"
+    path.unlink()
+    with pytest.raises(OSError):
+        agent_source(extras)
+
+
 def test_only_a_lab_inventory_selects_the_drill_variant(tmp_path: Path) -> None:
     assert agent_source({}) == AGENT_SOURCE
     assert agent_source({"key_file": "/root/.ssh/id"}) == AGENT_SOURCE

@@ -411,21 +411,28 @@ _WHOLE = Prepared(
     ),
     {"earliest": ServiceSession.__table__.c.started_at.type},
 )
-# started or ended within the longest interval: shared out by time (split)
-_CHANGED = _ON_ROUTER.add_columns(
-    ServiceSession.started_at,
-    ServiceSession.ended_at,
-    ServiceSession.baseline_at,
-    ServiceSession.baseline_bytes_in,
-    ServiceSession.baseline_bytes_out,
-    ServiceSession.baseline_packets_in,
-    ServiceSession.baseline_packets_out,
-).where(
-    ServiceSession.started_at < bindparam("at"),
-    or_(
-        ServiceSession.started_at > bindparam("earliest"),
-        ServiceSession.ended_at > bindparam("earliest"),
+# started or ended within the longest interval: shared out by time (split); read with its
+# times converted as the ORM converts them (Prepared.rows)
+_CHANGED = Prepared(
+    _ON_ROUTER.add_columns(
+        ServiceSession.started_at,
+        ServiceSession.ended_at,
+        ServiceSession.baseline_at,
+        ServiceSession.baseline_bytes_in,
+        ServiceSession.baseline_bytes_out,
+        ServiceSession.baseline_packets_in,
+        ServiceSession.baseline_packets_out,
+    ).where(
+        ServiceSession.started_at < bindparam("at"),
+        or_(
+            ServiceSession.started_at > bindparam("earliest"),
+            ServiceSession.ended_at > bindparam("earliest"),
+        ),
     ),
+    {
+        "earliest": ServiceSession.__table__.c.started_at.type,
+        "at": ServiceSession.__table__.c.started_at.type,
+    },
 )
 
 
@@ -450,6 +457,7 @@ def _attribute_lines(
     cursor = connection.connection.cursor()
     try:
         whole = _WHOLE.run(cursor, connection.dialect, bound).fetchall()
+        changed = _CHANGED.rows(cursor, connection.dialect, bound)
     finally:
         cursor.close()
     sessions, rollups = tally.sessions, tally.rollups
@@ -466,7 +474,7 @@ def _attribute_lines(
     held: dict[str, list[tuple[int, datetime, datetime | None]]] = {}
     owner: dict[int, tuple[str, str]] = {}
     cuts: dict[int, Cut] = {}
-    for row in connection.execute(_CHANGED, bound):
+    for row in changed:
         interface, session_id, subscriber_id, isp_id, started_at, ended_at = row[:6]
         if interface in lines:
             held.setdefault(interface, []).append((session_id, started_at, ended_at))

@@ -55,7 +55,7 @@ from vpop.monitoring.bulk import SAMPLE_COLUMNS, PollSeries, Table_, _insert_man
 from vpop.monitoring.counters import COUNTERS, Last, Reading, Steps
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
 from vpop.monitoring.signals import utilisation_event
-from vpop.network.service import open_nornir
+from vpop.network.service import open_nornir, router_nornir
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,10 @@ def _poll_router(
     raised: never fatal to the scheduler, never silent.
     """
     try:
-        # a Nornir of this router alone, with a serial runner: the run is on one host, and
-        # closing the connections (handing the session back to the pool) needs no thread
-        # pool either
-        with open_nornir(hosts=(router,), runner=_SERIAL) as nr:
+        # a Nornir of this router alone, with a serial runner (the run is on one host, and
+        # closing the connections, handing the session back to the pool, needs no thread
+        # pool either), kept for this thread's next poll of the router
+        with router_nornir(router) as nr:
             host = nr.inventory.hosts.get(router)
             if host is None:
                 raise LookupError(f"router {router!r} is not in the inventory")
@@ -226,9 +226,6 @@ def _poll_router(
     except Exception as err:
         _log_poll(job, router, started, f"{type(err).__name__}: {err}", url)
         raise
-
-
-_SERIAL = {"plugin": "serial", "options": {}}
 
 
 def poll_counters(
