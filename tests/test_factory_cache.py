@@ -4,6 +4,8 @@ run still gets a Nornir of its own: hosts, groups, data and connections are neve
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,3 +249,17 @@ def test_a_kept_router_nornir_is_reused_per_thread_and_left_as_a_fresh_one(
         assert edited is not first
         assert edited.inventory.hosts["r1"].port == 2223
     assert len(loads) == 2
+
+
+def test_a_kept_router_nornir_can_be_a_process_first_run(hosts: Path) -> None:
+    """A worker's first job may be a poll: nothing has registered the plugins before it."""
+    script = (
+        "from vpop.network.factory import router_nornir\n"
+        "with router_nornir('r1') as nr:\n"
+        "    print(nr.inventory.hosts['r1'].port)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2222"

@@ -388,13 +388,13 @@ def router_nornir(router: str) -> Iterator[Nornir]:
     Raises:
         ConfigError: an invalid ``nornir.yaml`` or inventory.
     """
+    register_plugins()  # the inventory plugin too: this may be the process's first run
     parsed = _cached_parse(None)
     kept: dict[str, tuple[_Parsed, Nornir]] | None = getattr(_kept, "nornirs", None)
     if kept is None:
         kept = _kept.nornirs = {}
     found = kept.get(router)
     if found is None or found[0] is not parsed:
-        register_plugins()
         found = kept[router] = (parsed, _build(parsed, (router,), _SERIAL))
     nr = found[1]
     try:
