@@ -69,12 +69,12 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
         lines: the interfaces of the router's lines (each gets an up and a down counter).
 
     Sets ``Result.result`` to ``{"interfaces": {ifname: counters}, "lines": {interface:
-    counters}, "width": 64, "boot_ids": {"interface:<ifname>" | "line:<interface>": id}}``
-    where counters are a tuple ``(rx_bytes, tx_bytes, rx_packets, tx_packets, errors,
-    drops)`` (:data:`COUNTER_NAMES`; for a line, rx is from the subscriber and tx is to it)
-    and a boot id changes when the counter was recreated (interface index, nft table/counter
-    handles), which marks a reset. ``changed`` is True only when the accounting table had
-    to be updated.
+    counters}, "width": 64, "boot_ids": {"interface": {ifname: id}, "line": {interface:
+    id}}}`` where counters are a tuple ``(rx_bytes, tx_bytes, rx_packets, tx_packets,
+    errors, drops)`` (:data:`COUNTER_NAMES`; for a line, rx is from the subscriber and tx is
+    to it) and a boot id changes when the counter was recreated (interface index, nft
+    table/counter handles), which marks a reset. ``changed`` is True only when the
+    accounting table had to be updated.
     """
     try:
         agent = router_agent(task)
@@ -93,26 +93,27 @@ def collect_counters(task: Task, *, lines: list[str]) -> Result:
     except ShellError as err:
         raise CollectError(f"{task.host.name}: {err}") from err
     interfaces: dict[str, tuple[int, ...]] = {}
-    boot_ids: dict[str, str] = {}
+    interface_boots: dict[str, str] = {}
     for name, entry in data["interfaces"].items():
         # ifindex, then rx_bytes, tx_bytes, rx_packets, tx_packets, errors, drops: the
         # agent's order, COUNTER_NAMES'
         if len(entry) != _FIGURES:
             raise CollectError(f"{task.host.name}: interface {name}: {len(entry)} figures")
         interfaces[name] = tuple(entry[1:])
-        boot_ids["interface:" + name] = str(entry[0])
+        interface_boots[name] = str(entry[0])
     named = data["counters"]
     table = data["table_handle"]
     line_counters: dict[str, tuple[int, ...]] = {}
-    for interface, key, up_name, down_name in plan.each:
+    line_boots: dict[str, str] = {}
+    for interface, up_name, down_name in plan.each:
         up, down = named.get(up_name, _ABSENT), named.get(down_name, _ABSENT)
         line_counters[interface] = (up[1], down[1], up[0], down[0], 0, 0)
-        boot_ids[key] = f"{table}:{up[2]}:{down[2]}"
+        line_boots[interface] = f"{table}:{up[2]}:{down[2]}"
     result: dict[str, Any] = {
         "interfaces": interfaces,
         "lines": line_counters,
         "width": 64,
-        "boot_ids": boot_ids,
+        "boot_ids": {"interface": interface_boots, "line": line_boots},
     }
     return Result(host=task.host, result=result, changed=changed)
 
@@ -124,12 +125,12 @@ _FIGURES = len(COUNTER_NAMES) + 1  # an interface's: its index, then its counter
 class _Plan(NamedTuple):
     """What a poll of a set of lines reads, worked out once per set (every poll asks)."""
 
-    each: tuple[tuple[str, str, str, str], ...]  # interface, boot id key, up, down counter
+    each: tuple[tuple[str, str, str], ...]  # interface, up and down counter
     wanted: frozenset[str]  # every line's counter names
     lines: frozenset[str]
 
 
 @lru_cache(maxsize=256)
 def _plan(lines: tuple[str, ...]) -> _Plan:
-    each = tuple((i, "line:" + i, *counter_names(i)) for i in lines)
-    return _Plan(each, frozenset(n for e in each for n in e[2:]), frozenset(lines))
+    each = tuple((i, *counter_names(i)) for i in lines)
+    return _Plan(each, frozenset(n for e in each for n in e[1:]), frozenset(lines))

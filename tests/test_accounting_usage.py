@@ -259,7 +259,7 @@ def fake_router(lines: dict[str, int], uplink: int) -> dict[str, Any]:
         "interfaces": {"isp-a": counters(uplink), "lo": counters(0)},
         "lines": {name: counters(n) for name, n in lines.items()},
         "width": 64,
-        "boot_ids": {},
+        "boot_ids": {"interface": {}, "line": {}},
     }
 
 

@@ -179,7 +179,7 @@ def answer(step: int, boot: str) -> dict[str, Any]:
         "huge": values(10**17 * step),  # more than 50 GB/s: discarded
     }
     lines = {f"b{i}": values(10 * i * step) for i in range(5)}
-    boot_ids = {f"line:b{i}": boot for i in range(5)}
+    boot_ids = {"interface": {}, "line": {f"b{i}": boot for i in range(5)}}
     return {"interfaces": interfaces, "lines": lines, "width": 64, "boot_ids": boot_ids}
 
 
@@ -222,7 +222,7 @@ def test_the_poller_stores_what_delta_says(
         data = answer(step, "a" if step < 3 else "b")
         for kind, table in (("interface", data["interfaces"]), ("line", data["lines"])):
             for name, values in table.items():
-                boot = data["boot_ids"].get(f"{kind}:{name}")
+                boot = data["boot_ids"][kind].get(name)
                 reading = Reading(at, values, 64, boot)
                 found = delta(
                     previous.get((kind, name)),

@@ -188,7 +188,7 @@ class PollSeries:
             kind: ``interface`` or ``line``.
             table: Each series' counters by name: a tuple in :data:`COUNTERS` order (what
                 ``collect_counters`` gives) or a mapping by counter name.
-            boot_ids: Boot ids by ``"<kind>:<name>"``.
+            boot_ids: The series' boot ids by name.
             steps: The poll's steps.
             uplinks: The leased uplinks among the interfaces; None for lines.
 
@@ -200,11 +200,27 @@ class PollSeries:
         used = self.used_lines if is_line else self.used_uplinks
         last = self.last.setdefault((router, kind), {})
         series = _as_tuples(kind, table)
-        for name, counters, seconds, deltas, rates, note, usable in steps.each(
-            series, last, boot_ids, prefix
-        ):
-            if usable and deltas is not None and rates is not None:
-                rx_bps, tx_bps = rates[0] * 8, rates[1] * 8
+        for (
+            name,
+            counters,
+            seconds,
+            d0,
+            d1,
+            d2,
+            d3,
+            d4,
+            d5,
+            r0,
+            r1,
+            r2,
+            r3,
+            _,
+            _,
+            note,
+            usable,
+        ) in steps.each(series, last, boot_ids):
+            if usable and d0 is not None:
+                rx_bps, tx_bps = r0 * 8, r1 * 8  # type: ignore[operator]
                 row = [
                     router,
                     kind,
@@ -214,15 +230,15 @@ class PollSeries:
                     seconds,
                     rx_bps,
                     tx_bps,
-                    rates[2],
-                    rates[3],
-                    deltas[4],
-                    deltas[5],
+                    r2,
+                    r3,
+                    d4,
+                    d5,
                     note,
                     None,
                 ]
                 if is_line or name in uplinks:  # type: ignore[operator]
-                    m = measured_counts(seconds, deltas, note, usable, counters[:4])  # type: ignore[arg-type]
+                    m = measured_counts(seconds, (d0, d1, d2, d3), note, usable, counters[:4])  # type: ignore[arg-type]
                     if m is not None:
                         used[name] = m
                     if not is_line:

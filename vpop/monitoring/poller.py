@@ -264,8 +264,9 @@ def poll_counters(
         )
         poll = PollSeries(router, bound_time(session, _SAMPLES.c.at, now), summary["notes"], _last)
         uplinks = {lease.uplink for lease in leases}
-        poll.read("interface", data["interfaces"], data["boot_ids"], steps, uplinks)
-        poll.read("line", data["lines"], data["boot_ids"], steps, None)
+        boot_ids = data["boot_ids"]
+        poll.read("interface", data["interfaces"], boot_ids["interface"], steps, uplinks)
+        poll.read("line", data["lines"], boot_ids["line"], steps, None)
         sessions = record_poll(
             session, router=router, at=now, lines=poll.used_lines, uplinks=poll.used_uplinks
         )
