@@ -200,25 +200,10 @@ class PollSeries:
         used = self.used_lines if is_line else self.used_uplinks
         last = self.last.setdefault((router, kind), {})
         series = _as_tuples(kind, table)
-        for (
-            name,
-            counters,
-            seconds,
-            d0,
-            d1,
-            d2,
-            d3,
-            d4,
-            d5,
-            r0,
-            r1,
-            r2,
-            r3,
-            _,
-            _,
-            note,
-            usable,
-        ) in steps.each(series, last, boot_ids):
+        # fmt: off
+        for (name, counters, seconds, d0, d1, d2, d3, d4, d5,
+             r0, r1, r2, r3, _, _, note, usable) in steps.each(series, last, boot_ids):
+            # fmt: on
             if usable and d0 is not None:
                 rx_bps, tx_bps = r0 * 8, r1 * 8  # type: ignore[operator]
                 row = [

@@ -385,25 +385,10 @@ class Steps:
                     if r0 <= l0 and r1 <= l1 and r2 <= l2 and r3 <= l3 and r4 <= l4 and r5 <= l5:
                         last[name] = _new(Last, (at, values, width, boot_id))
                         note: Note | None = "gap" if seconds > gap else None
-                        yield (
-                            name,
-                            values,
-                            seconds,
-                            d0,
-                            d1,
-                            d2,
-                            d3,
-                            d4,
-                            d5,
-                            r0,
-                            r1,
-                            r2,
-                            r3,
-                            r4,
-                            r5,
-                            note,
-                            True,
-                        )
+                        # fmt: off
+                        yield (name, values, seconds, d0, d1, d2, d3, d4, d5,
+                               r0, r1, r2, r3, r4, r5, note, True)
+                        # fmt: on
                         continue
             change = self._general(before, values, boot_id)
             last[name] = change.last
