@@ -215,8 +215,8 @@ class Agent:
                 raise ShellError("router agent session is broken; reconnect")
             try:
                 self.channel.sendall(json.dumps(request).encode() + b"\n")
-                # pydantic's JSON parser (Rust): a counter poll's answer is ~40 kB, which
-                # the standard library's decoder takes about twice as long to read
+                # pydantic's JSON parser (Rust): a counter poll's answer (19 kB with 200
+                # lines) takes the standard library's decoder 1.7 times as long to read
                 answer: dict[str, Any] = from_json(self._readline(deadline))
             except (OSError, paramiko.SSHException, ShellError, ValueError) as err:
                 self.broken = True
