@@ -122,7 +122,9 @@ def _host(shop: Shop) -> Iterator[int]:
     try:
         yield box["port"]
     finally:
-        box["server"].close()
+        # closed in the loop's own thread: asyncio's Server is not thread-safe (closed from
+        # here, it raced the loop detaching a just-finished connection: both woke its waiters)
+        loop.call_soon_threadsafe(box["server"].close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
