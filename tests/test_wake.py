@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +155,26 @@ def test_waiting_orders_nobody_announced_are_found_by_the_safety_look(tmp_path: 
     finally:
         dispatcher.stop(5)
     assert not dispatcher.is_alive()
+
+
+def test_a_process_that_sent_a_wake_up_ends_with_its_socket_closed(tmp_path: Path) -> None:
+    """The sender socket a process keeps for its wake-ups is closed when the process ends:
+    no ResourceWarning at exit (it was one at the end of every test run)."""
+    listener = Listener("exit", tmp_path)
+    try:
+        script = (
+            "import sys; from pathlib import Path; from vpop.core.wake import notify\n"
+            "print(notify('exit', b'bye', Path(sys.argv[1])))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-W", "error::ResourceWarning", "-c", script, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+        assert "ResourceWarning" not in done.stderr, done.stderr
+        assert listener.wait(10) == [b"bye"]
+    finally:
+        listener.close()

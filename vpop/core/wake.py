@@ -15,6 +15,7 @@ processes holding a long-poll).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import itertools
@@ -130,6 +131,7 @@ def notify(channel: str, payload: bytes = b"", base: Path | None = None) -> int:
     if _sender is None:
         sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sender.setblocking(False)
+        atexit.register(sender.close)  # kept for the process's life, closed at its end
         _sender = sender
     try:
         paths = _listeners(channel_dir(channel, base))
