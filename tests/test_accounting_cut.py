@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests import poll_answers
 from tests.test_accounting_usage import fake_router, open_session, poll, rollups, seed, traffic
 from vpop.accounting.service import Measured, ServiceSession, switch_line
 from vpop.core.db import dispose_engines, session_scope
@@ -106,8 +107,7 @@ def fresh_poller(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def answering(monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any]) -> None:
-    replies = iter(answers)
-    monkeypatch.setattr(poller, "_poll_router", lambda *_args: next(replies))
+    poll_answers.answering(monkeypatch, answers)
 
 
 def other_process_polled(url: str, rx: int) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
 
 from tests.pg import PG_BIN
+from tests.poll_answers import answering
 from tests.test_postgres import pg_url  # noqa: F401 (fixture)
 from vpop.accounting.service import (
     Measured,
@@ -269,7 +270,7 @@ def test_the_poller_attributes_in_its_own_transaction(
     answers = iter(
         [fake_router({"sub1": 1000, "sub2": 10}, 50_000), fake_router({"sub1": 4000}, 80_000)]
     )
-    monkeypatch.setattr(poller, "_poll_router", lambda *_args: next(answers))
+    answering(monkeypatch, answers)
     monkeypatch.setattr(poller, "_last", {})
     monkeypatch.setattr(poller, "_polled", {})
     monkeypatch.setattr(poller, "_states", {})
@@ -301,7 +302,7 @@ def test_a_failed_poll_leaves_no_rollups_or_session_traffic(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers = iter([fake_router({"sub1": 1000}, 0), fake_router({"sub1": 4000}, 0)])
-    monkeypatch.setattr(poller, "_poll_router", lambda *_args: next(answers))
+    answering(monkeypatch, answers)
     monkeypatch.setattr(poller, "_last", {})
     monkeypatch.setattr(poller, "_polled", {})
     sid = open_session(url, 1, "isp-b", datetime.now(UTC) - timedelta(hours=1))

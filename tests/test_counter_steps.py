@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 
 from tasks.collect import COUNTER_NAMES
 from tests.pg import PG_BIN
+from tests.poll_answers import answering
 from tests.test_postgres import pg_url  # noqa: F401 (fixture)
 from vpop.core.db import dispose_engines, session_scope
 from vpop.core.migrate import upgrade
@@ -202,7 +203,7 @@ def test_the_poller_stores_what_delta_says(
     url: str, monkeypatch: pytest.MonkeyPatch, shape: Any
 ) -> None:
     replies = iter([shape(answer(s, "a" if s < 3 else "b")) for s in (1, 2, 3, 4)])
-    monkeypatch.setattr(poller, "_poll_router", lambda *_args: next(replies))
+    answering(monkeypatch, replies)
     monkeypatch.setattr(poller, "_last", {})
     monkeypatch.setattr(poller, "_polled", {})
     settings = poller.MonitorSettings(counters_seconds=60)

@@ -18,7 +18,7 @@ from nornir.core.plugins.connections import ConnectionPluginRegister
 from nornir.core.task import Result, Task
 
 from vpop.core.settings import Settings
-from vpop.network.factory import open_nornir, router_nornir
+from vpop.network.factory import open_nornir, router_nornir, routers_nornir
 from vpop.network.inventory import VpopInventory
 
 HOSTS = "r1:\n  hostname: 127.0.0.1\n  port: 2222\n  groups: [frr, lab]\n  data: {site: a}\n"
@@ -263,3 +263,33 @@ def test_a_kept_router_nornir_can_be_a_process_first_run(hosts: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2222"
+
+
+def _meet(task: Task, barrier: threading.Barrier) -> Result:
+    """A task that returns only once every host's run has reached it (or fails after 10 s)."""
+    barrier.wait()
+    return Result(host=task.host, result=threading.get_ident())
+
+
+def test_a_kept_nornir_of_several_routers_asks_them_at_once(
+    hosts: Path, loads: list[int], recorder: str
+) -> None:
+    """What a batch of counter polls runs with: every router's task runs at the same time
+    (a serial run would leave the first waiting for the others, and fail), one of them on
+    the calling thread, and the Nornir is kept as a router's is."""
+    edit(hosts, HOSTS + HOSTS.replace("r1:", "r2:") + HOSTS.replace("r1:", "r3:"))
+    with routers_nornir(("r1", "r2", "r3")) as nr:
+        assert sorted(nr.inventory.hosts) == ["r1", "r2", "r3"]
+        ran = nr.run(task=_meet, barrier=threading.Barrier(3, timeout=10))
+        assert not ran.failed, {name: r.exception for name, r in ran.items()}
+        threads = {name: ran[name].result for name in ("r1", "r2", "r3")}
+        assert len(set(threads.values())) == 3
+        assert threading.get_ident() in threads.values()
+        assert nr.run(task=_connect, plugin=recorder)["r1"].result == "127.0.0.1"
+        assert nr.run(task=_fail).failed and nr.data.failed_hosts == {"r1", "r2", "r3"}
+    assert Recorder.closed == ["127.0.0.1"] * 3  # closed when the block ended
+    with routers_nornir(("r1", "r2", "r3")) as again:
+        assert again is nr and again.data.failed_hosts == set()
+    with routers_nornir(("r1",)) as one, router_nornir("r1") as same:
+        assert one is same and one is not nr
+    assert len(loads) == 1

@@ -56,6 +56,7 @@ def test_defaults() -> None:
     assert settings.session_cookie_secure is False
     assert settings.portal_link_max_age == 86400
     assert (settings.poll_counters_seconds, settings.poll_probes_seconds) == (5, 10)
+    assert settings.poll_batch == 8
     assert (settings.retention_raw_days, settings.retention_rollup_days) == (7, 400)
     assert settings.probe_target is None  # the lab's service address, filled by monitoring
 
@@ -122,6 +123,8 @@ def test_a_changed_config_file_is_seen(tmp_path: Path, monkeypatch: pytest.Monke
         ("VPOP_POLL_COUNTERS_SECONDS", "soon", "valid number"),
         ("VPOP_POLL_COUNTERS_SECONDS", "0", "greater than 0"),
         ("VPOP_PROBE_COUNT", "2.5", "valid integer"),
+        ("VPOP_POLL_BATCH", "0", "greater than or equal to 1"),
+        ("VPOP_POLL_BATCH", "65", "less than or equal to 64"),
         # a throughput figure older than 5 minutes is not shown: tests must come sooner
         ("VPOP_PROBE_THROUGHPUT_EVERY_SECONDS", "600", "less than or equal to 240"),
         ("VPOP_PROBE_THROUGHPUT_EVERY_SECONDS", "-1", "greater than or equal to 0"),

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
 
     # monitoring (docs/monitoring.md)
     poll_counters_seconds: PositiveFloat = 5
+    # routers per counters job: asked at once, stored in one transaction (a job per batch)
+    poll_batch: Annotated[int, Field(ge=1, le=64)] = 8
     poll_probes_seconds: PositiveFloat = 10
     prune_seconds: PositiveFloat = 3600
     retention_raw_days: PositiveFloat = 7

@@ -348,24 +348,27 @@ def sweep() -> dict[str, Any]:
 
 
 @huey.task()  # type: ignore[untyped-decorator]
-def monitor_task(job: str, router: str | None) -> Any:
+def monitor_task(job: str, router: str | list[str] | None) -> Any:
     """One monitoring job (counters, probes, prune; ``leases``, the lease schedule;
     ``payments``, expiring uncaptured authorisations) for one router (None for prune, leases
-    and payments); overlapping runs of the same job and router are skipped, not queued up."""
+    and payments; for counters, a list: a batch polled at once); overlapping runs of the same
+    job and router are skipped, not queued up."""
     from vpop.jobs.billing_tasks import expire_due
     from vpop.leasing.service import enforce_schedule
     from vpop.monitoring import service as monitoring
 
-    if job not in ("counters", "probes", "prune", "leases", "payments") or (
-        job in ("counters", "probes") and not router
+    if (
+        job not in ("counters", "probes", "prune", "leases", "payments")
+        or (job in ("counters", "probes") and not router)
+        or (job != "counters" and isinstance(router, list))
     ):
-        raise ValueError(f"unknown monitoring job {job!r}")
+        raise ValueError(f"unknown monitoring job {job!r} for {router!r}")
+    if job == "counters" and router:
+        return _poll_counters([router] if isinstance(router, str) else router)
     try:
         with hold(f"monitor:{job}:{router}"):
-            if job == "counters" and router:
-                return monitoring.poll_counters(router)
             if job == "probes" and router:
-                probed = monitoring.probe_router(router)
+                probed = monitoring.probe_router(str(router))
                 notify(QOS)  # the API processes' current-QoS caches read the new samples
                 return probed
             if job == "leases":
@@ -377,7 +380,23 @@ def monitor_task(job: str, router: str | None) -> Any:
         return None  # the same poll is running elsewhere: skip this one
 
 
-def enqueue_monitor(job: str, router: str | None) -> None:
+def _poll_counters(routers: list[str]) -> dict[str, Any]:
+    """Poll a batch of routers' counters, each router under its own lock: a router whose poll
+    runs elsewhere is skipped (left out of the summaries), the others are polled."""
+    from vpop.monitoring import service as monitoring
+
+    with contextlib.ExitStack() as held:
+        mine = []
+        for router in routers:
+            try:
+                held.enter_context(hold(f"monitor:counters:{router}"))
+            except LockBusy:
+                continue
+            mine.append(router)
+        return monitoring.poll_counters_many(mine) if mine else {}
+
+
+def enqueue_monitor(job: str, router: str | list[str] | None) -> None:
     """Queue one monitoring job."""
     monitor_task(job, router)
     wake_workers()

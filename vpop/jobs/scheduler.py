@@ -30,7 +30,7 @@ class Monitor(threading.Thread):
 
     def __init__(
         self,
-        enqueue: Callable[[str, str | None], None],
+        enqueue: Callable[[str, str | list[str] | None], None],
         settings: MonitorSettings | None = None,
         lease_seconds: float | None = None,
         payment_seconds: float | None = None,
@@ -69,6 +69,10 @@ class Monitor(threading.Thread):
                 try:
                     if job in ("prune", "leases", "payments"):
                         self.enqueue(job, None)
+                    elif job == "counters":  # a job per batch: asked at once, one transaction
+                        names, size = routers(), self.settings.batch
+                        for first in range(0, len(names), size):
+                            self.enqueue(job, names[first : first + size])
                     else:
                         for router in routers():
                             self.enqueue(job, router)

@@ -1,10 +1,13 @@
 """Scheduled monitoring: counters, ISP probes, lease utilisation and events, retention.
 
-Each poll of a router is one Nornir run and one database transaction. Jobs are enqueued on
-the huey queue by :class:`Monitor` (a thread in ``vpop serve`` / ``vpop worker``) at
-intervals of seconds (huey's own periodic tasks tick once a minute, too coarse here):
+A counter poll asks a batch of routers at once (one Nornir run) and stores what they answer
+in one database transaction (:func:`poll_counters_many`); a router's failure costs the
+others nothing. Jobs are enqueued on the huey queue by :class:`Monitor` (a thread in
+``vpop serve`` / ``vpop worker``) at intervals of seconds (huey's own periodic tasks tick
+once a minute, too coarse here):
 
-* counters (``VPOP_POLL_COUNTERS_SECONDS``, lab default 5): interface and per-line counters
+* counters (``VPOP_POLL_COUNTERS_SECONDS``, lab default 5; ``VPOP_POLL_BATCH`` routers per
+  job, default 8): interface and per-line counters
   -> raw samples, rates (wraps, resets, duplicates and gaps handled by
   :mod:`vpop.counters`), lease utilisation and under/over-utilisation events, and in the
   same transaction the service sessions' traffic and the usage rollups
@@ -20,12 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from nornir.core.inventory import Host
-from nornir.core.task import Result
+from nornir.core.task import Result, Task
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine.interfaces import Dialect
@@ -55,7 +58,7 @@ from vpop.monitoring.bulk import SAMPLE_COLUMNS, PollSeries, Table_, _insert_man
 from vpop.monitoring.counters import COUNTERS, Last, Reading, Steps
 from vpop.monitoring.models import CounterSample, PollLog, QosSample
 from vpop.monitoring.signals import utilisation_event
-from vpop.network.service import open_nornir, router_nornir
+from vpop.network.service import open_nornir, routers_nornir
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class MonitorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     counters_seconds: float
+    batch: int
     probes_seconds: float
     prune_seconds: float
     raw_days: float
@@ -102,6 +106,7 @@ class MonitorSettings(BaseModel):
         settings = load_settings()
         configured = {
             "counters_seconds": settings.poll_counters_seconds,
+            "batch": settings.poll_batch,
             "probes_seconds": settings.poll_probes_seconds,
             "prune_seconds": settings.prune_seconds,
             "raw_days": settings.retention_raw_days,
@@ -129,19 +134,6 @@ _states: dict[int, EventState] = {}
 
 
 _state_lock = threading.Lock()
-
-
-def _log_poll(job: str, router: str, started: float, error: str | None, url: str | None) -> None:
-    with session_scope(url) as session:
-        session.add(
-            PollLog(
-                job=job,
-                router=router,
-                seconds=time.perf_counter() - started,
-                ok=error is None,
-                error=error,
-            )
-        )
 
 
 def _refresh_previous(session: Session, cursor: Any, dialect: Dialect, router: str) -> None:
@@ -183,7 +175,10 @@ _SAMPLES = Table_(CounterSample)
 
 
 def _load_previous(session: Session, router: str) -> None:
-    """Fill the reading cache for a router from its newest stored samples (one query)."""
+    """Fill the reading cache for a router from its newest stored samples (one query): a
+    reading that was never stored (its transaction rolled back) is no base for a delta."""
+    for kind in ("interface", "line"):
+        _last.pop((router, kind), None)
     recent = utcnow() - timedelta(hours=1)  # older readings would be gaps anyway
     newest = (
         select(func.max(CounterSample.id))
@@ -198,6 +193,79 @@ def _load_previous(session: Session, router: str) -> None:
         _last.setdefault((router, row.kind), {})[row.name] = Last(row.at, values, 64, None)
 
 
+def _poll_routers(
+    job: str,
+    routers: Sequence[str],
+    url: str | None,
+    started: float,
+    task: Callable[..., Result],
+    arguments: Callable[[Host], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run one monitoring task on ``routers`` at once (:func:`_ask`).
+
+    Returns each router's result, or the exception its run ended with (not in the
+    inventory, unreachable, task error): every failure is recorded in the poll log, never
+    fatal to the others, never silent.
+    """
+    outcome = _ask(routers, task, arguments)
+    _log_failures(job, outcome, started, url)
+    return outcome
+
+
+def _ask(
+    routers: Sequence[str], task: Callable[..., Result], arguments: Callable[[Host], dict[str, Any]]
+) -> dict[str, Any]:
+    """``task`` on each of ``routers`` at once, in a kept Nornir of those routers: per router
+    its result or the exception its run ended with."""
+    outcome: dict[str, Any] = {}
+    try:
+        with routers_nornir(routers) as nr:
+            hosts = nr.inventory.hosts
+            ran = nr.run(task=_with_arguments, on_failed=True, run=task, arguments=arguments)
+        for router in routers:
+            multi = ran.get(router) if router in hosts else None
+            if multi is None:
+                outcome[router] = LookupError(f"router {router!r} is not in the inventory")
+            elif multi.failed:
+                outcome[router] = RuntimeError(str(multi[0].exception))
+            else:
+                outcome[router] = multi[0].result
+    except Exception as err:  # the inventory itself (ConfigError): every router failed
+        outcome = dict.fromkeys(routers, err)
+    return outcome
+
+
+def _with_arguments(
+    task: Task, run: Callable[..., Result], arguments: Callable[[Host], dict[str, Any]]
+) -> Result:
+    """``run`` on the task's host with that host's ``arguments``."""
+    return run(task, **arguments(task.host))
+
+
+def _log_failures(job: str, outcome: dict[str, Any], started: float, url: str | None) -> None:
+    """Record each router whose ``outcome`` is an exception in the poll log (best effort: the
+    failure may be the database's, and it is raised or returned anyway)."""
+    failed = {r: err for r, err in outcome.items() if isinstance(err, BaseException)}
+    for router, err in failed.items():
+        log.warning("%s poll of %s failed: %s: %s", job, router, type(err).__name__, err)
+    if not failed:
+        return
+    try:
+        with session_scope(url) as session:
+            for router, err in failed.items():
+                session.add(
+                    PollLog(
+                        job=job,
+                        router=router,
+                        seconds=time.perf_counter() - started,
+                        ok=False,
+                        error=f"{type(err).__name__}: {err}",
+                    )
+                )
+    except Exception:
+        log.exception("could not record the failed %s polls of %s", job, ", ".join(failed))
+
+
 def _poll_router(
     job: str,
     router: str,
@@ -206,26 +274,11 @@ def _poll_router(
     task: Callable[..., Result],
     arguments: Callable[[Host], dict[str, Any]],
 ) -> Any:
-    """Run one monitoring task on one router in a fresh Nornir and return its result.
-
-    A failure (unknown router, unreachable, task error) is recorded in the poll log and
-    raised: never fatal to the scheduler, never silent.
-    """
-    try:
-        # a Nornir of this router alone, with a serial runner (the run is on one host, and
-        # closing the connections, handing the session back to the pool, needs no thread
-        # pool either), kept for this thread's next poll of the router
-        with router_nornir(router) as nr:
-            host = nr.inventory.hosts.get(router)
-            if host is None:
-                raise LookupError(f"router {router!r} is not in the inventory")
-            multi = nr.run(task=task, on_failed=True, **arguments(host))[router]
-        if multi.failed:
-            raise RuntimeError(str(multi[0].exception))
-        return multi[0].result
-    except Exception as err:
-        _log_poll(job, router, started, f"{type(err).__name__}: {err}", url)
-        raise
+    """:func:`_poll_routers` of one router: its result, or its failure raised."""
+    found = _poll_routers(job, (router,), url, started, task, arguments)[router]
+    if isinstance(found, BaseException):
+        raise found
+    return found
 
 
 def poll_counters(
@@ -234,80 +287,174 @@ def poll_counters(
     """Poll one router's counters; store samples, rates, utilisation, events and usage.
 
     Returns a summary: samples stored, notes (wrap/reset/gap), events opened/closed.
+
+    Raises:
+        Exception: the poll failed (it is in the poll log too).
     """
+    found: dict[str, Any] | Exception = _poll_counters((router,), url, settings)[router]
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+def poll_counters_many(
+    routers: Sequence[str], url: str | None = None, settings: MonitorSettings | None = None
+) -> dict[str, dict[str, Any]]:
+    """Poll several routers' counters as one job: the routers are asked at once, and what
+    they answer is stored in one transaction (:func:`poll_counters` for each, at a fraction
+    of the cost per router: one commit, one Nornir run).
+
+    One router's failure costs the others nothing: a router that cannot be polled is left
+    out (and logged), and when storing one router's poll fails, each is stored in a
+    transaction of its own, so only that one is lost.
+
+    Returns:
+        Per router, in the order given, its :func:`poll_counters` summary, or ``{"error":
+        "<type>: <message>"}`` when its poll failed.
+    """
+    return {
+        router: {"error": f"{type(found).__name__}: {found}"}
+        if isinstance(found, BaseException)
+        else found
+        for router, found in _poll_counters(routers, url, settings).items()
+    }
+
+
+def _poll_counters(
+    routers: Sequence[str], url: str | None, settings: MonitorSettings | None
+) -> dict[str, Any]:
+    """Poll and store ``routers``' counters; per router its summary or its exception."""
     settings = settings or MonitorSettings()
     started = time.perf_counter()
     engine = get_engine(url)
     dialect = engine.dialect
     with raw_transaction(engine) as (cursor, _):  # a read
-        lines = [row[0] for row in _LINES.run(cursor, dialect, {"router": router}).fetchall()]
-    data: dict[str, Any] = _poll_router(
-        "counters", router, url, started, collect_counters, lambda host: {"lines": lines}
+        lines = {
+            router: [row[0] for row in _LINES.run(cursor, dialect, {"router": router}).fetchall()]
+            for router in routers
+        }
+    outcome = _poll_routers(
+        "counters",
+        routers,
+        url,
+        started,
+        collect_counters,
+        lambda host: {"lines": lines[host.name]},
     )
+    read = {r: data for r, data in outcome.items() if not isinstance(data, BaseException)}
+    if read:
+        outcome.update(_store_counters(read, url, settings, started))
+    return outcome
+
+
+def _store_counters(
+    read: dict[str, dict[str, Any]], url: str | None, settings: MonitorSettings, started: float
+) -> dict[str, Any]:
+    """Store what ``read`` holds (per router, what ``collect_counters`` gave) in one
+    transaction; when that fails with several routers, each in its own. Per router its
+    summary or the exception that lost its poll (in the poll log too)."""
     now = utcnow()
-    summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": []}
+    summaries: dict[str, Any] = {}
     event_ids: list[int] = []
-    with session_scope(url) as session:  # one transaction per poll
-        cursor = session.connection().connection.cursor()
-        _refresh_previous(session, cursor, dialect, router)
-        # until this transaction commits, the cache holds readings that may never be stored
-        _polled.pop(router, None)
-        leases: list[Lease] = []
-        if _ACTIVE_LEASE.run(cursor, dialect, {"router": router}).fetchone() is not None:
-            leases = list(
-                session.scalars(
-                    select(Lease).where(Lease.router == router, Lease.status == "active")
-                )
-            )
-        steps = Steps(
-            now, data["width"], expected_interval=settings.counters_seconds, max_rate=MAX_RATE
-        )
-        poll = PollSeries(router, bound_time(session, _SAMPLES.c.at, now), summary["notes"], _last)
-        uplinks = {lease.uplink for lease in leases}
-        boot_ids = data["boot_ids"]
-        poll.read("interface", data["interfaces"], boot_ids["interface"], steps, uplinks)
-        poll.read("line", data["lines"], boot_ids["line"], steps, None)
-        sessions = record_poll(
-            session, router=router, at=now, lines=poll.used_lines, uplinks=poll.used_uplinks
-        )
-        poll.attribute(sessions)
-        _insert_many(session, _SAMPLES, poll.rows, SAMPLE_COLUMNS)
-        summary["samples"] = len(poll.rows)
-        for lease in leases:
-            uplink_rate = poll.uplink_rates.get(lease.uplink)
-            if uplink_rate is None:
-                continue
-            rx_bps, tx_bps = uplink_rate
-            pct = utilisation_pct(rx_bps, tx_bps, lease.committed_mbps)
-            rate_mbps = max(rx_bps, tx_bps) / 1e6
-            session.add(
-                UtilisationSample(
-                    lease_id=lease.id, at=now, rate_mbps=rate_mbps, utilisation_pct=pct
-                )
-            )
-            rollups.add_to_rollup(
-                session, rollups.series_name("util", "lease", str(lease.id)), now, pct
-            )
-            rollups.add_to_rollup(
-                session, rollups.series_name("util_mbps", "lease", str(lease.id)), now, rate_mbps
-            )
-            event_ids += _step_events(session, lease, now, pct, summary)
-        _INSERT_POLL_LOG.run(
-            cursor,
-            dialect,
-            {
-                "job": "counters",
-                "router": router,
-                "at": now,
-                "ok": True,
-                "seconds": time.perf_counter() - started,
-                "error": None,
-            },
-        )
-        cursor.close()
-    _polled[router] = now
+    stepped: list[int] = []  # the leases whose event state was stepped
+    try:
+        with session_scope(url) as session:  # one transaction per batch
+            cursor = session.connection().connection.cursor()
+            try:
+                at = bound_time(session, _SAMPLES.c.at, now)
+                for router, data in read.items():
+                    summaries[router] = _store_poll(
+                        session, cursor, router, data, now, at, settings, started, stepped
+                    )
+                    event_ids += summaries[router].pop("event_ids")
+            finally:
+                cursor.close()
+    except Exception as err:
+        with _state_lock:  # steps of a poll never stored: read the leases' events again
+            for lease_id in stepped:
+                _states.pop(lease_id, None)
+        if len(read) > 1:  # one router's poll spoilt the others': store each alone
+            outcome: dict[str, Any] = {}
+            for router, data in read.items():
+                outcome.update(_store_counters({router: data}, url, settings, started))
+            return outcome
+        failed = dict.fromkeys(read, err)
+        _log_failures("counters", failed, started, url)
+        return failed
+    for router in read:
+        _polled[router] = now
     for event_id in event_ids:
         emit(utilisation_event, event_id)
+    return summaries
+
+
+def _store_poll(
+    session: Session,
+    cursor: Any,
+    router: str,
+    data: dict[str, Any],
+    now: datetime,
+    at: Any,
+    settings: MonitorSettings,
+    started: float,
+    stepped: list[int],
+) -> dict[str, Any]:
+    """One router's poll in the batch's transaction: samples, rates, usage, utilisation,
+    events and its poll log. Its summary holds ``event_ids`` (to emit once committed)."""
+    dialect = session.get_bind().dialect
+    _refresh_previous(session, cursor, dialect, router)
+    # until this transaction commits, the cache holds readings that may never be stored
+    _polled.pop(router, None)
+    summary: dict[str, Any] = {"samples": 0, "notes": {}, "events": [], "event_ids": []}
+    leases: list[Lease] = []
+    if _ACTIVE_LEASE.run(cursor, dialect, {"router": router}).fetchone() is not None:
+        leases = list(
+            session.scalars(select(Lease).where(Lease.router == router, Lease.status == "active"))
+        )
+    steps = Steps(
+        now, data["width"], expected_interval=settings.counters_seconds, max_rate=MAX_RATE
+    )
+    poll = PollSeries(router, at, summary["notes"], _last)
+    uplinks = {lease.uplink for lease in leases}
+    boot_ids = data["boot_ids"]
+    poll.read("interface", data["interfaces"], boot_ids["interface"], steps, uplinks)
+    poll.read("line", data["lines"], boot_ids["line"], steps, None)
+    sessions = record_poll(
+        session, router=router, at=now, lines=poll.used_lines, uplinks=poll.used_uplinks
+    )
+    poll.attribute(sessions)
+    _insert_many(session, _SAMPLES, poll.rows, SAMPLE_COLUMNS)
+    summary["samples"] = len(poll.rows)
+    for lease in leases:
+        uplink_rate = poll.uplink_rates.get(lease.uplink)
+        if uplink_rate is None:
+            continue
+        rx_bps, tx_bps = uplink_rate
+        pct = utilisation_pct(rx_bps, tx_bps, lease.committed_mbps)
+        rate_mbps = max(rx_bps, tx_bps) / 1e6
+        session.add(
+            UtilisationSample(lease_id=lease.id, at=now, rate_mbps=rate_mbps, utilisation_pct=pct)
+        )
+        rollups.add_to_rollup(
+            session, rollups.series_name("util", "lease", str(lease.id)), now, pct
+        )
+        rollups.add_to_rollup(
+            session, rollups.series_name("util_mbps", "lease", str(lease.id)), now, rate_mbps
+        )
+        stepped.append(lease.id)
+        summary["event_ids"] += _step_events(session, lease, now, pct, summary)
+    _INSERT_POLL_LOG.run(
+        cursor,
+        dialect,
+        {
+            "job": "counters",
+            "router": router,
+            "at": now,
+            "ok": True,
+            "seconds": time.perf_counter() - started,
+            "error": None,
+        },
+    )
     return summary
 
 

@@ -6,7 +6,13 @@ modules behind it can change shape without touching their callers.
 
 from __future__ import annotations
 
-from vpop.network.factory import one_router, open_nornir, register_plugins, router_nornir
+from vpop.network.factory import (
+    one_router,
+    open_nornir,
+    register_plugins,
+    router_nornir,
+    routers_nornir,
+)
 from vpop.network.hostkeys import write_known_hosts
 from vpop.network.templates import render_router
 from vpop.network.trust import HostKeyScanFailed, OfferedKey, offered_key, pin_offered_key
@@ -21,5 +27,6 @@ __all__ = [
     "register_plugins",
     "render_router",
     "router_nornir",
+    "routers_nornir",
     "write_known_hosts",
 ]
