@@ -17,14 +17,16 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from tests.lab.helpers import SECRET, netns
-from vpop.catalogue.models import Isp
+from vpop.catalogue.models import Isp, Line
 from vpop.core.db import session_scope
 from vpop.lab.builder import Lab
 from vpop.lab.registry import register_lab
+from vpop.lab.service import SERVICE_ADDRESS
 from vpop.leasing.callbacks import send_event_callback
 from vpop.leasing.models import Lease, UtilisationEvent, UtilisationSample
 from vpop.leasing.service import create_lease, provision
 from vpop.monitoring import poller as monitoring
+from vpop.monitoring.models import CounterSample, PollLog
 from vpop.monitoring.qos import current_qos
 from vpop.monitoring.signals import utilisation_event
 from vpop.selection import engine
@@ -293,3 +295,46 @@ def test_lease_over_and_under_utilisation_events(db: str, lab: dict[str, Any]) -
     assert "utilisation.over.opened" in kinds and "utilisation.over.closed" in kinds
     headers, body = _Receiver.received[0]
     Webhook(SECRET).verify(body, headers)
+
+
+def test_a_batch_polls_its_routers_at_once_and_an_unreachable_one_costs_the_others_nothing(
+    db: str, lab: dict[str, Any]
+) -> None:
+    """The monitor's counters job on the real routers: both answer in one batch, sub1's
+    pings through rc1 between two batches are in rc1's line counter, and while rc2's
+    management is cut, rc1's poll is stored all the same and rc2's failure is logged."""
+    with session_scope(db) as session:
+        line = session.scalars(select(Line).where(Line.subscriber_id == "sub1")).one()
+        router, interface = line.router, line.interface
+    other = "rc2" if router == "rc1" else "rc1"
+    settings = monitoring.MonitorSettings(counters_seconds=1)
+    first = monitoring.poll_counters_many([router, other], db, settings)
+    assert all(summary["samples"] > 0 for summary in first.values()), first
+    # 20 echo requests of 1,000 bytes of data: 20 x 1,028 bytes of IP from sub1 at least
+    ns("sub1", "ping", "-c", "20", "-i", "0.01", "-s", "1000", "-W", "1", "-q", SERVICE_ADDRESS)
+    instance = Lab(Path(lab["lab_dir"]))
+    instance.cut_management(other)
+    try:
+        second = monitoring.poll_counters_many([router, other], db, settings)
+    finally:
+        instance.restore_management(other)
+    assert second[router]["samples"] == first[router]["samples"]
+    assert "error" in second[other] and other in second[other]["error"], second[other]
+    with session_scope(db) as session:
+        counted = session.scalars(
+            select(CounterSample.rx_bytes)
+            .where(
+                CounterSample.router == router,
+                CounterSample.kind == "line",
+                CounterSample.name == interface,
+            )
+            .order_by(CounterSample.id.desc())
+            .limit(2)
+        ).all()
+        failed = session.scalars(
+            select(PollLog).where(PollLog.router == other, PollLog.ok.is_(False))
+        ).all()
+    assert counted[0] - counted[1] >= 20 * 1_028
+    assert [entry.error for entry in failed] == [second[other]["error"]]
+    third = monitoring.poll_counters_many([router, other], db, settings)  # reachable again
+    assert all("error" not in summary for summary in third.values()), third
