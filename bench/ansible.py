@@ -40,6 +40,7 @@ its database, token, server log and Ansible's files live in a temporary director
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -60,6 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-ansible-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
 for _name in ("VPOP_SERVER_URL", "VPOP_API_TOKEN_FILE"):

@@ -28,6 +28,7 @@ Run: .venv/bin/python bench/billing.py [--payments 1000000] [--pg] [--calls 400]
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
@@ -47,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.pg: the throwaway PostgreSQL cluster of the tests
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-billing-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ.setdefault("VPOP_STATE_DIR", str(WORK / "state"))
 
 from billing_data import NOW, PERIOD, check_shapes, generate, settle_peer  # noqa: E402

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import base64
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -341,6 +343,7 @@ def main() -> None:
     def fresh_env() -> dict[str, str]:
         """A new database and state: one server's leftover orders never load the other."""
         work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)  # nothing left behind
         db_url = f"sqlite:///{work / 'vpop.sqlite'}"
         register_lab(state, db_url)
         dispose_engines()

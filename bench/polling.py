@@ -29,13 +29,16 @@ It rebuilds the default lab (the lock keeps it from running beside the lab tests
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-poll-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
 

@@ -21,6 +21,7 @@ Needs Debian's freeradius packages (scripts/install.sh installs them).
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import random
@@ -39,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-radius-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 SECRET = "bench-secret-1"
 LINES = 500
 

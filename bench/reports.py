@@ -35,6 +35,7 @@ load; ``rm -rf DIR`` frees the disk.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import sqlite3
@@ -52,6 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.pg: the throwaway PostgreSQL cluster of the tests
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-reports-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ.setdefault("VPOP_STATE_DIR", str(WORK / "state"))
 
 from sqlalchemy import func, insert, select  # noqa: E402

@@ -20,9 +20,11 @@ It rebuilds the default lab (do not run it beside the test suite).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import threading
@@ -34,6 +36,7 @@ from typing import Any
 
 SECRET = "whsec_" + "YmVuY2gtc2VsZWN0aW9uLXNlY3JldC0wMTIzNDU2Nzg5"
 WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
 os.environ["VPOP_WEBHOOK_SECRETS"] = SECRET

@@ -7,8 +7,10 @@ fails instead of skipping, so a green suite means the real-router proofs ran.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -19,8 +21,11 @@ import pytest
 from vpop.lab.builder import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
-# the server's own secret key file goes to a throwaway directory, not /var/lib/vpop
-os.environ.setdefault("VPOP_STATE_DIR", tempfile.mkdtemp(prefix="vpop-test-state-"))
+# the server's own secret key file goes to a throwaway directory, not /var/lib/vpop, made
+# only when none is given and removed when the run ends
+if "VPOP_STATE_DIR" not in os.environ:
+    os.environ["VPOP_STATE_DIR"] = tempfile.mkdtemp(prefix="vpop-test-state-")
+    atexit.register(shutil.rmtree, os.environ["VPOP_STATE_DIR"], ignore_errors=True)
 
 
 # skip reasons that mean "this host lacks what a real-router proof needs"
