@@ -3,14 +3,15 @@
 Both paths poll the lab's two routers, each with 200 subscriber lines (4 real subscribers
 and 196 extra lines on veth pairs), i.e. about 200 interfaces and 400 named line counters:
 
-* vpop: ``vpop.monitoring.poll_counters_many`` of both routers, as the monitor's counters
-  job polls them -- one request to each warm router agent at once, which runs
-  ``ip -s -j link`` and ``nft -j`` on the router and sends back only the figures; a kept
+* vpop: the monitor's counters job for both routers (``monitor_task("counters", ["rc1",
+  "rc2"])``, run in this process as a worker runs it): each router's lock taken, then
+  ``vpop.monitoring.poll_counters_many`` -- one request to each warm router agent at once,
+  which runs ``ip -s -j link`` and ``nft -j`` on the router and sends back only the figures; a kept
   Nornir of the routers; deltas and rates (common case without objects per series), one
   transaction for both: the samples in one multi-row INSERT per router, hot statements
   compiled once.
-* one router per job: ``vpop.monitoring.poll_counters`` of each router in turn (the
-  monitor's jobs before batches), to show what the batch saves.
+* one router per job: the same job for each router in turn (``monitor_task("counters",
+  ["rc1"])``, the monitor's jobs before batches), to show what the batch saves.
 * slow path: the same counters fetched the same way, turned into the text an IOS router
   prints for ``show interfaces``, parsed with ntc-templates' TextFSM template, and stored
   one row per commit -- what a text-scraping poller does.
@@ -41,6 +42,7 @@ WORK = Path(tempfile.mkdtemp(prefix="vpop-bench-poll-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # nothing left behind
 os.environ["VPOP_DATABASE_URL"] = f"sqlite:///{WORK / 'vpop.sqlite'}"
 os.environ["VPOP_QUEUE_URL"] = f"sqlite:///{WORK / 'queue.sqlite'}"
+os.environ["VPOP_POLL_COUNTERS_SECONDS"] = "1"  # the jobs' interval: a gap is 3 of them
 
 from benchlines import add_lines, remove_lines  # noqa: E402
 
@@ -51,6 +53,7 @@ from vpop.catalogue.models import Line  # noqa: E402
 from vpop.core import affinity  # noqa: E402
 from vpop.core.db import session_scope  # noqa: E402
 from vpop.core.time import utcnow  # noqa: E402
+from vpop.jobs.queue import monitor_task  # noqa: E402
 from vpop.lab.builder import Lab  # noqa: E402
 from vpop.lab.registry import register_lab  # noqa: E402
 from vpop.monitoring import poller as monitoring  # noqa: E402
@@ -139,7 +142,8 @@ def main() -> None:
                 for r in ROUTERS
             }
         for router in ROUTERS:  # warm: sessions, accounting counters, previous readings
-            monitoring.poll_counters(router, settings=settings)
+            monitor_task.call_local("counters", list(ROUTERS))  # and what the jobs import
+            monitor_task.call_local("counters", [router])
             slow_poll(router, lines[router])
         samples = monitoring.poll_counters("rc1", settings=settings)["samples"]
 
@@ -152,7 +156,7 @@ def main() -> None:
             if profile:
                 profile.enable()
             for _ in range(args.polls // ROUNDS // len(ROUTERS)):
-                polled = monitoring.poll_counters_many(ROUTERS, settings=settings)
+                polled = monitor_task.call_local("counters", list(ROUTERS))
                 assert all("error" not in summary for summary in polled.values()), polled
             if profile:
                 profile.disable()
@@ -160,7 +164,8 @@ def main() -> None:
             fast_wall += time.perf_counter() - wall
             cpu, wall = time.process_time(), time.perf_counter()
             for i in range(args.polls // ROUNDS):
-                monitoring.poll_counters(ROUTERS[i % 2], settings=settings)
+                polled = monitor_task.call_local("counters", [ROUTERS[i % 2]])
+                assert all("error" not in summary for summary in polled.values()), polled
             single_cpu += time.process_time() - cpu
             single_wall += time.perf_counter() - wall
             cpu, wall = time.process_time(), time.perf_counter()

@@ -279,6 +279,64 @@ def test_one_heartbeat_thread_renews_every_lease_the_process_holds(sqlite_url: s
     assert locks.live_locks(sqlite_url, first) == locks.live_locks(sqlite_url, second) == set()
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_hold_free_holds_the_free_locks_and_leaves_the_others(
+    db: str, request: pytest.FixtureRequest
+) -> None:
+    """What a counters job holds: every router's lock that nobody else has (a lock never
+    taken before too), without the one another process has or another thread of this one
+    has; a name this thread holds already stays held after the block; all others are free
+    again at its end."""
+    url: str = request.getfixturevalue("pg_url" if db == "postgresql" else "sqlite_url")
+    free, fresh, elsewhere, threaded, mine = (_name() for _ in range(5))
+    locks.release(free, "setup", locks.try_acquire(free, "setup", 5, url) or 0, url)  # a row
+    assert locks.try_acquire(elsewhere, "another process", 30, url) == 1
+    holding, done = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        with locks.hold(threaded, url=url):
+            holding.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with locks.hold(mine, url=url) as outer:
+            names = [free, elsewhere, fresh, threaded, mine, free]
+            with locks.hold_free(names, url=url) as held:
+                assert held == [free, fresh, mine]
+                assert locks.live_locks(url, "test:") >= {free, fresh, elsewhere, threaded, mine}
+                assert locks.try_acquire(free, "rival", 5, url) is None
+                assert locks.try_acquire(fresh, "rival", 5, url) is None
+                assert locks.current_lease(mine) is outer
+            assert locks.current_lease(mine) is outer  # still this thread's
+            assert locks.live_locks(url, mine) == {mine}
+        assert locks.try_acquire(free, "rival", 5, url) == 3  # freed: setup's 1, ours 2
+        assert locks.try_acquire(fresh, "rival", 5, url) == 2
+    finally:
+        done.set()
+        thread.join(30)
+    assert locks.live_locks(url, elsewhere) == {elsewhere}  # never touched
+
+
+def test_hold_free_keeps_its_leases_alive_and_frees_them_after_an_error(sqlite_url: str) -> None:
+    first, second = _name(), _name()
+    with (
+        pytest.raises(RuntimeError, match="the poll broke"),
+        locks.hold_free([first, second], ttl=0.6, url=sqlite_url) as held,
+    ):
+        assert held == [first, second]
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:  # three leases long: renewed, never free
+            assert locks.try_acquire(first, "rival", 1, sqlite_url) is None
+            assert locks.try_acquire(second, "rival", 1, sqlite_url) is None
+            time.sleep(0.05)
+        raise RuntimeError("the poll broke")
+    assert locks.live_locks(sqlite_url, first) == locks.live_locks(sqlite_url, second) == set()
+    assert locks.current_lease(first) is None and locks.current_lease(second) is None
+
+
 def test_the_heartbeat_marks_a_lease_lost_once_another_holder_took_it(sqlite_url: str) -> None:
     name = _name()
     with locks.hold(name, ttl=0.6, url=sqlite_url) as lease:

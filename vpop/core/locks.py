@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -511,3 +511,81 @@ def hold(
                 log.exception("could not release lock %s", name)
     finally:
         local.release()
+
+
+@contextmanager
+def hold_free(
+    names: Sequence[str], *, ttl: float | None = None, url: str | None = None
+) -> Iterator[list[str]]:
+    """Hold, for the block, each lock of ``names`` that is free now: :func:`hold` of each
+    without waiting, but taken in one transaction and let go in one (a counters job holds a
+    lock per router it polls: two transactions per router cost about as much as the poll's
+    own transaction).
+
+    Yields the names held, in the order given; a name another holder has (another process,
+    or another thread of this one) is left out. A name this thread holds already is held
+    again, as :func:`hold` nests. Each lease taken has the heartbeat :func:`hold` gives.
+    """
+    ttl = lock_ttl() if ttl is None else ttl
+    taken: list[threading.RLock] = []  # the thread locks this call took
+    nested: list[str] = []  # names this thread held already
+    wanted: list[str] = []
+    leases: list[Lease] = []
+    try:
+        for name in dict.fromkeys(names):
+            with _local_guard:
+                local = _local_locks.setdefault(name, threading.RLock())
+            if not local.acquire(blocking=False):
+                continue  # another thread of this process holds it
+            taken.append(local)
+            entry = _held.get(name)
+            if entry is not None:
+                _held[name] = (entry[0], entry[1] + 1)
+                nested.append(name)
+            else:
+                wanted.append(name)
+        leases = _take_free(wanted, new_holder_id(), ttl, url)
+        for lease in leases:
+            _held[lease.name] = (lease, 1)
+            lease.start_heartbeat()
+        held = {lease.name for lease in leases} | set(nested)
+        yield [name for name in dict.fromkeys(names) if name in held]
+    finally:
+        for name in nested:
+            lease, depth = _held[name]
+            _held[name] = (lease, depth - 1)
+        for lease in leases:
+            del _held[lease.name]
+            lease.stop_heartbeat()
+        try:
+            if leases:
+                with _gated(leases[0].url) as (cursor, dialect):
+                    for lease in leases:
+                        params = {"n": lease.name, "h": lease.holder, "tok": lease.token}
+                        _SQL["release"].run(cursor, dialect, params)
+        except Exception:  # the leases end by themselves within the TTL
+            log.exception("could not release locks %s", ", ".join(lease.name for lease in leases))
+        for local in taken:
+            local.release()
+
+
+def _take_free(names: list[str], holder: str, ttl: float, url: str | None) -> list[Lease]:
+    """Take each lock of ``names`` that is free or whose lease ended: the existing rows in
+    one transaction, a lock never taken before (no row yet) as :func:`try_acquire` does."""
+    if not names:
+        return []
+    now = utcnow()
+    until = now + timedelta(seconds=ttl)
+    tokens: dict[str, int] = {}
+    with _gated(url) as (cursor, dialect):
+        for name in names:
+            params = {"n": name, "at": now, "h": holder, "until": until}
+            row = _SQL["take"].run(cursor, dialect, params).fetchone()
+            if row is not None:
+                tokens[name] = int(row[0])
+    for name in names:
+        if name not in tokens:  # held elsewhere, or no row yet
+            token = try_acquire(name, holder, ttl, url)
+            if token is not None:
+                tokens[name] = token
+    return [Lease(name, holder, tokens[name], ttl, url) for name in names if name in tokens]

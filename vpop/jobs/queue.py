@@ -40,6 +40,7 @@ from vpop.core.locks import (
     LockBusy,
     clear_expired,
     hold,
+    hold_free,
     live_locks,
     lock_ttl,
     router_lock_name,
@@ -353,8 +354,6 @@ def monitor_task(job: str, router: str | list[str] | None) -> Any:
     ``payments``, expiring uncaptured authorisations) for one router (None for prune, leases
     and payments; for counters, a list: a batch polled at once); overlapping runs of the same
     job and router are skipped, not queued up."""
-    from vpop.jobs.billing_tasks import expire_due
-    from vpop.leasing.service import enforce_schedule
     from vpop.monitoring import service as monitoring
 
     if (
@@ -372,8 +371,12 @@ def monitor_task(job: str, router: str | list[str] | None) -> Any:
                 notify(QOS)  # the API processes' current-QoS caches read the new samples
                 return probed
             if job == "leases":
+                from vpop.leasing.service import enforce_schedule
+
                 return enforce_schedule()
             if job == "payments":
+                from vpop.jobs.billing_tasks import expire_due  # imported by the jobs that need it
+
                 return expire_due()
             return monitoring.prune()
     except LockBusy:
@@ -381,18 +384,14 @@ def monitor_task(job: str, router: str | list[str] | None) -> Any:
 
 
 def _poll_counters(routers: list[str]) -> dict[str, Any]:
-    """Poll a batch of routers' counters, each router under its own lock: a router whose poll
-    runs elsewhere is skipped (left out of the summaries), the others are polled."""
+    """Poll a batch of routers' counters, each router under its own lock (all taken in one
+    transaction): a router whose poll runs elsewhere is skipped (left out of the summaries),
+    the others are polled."""
     from vpop.monitoring import service as monitoring
 
-    with contextlib.ExitStack() as held:
-        mine = []
-        for router in routers:
-            try:
-                held.enter_context(hold(f"monitor:counters:{router}"))
-            except LockBusy:
-                continue
-            mine.append(router)
+    names = {f"monitor:counters:{router}": router for router in routers}
+    with hold_free(list(names)) as held:
+        mine = [names[name] for name in held]
         return monitoring.poll_counters_many(mine) if mine else {}
 
 
