@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from tests.lab.helpers import SECRET, netns
 from vpop.catalogue.models import Isp, Line
 from vpop.core.db import session_scope
 from vpop.lab.builder import Lab
+from vpop.lab.processes import start_time
 from vpop.lab.registry import register_lab
 from vpop.lab.service import SERVICE_ADDRESS
 from vpop.leasing.callbacks import send_event_callback
@@ -338,3 +342,56 @@ def test_a_batch_polls_its_routers_at_once_and_an_unreachable_one_costs_the_othe
     assert [entry.error for entry in failed] == [second[other]["error"]]
     third = monitoring.poll_counters_many([router, other], db, settings)  # reachable again
     assert all("error" not in summary for summary in third.values()), third
+
+
+def _sessions_of(lab_dir: Path, router: str) -> list[tuple[int, str | None]]:
+    """The processes serving ``router``'s SSH sessions (its agent among them): every
+    descendant of its sshd listener, by PID and start time."""
+    found: list[tuple[int, str | None]] = []
+    todo = [int((lab_dir / f"sshd-{router}.spawned").read_text())]
+    while todo:  # bounded: the lab's process tree
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            for child in task.read_text().split():
+                found.append((int(child), start_time(int(child))))
+                todo.append(int(child))
+    return found
+
+
+def _signal(processes: list[tuple[int, str | None]], signum: int) -> None:
+    for pid, started in processes:
+        if started is not None and start_time(pid) == started:  # still the same process
+            os.kill(pid, signum)
+
+
+def test_a_router_that_answers_late_does_not_make_the_others_readings_late(
+    db: str, lab: dict[str, Any]
+) -> None:
+    """In a batch, each router's readings are stamped when its answer came: rc2's sessions
+    are stopped for 1.5 s, and rc1's samples keep the time rc1 answered (a rate computed
+    with rc2's time would count rc1's traffic over the wrong interval)."""
+    settings = monitoring.MonitorSettings(counters_seconds=1)
+    assert all("error" not in s for s in monitoring.poll_counters_many(["rc1", "rc2"], db).values())
+    paused = _sessions_of(Path(lab["lab_dir"]), "rc2")
+    assert paused, "rc2 has no SSH session to stop"
+    _signal(paused, signal.SIGSTOP)
+    resume = threading.Timer(1.5, _signal, (paused, signal.SIGCONT))
+    resume.start()
+    try:
+        polled = monitoring.poll_counters_many(["rc1", "rc2"], db, settings)
+    finally:
+        resume.cancel()
+        _signal(paused, signal.SIGCONT)
+    assert all("error" not in summary for summary in polled.values()), polled
+    with session_scope(db) as session:
+        newest = {
+            router: session.scalar(
+                select(CounterSample.at)
+                .where(CounterSample.router == router)
+                .order_by(CounterSample.id.desc())
+                .limit(1)
+            )
+            for router in ("rc1", "rc2")
+        }
+    assert newest["rc1"] is not None and newest["rc2"] is not None
+    assert newest["rc2"] - newest["rc1"] >= timedelta(seconds=1)

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
@@ -203,7 +203,7 @@ def _poll_routers(
 ) -> dict[str, Any]:
     """Run one monitoring task on ``routers`` at once (:func:`_ask`).
 
-    Returns each router's result, or the exception its run ended with (not in the
+    Returns each router's :class:`Answer`, or the exception its run ended with (not in the
     inventory, unreachable, task error): every failure is recorded in the poll log, never
     fatal to the others, never silent.
     """
@@ -216,7 +216,7 @@ def _ask(
     routers: Sequence[str], task: Callable[..., Result], arguments: Callable[[Host], dict[str, Any]]
 ) -> dict[str, Any]:
     """``task`` on each of ``routers`` at once, in a kept Nornir of those routers: per router
-    its result or the exception its run ended with."""
+    its :class:`Answer` or the exception its run ended with."""
     outcome: dict[str, Any] = {}
     try:
         with routers_nornir(routers) as nr:
@@ -235,11 +235,22 @@ def _ask(
     return outcome
 
 
+class Answer(NamedTuple):
+    """A router's answer to a monitoring task, and when it came: the time of its readings.
+    In a batch, a router that answers late does not make the others' readings late."""
+
+    at: datetime
+    data: Any
+
+
 def _with_arguments(
     task: Task, run: Callable[..., Result], arguments: Callable[[Host], dict[str, Any]]
 ) -> Result:
-    """``run`` on the task's host with that host's ``arguments``."""
-    return run(task, **arguments(task.host))
+    """``run`` on the task's host with that host's ``arguments``; its result as an
+    :class:`Answer` stamped when it came."""
+    answered = run(task, **arguments(task.host))
+    answered.result = Answer(utcnow(), answered.result)
+    return answered
 
 
 def _log_failures(job: str, outcome: dict[str, Any], started: float, url: str | None) -> None:
@@ -274,11 +285,11 @@ def _poll_router(
     task: Callable[..., Result],
     arguments: Callable[[Host], dict[str, Any]],
 ) -> Any:
-    """:func:`_poll_routers` of one router: its result, or its failure raised."""
+    """:func:`_poll_routers` of one router: its answer's data, or its failure raised."""
     found = _poll_routers(job, (router,), url, started, task, arguments)[router]
     if isinstance(found, BaseException):
         raise found
-    return found
+    return found.data
 
 
 def poll_counters(
@@ -341,19 +352,18 @@ def _poll_counters(
         collect_counters,
         lambda host: {"lines": lines[host.name]},
     )
-    read = {r: data for r, data in outcome.items() if not isinstance(data, BaseException)}
+    read = {r: answer for r, answer in outcome.items() if isinstance(answer, Answer)}
     if read:
         outcome.update(_store_counters(read, url, settings, started))
     return outcome
 
 
 def _store_counters(
-    read: dict[str, dict[str, Any]], url: str | None, settings: MonitorSettings, started: float
+    read: dict[str, Answer], url: str | None, settings: MonitorSettings, started: float
 ) -> dict[str, Any]:
-    """Store what ``read`` holds (per router, what ``collect_counters`` gave) in one
-    transaction; when that fails with several routers, each in its own. Per router its
+    """Store what ``read`` holds (per router, what ``collect_counters`` gave, and when) in
+    one transaction; when that fails with several routers, each in its own. Per router its
     summary or the exception that lost its poll (in the poll log too)."""
-    now = utcnow()
     summaries: dict[str, Any] = {}
     event_ids: list[int] = []
     stepped: list[int] = []  # the leases whose event state was stepped
@@ -361,8 +371,8 @@ def _store_counters(
         with session_scope(url) as session:  # one transaction per batch
             cursor = session.connection().connection.cursor()
             try:
-                at = bound_time(session, _SAMPLES.c.at, now)
-                for router, data in read.items():
+                for router, (now, data) in read.items():
+                    at = bound_time(session, _SAMPLES.c.at, now)
                     summaries[router] = _store_poll(
                         session, cursor, router, data, now, at, settings, started, stepped
                     )
@@ -381,8 +391,8 @@ def _store_counters(
         failed = dict.fromkeys(read, err)
         _log_failures("counters", failed, started, url)
         return failed
-    for router in read:
-        _polled[router] = now
+    for router, answer in read.items():
+        _polled[router] = answer.at
     for event_id in event_ids:
         emit(utilisation_event, event_id)
     return summaries
