@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,6 +56,26 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """The same tests on each database."""
     url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
     return url
+
+
+@contextmanager
+def held_by_another_thread(name: str, url: str | None = None) -> Iterator[None]:
+    """For the block, another thread of this process holds ``name`` (with :func:`hold`)."""
+    holding, done = threading.Event(), threading.Event()
+
+    def hold_it() -> None:
+        with locks.hold(name, url=url):
+            holding.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=hold_it)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        yield
+    finally:
+        done.set()
+        thread.join(30)
 
 
 def _name() -> str:
@@ -291,32 +312,18 @@ def test_hold_free_holds_the_free_locks_and_leaves_the_others(
     free, fresh, elsewhere, threaded, mine = (_name() for _ in range(5))
     locks.release(free, "setup", locks.try_acquire(free, "setup", 5, url) or 0, url)  # a row
     assert locks.try_acquire(elsewhere, "another process", 30, url) == 1
-    holding, done = threading.Event(), threading.Event()
-
-    def other_thread() -> None:
-        with locks.hold(threaded, url=url):
-            holding.set()
-            done.wait(30)
-
-    thread = threading.Thread(target=other_thread)
-    thread.start()
-    try:
-        assert holding.wait(30)
-        with locks.hold(mine, url=url) as outer:
-            names = [free, elsewhere, fresh, threaded, mine, free]
-            with locks.hold_free(names, url=url) as held:
-                assert held == [free, fresh, mine]
-                assert locks.live_locks(url, "test:") >= {free, fresh, elsewhere, threaded, mine}
-                assert locks.try_acquire(free, "rival", 5, url) is None
-                assert locks.try_acquire(fresh, "rival", 5, url) is None
-                assert locks.current_lease(mine) is outer
-            assert locks.current_lease(mine) is outer  # still this thread's
-            assert locks.live_locks(url, mine) == {mine}
-        assert locks.try_acquire(free, "rival", 5, url) == 3  # freed: setup's 1, ours 2
-        assert locks.try_acquire(fresh, "rival", 5, url) == 2
-    finally:
-        done.set()
-        thread.join(30)
+    with held_by_another_thread(threaded, url), locks.hold(mine, url=url) as outer:
+        names = [free, elsewhere, fresh, threaded, mine, free]
+        with locks.hold_free(names, url=url) as held:
+            assert held == [free, fresh, mine]
+            assert locks.live_locks(url, "test:") >= {free, fresh, elsewhere, threaded, mine}
+            assert locks.try_acquire(free, "rival", 5, url) is None
+            assert locks.try_acquire(fresh, "rival", 5, url) is None
+            assert locks.current_lease(mine) is outer
+        assert locks.current_lease(mine) is outer  # still this thread's
+        assert locks.live_locks(url, mine) == {mine}
+    assert locks.try_acquire(free, "rival", 5, url) == 3  # freed: setup's 1, ours 2
+    assert locks.try_acquire(fresh, "rival", 5, url) == 2
     assert locks.live_locks(url, elsewhere) == {elsewhere}  # never touched
 
 

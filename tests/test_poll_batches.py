@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from tests.poll_answers import answering
 from tests.test_accounting_usage import fake_router, open_session, seed, traffic
+from tests.test_locks import held_by_another_thread
 from vpop.core.db import dispose_engines, session_scope
-from vpop.core.locks import hold
 from vpop.jobs import scheduler
 from vpop.jobs.queue import monitor_task
 from vpop.monitoring import poller
@@ -143,21 +143,8 @@ def test_the_counters_job_skips_a_router_whose_poll_runs_elsewhere(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answering(monkeypatch, [rc2(7_000)])
-    held, done = threading.Event(), threading.Event()
-
-    def poll_elsewhere() -> None:
-        with hold("monitor:counters:rc1"):
-            held.set()
-            done.wait(30)
-
-    other = threading.Thread(target=poll_elsewhere)
-    other.start()
-    try:
-        assert held.wait(30)
+    with held_by_another_thread("monitor:counters:rc1"):
         result = monitor_task.call_local("counters", ["rc1", "rc2"])
-    finally:
-        done.set()
-        other.join(30)
     assert list(result) == ["rc2"] and result["rc2"]["samples"] == 2
     assert [router for router, *_ in polls(url)] == ["rc2"]
     with pytest.raises(ValueError, match="unknown monitoring job 'probes'"):
