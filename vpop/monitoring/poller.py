@@ -372,9 +372,8 @@ def _store_counters(
             cursor = session.connection().connection.cursor()
             try:
                 for router, (now, data) in read.items():
-                    at = bound_time(session, _SAMPLES.c.at, now)
                     summaries[router] = _store_poll(
-                        session, cursor, router, data, now, at, settings, started, stepped
+                        session, cursor, router, data, now, settings, started, stepped
                     )
                     event_ids += summaries[router].pop("event_ids")
             finally:
@@ -385,8 +384,8 @@ def _store_counters(
                 _states.pop(lease_id, None)
         if len(read) > 1:  # one router's poll spoilt the others': store each alone
             outcome: dict[str, Any] = {}
-            for router, data in read.items():
-                outcome.update(_store_counters({router: data}, url, settings, started))
+            for router, answer in read.items():
+                outcome.update(_store_counters({router: answer}, url, settings, started))
             return outcome
         failed = dict.fromkeys(read, err)
         _log_failures("counters", failed, started, url)
@@ -404,13 +403,14 @@ def _store_poll(
     router: str,
     data: dict[str, Any],
     now: datetime,
-    at: Any,
     settings: MonitorSettings,
     started: float,
     stepped: list[int],
 ) -> dict[str, Any]:
     """One router's poll in the batch's transaction: samples, rates, usage, utilisation,
-    events and its poll log. Its summary holds ``event_ids`` (to emit once committed)."""
+    events and its poll log, all at ``now`` (when its answer came). Its summary holds
+    ``event_ids`` (to emit once committed); ``stepped`` gets the leases whose event state
+    it stepped."""
     dialect = session.get_bind().dialect
     _refresh_previous(session, cursor, dialect, router)
     # until this transaction commits, the cache holds readings that may never be stored
@@ -424,7 +424,7 @@ def _store_poll(
     steps = Steps(
         now, data["width"], expected_interval=settings.counters_seconds, max_rate=MAX_RATE
     )
-    poll = PollSeries(router, at, summary["notes"], _last)
+    poll = PollSeries(router, bound_time(session, _SAMPLES.c.at, now), summary["notes"], _last)
     uplinks = {lease.uplink for lease in leases}
     boot_ids = data["boot_ids"]
     poll.read("interface", data["interfaces"], boot_ids["interface"], steps, uplinks)
