@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import subprocess
@@ -28,10 +29,15 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys, time
     from vpop.jobs.supervisor import Child, Supervisor
 
-    def child(ignore_term):
+    def child(ignore_term, linger=0.0):
         def main():
             if ignore_term:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            elif linger:  # stops, but takes its time (a run finishing, say)
+                def later(*_):
+                    time.sleep(linger)
+                    os._exit(0)
+                signal.signal(signal.SIGTERM, later)
             # one write, so atomic: two children share the pipe, and print() may write a
             # line in pieces that the other child's line lands between
             os.write(1, f"ready {os.getpid()}\\n".encode())
@@ -41,7 +47,11 @@ SCRIPT = textwrap.dedent(
         return main
 
     supervisor = Supervisor(
-        [Child("calm", child(False)), Child("stubborn", child(True))],
+        [
+            Child("calm", child(False)),
+            Child("stubborn", child(True)),
+            Child("slow", child(False, linger=0.5)),
+        ],
         say=lambda line: print(line, flush=True),
     )
     sys.exit(supervisor.run())
@@ -101,19 +111,27 @@ def test_a_child_that_ignores_sigterm_is_killed_at_the_deadline_and_named(
     proc, pids = supervisor
     out = Output(proc)
     deadline = time.monotonic() + 30
-    started = [line for line in out.until("ready", deadline) if line.startswith("ready")]
-    started += [line for line in out.until("ready", deadline) if line.startswith("ready")]
-    assert len(started) == 2, started  # noqa: PLR2004 (two children)
+    started: list[str] = []
+    for _ in range(3):
+        started += [line for line in out.until("ready", deadline) if line.startswith("ready")]
+    assert len(started) == 3, started  # noqa: PLR2004 (three children)
     children = [int(line.split()[1]) for line in started]
     pids.update(enumerate(children))
     proc.send_signal(signal.SIGTERM)
-    output = out.until("killed", time.monotonic() + 10)
+    output = out.until("stopped in", time.monotonic() + 10)
     assert proc.wait(10) == 0
     killed = [line for line in output if "did not stop" in line]
     assert len(killed) == 1, output
     assert killed[0].startswith("vpop serve: stubborn (pid ")
     assert f"did not stop within {STOP_SECONDS} s of SIGTERM; killed" in killed[0]
     assert int(killed[0].split("(pid ")[1].split(")")[0]) in children
-    for pid in children:  # both gone: the calm one by SIGTERM, the other by SIGKILL
+    for pid in children:  # all gone: by SIGTERM, and the stubborn one by SIGKILL
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    # the stop's last line: how long each child took, so a slow stop says who was slow
+    summary = output[-1]
+    assert summary.startswith("vpop serve: stopped in "), output
+    took = dict(re.findall(r"(\w+) (killed|[\d.]+) ?s?", summary.split("(", 1)[1]))
+    assert took["stubborn"] == "killed"
+    calm, slow = float(took["calm"]), float(took["slow"])
+    assert calm < 0.5 <= slow < STOP_SECONDS  # noqa: PLR2004 (the slow child's linger)

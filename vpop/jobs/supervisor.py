@@ -216,14 +216,21 @@ class Supervisor:
         return True
 
     def _stop_all(self) -> None:
-        deadline = time.monotonic() + STOP_SECONDS
-        running = [c for c in self.children if c.pid is not None and not self._exited(c)]
-        for child in running:
+        """SIGTERM to every running child, SIGKILL to those still running at the deadline;
+        then one line of how long each took (a stop slower than usual says which child)."""
+        started = time.monotonic()
+        deadline = started + STOP_SECONDS
+        pending = [c for c in self.children if c.pid is not None and not self._exited(c)]
+        for child in pending:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # type: ignore[arg-type]
-        for child in running:
-            while not self._exited(child):
-                if time.monotonic() >= deadline:
+        took: list[str] = []
+        while pending:  # bounded by the deadline
+            for child in [c for c in pending if self._exited(c)]:
+                took.append(f"{child.name} {time.monotonic() - started:.2f} s")
+                pending.remove(child)
+            if pending and time.monotonic() >= deadline:
+                for child in pending:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
                     with contextlib.suppress(ChildProcessError):
@@ -233,5 +240,8 @@ class Supervisor:
                         f"{STOP_SECONDS} s of SIGTERM; killed (what it left running is "
                         "recovered at the next start)"
                     )
-                    break
-                time.sleep(0.01)  # a stop is bounded by the deadline above
+                    took.append(f"{child.name} killed")
+                break
+            if pending:
+                time.sleep(0.01)
+        self.say(f"vpop serve: stopped in {time.monotonic() - started:.2f} s ({', '.join(took)})")
