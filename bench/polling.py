@@ -1,7 +1,8 @@
 """Counter polling throughput: device-polls per second per core, fast path against slow path.
 
-Both paths poll the lab's two routers, each with 200 subscriber lines (4 real subscribers
-and 196 extra lines on veth pairs), i.e. about 200 interfaces and 400 named line counters:
+Both paths poll the lab's two routers (``--routers N``: N, 2-8), each with 200 subscriber lines
+(2 real subscribers and 198 extra lines on veth pairs), i.e. about 200 interfaces and 400
+named line counters:
 
 * vpop: the monitor's counters job for both routers (``monitor_task("counters", ["rc1",
   "rc2"])``, run in this process as a worker runs it): each router's lock taken, then
@@ -22,7 +23,7 @@ worker process of ``vpop serve`` (which runs the polls) does (:mod:`vpop.core.af
 ``--no-pin``: from any CPU); the lab's routers run on any.
 
 Run: flock /tmp/vpop-lab.lock .venv/bin/python bench/polling.py [--polls 400] [--slow-polls 10]
-[--no-pin]
+[--no-pin] [--routers 2]
 It rebuilds the default lab (the lock keeps it from running beside the lab tests).
 ``--profile FILE`` writes a cProfile of the vpop polls (slower while profiling).
 """
@@ -61,7 +62,6 @@ from vpop.monitoring.models import CounterSample  # noqa: E402
 from vpop.network.factory import open_nornir  # noqa: E402
 from vpop.selection import engine  # noqa: E402
 
-ROUTERS = ("rc1", "rc2")
 TARGET_RATE = 150.0  # device-polls per second per core (issue 13)
 TARGET_RATIO = 3.0
 ROUNDS = 2
@@ -125,24 +125,28 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=200, help="lines per router")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the vpop polls here")
     parser.add_argument("--no-pin", action="store_true", help="poll on any CPU")
+    parser.add_argument("--routers", type=int, default=2, help="lab routers, 2-8, all in one batch")
     args = parser.parse_args()
     lab = Lab()
-    state = lab.up(subscribers=4)
+    state = lab.up(subscribers=2 * args.routers, routers=args.routers)
+    routers = tuple(n for n, v in state["nodes"].items() if v["kind"] == "router")
     if not args.no_pin:  # as the worker process of `vpop serve` runs, which polls: one CPU
         affinity.pin(affinity.worker_cpu(affinity.allowed_cpus()))
     try:
         register_lab(state)
-        add_lines(args.subscribers - 2, ipv6=True)  # 2 real subscribers per router + the rest
-        for router in ROUTERS:
+        # 2 real subscribers per router + the rest
+        add_lines(args.subscribers - 2, ipv6=True, routers=routers)
+        for router in routers:
             assert engine.reconcile(router).status == "SUCCESS"
         settings = monitoring.MonitorSettings(counters_seconds=1.0)
         with session_scope() as session:
             lines = {
                 r: [ln.interface for ln in session.query(Line).filter(Line.router == r)]
-                for r in ROUTERS
+                for r in routers
             }
-        for router in ROUTERS:  # warm: sessions, accounting counters, previous readings
-            monitor_task.call_local("counters", list(ROUTERS))  # and what the jobs import
+        assert len({len(found) for found in lines.values()}) == 1, "lines differ per router"
+        for router in routers:  # warm: sessions, accounting counters, previous readings
+            monitor_task.call_local("counters", list(routers))  # and what the jobs import
             monitor_task.call_local("counters", [router])
             slow_poll(router, lines[router])
         samples = monitoring.poll_counters("rc1", settings=settings)["samples"]
@@ -155,8 +159,8 @@ def main() -> None:
             cpu, wall = time.process_time(), time.perf_counter()
             if profile:
                 profile.enable()
-            for _ in range(args.polls // ROUNDS // len(ROUTERS)):
-                polled = monitor_task.call_local("counters", list(ROUTERS))
+            for _ in range(args.polls // ROUNDS // len(routers)):
+                polled = monitor_task.call_local("counters", list(routers))
                 assert all("error" not in summary for summary in polled.values()), polled
             if profile:
                 profile.disable()
@@ -164,19 +168,19 @@ def main() -> None:
             fast_wall += time.perf_counter() - wall
             cpu, wall = time.process_time(), time.perf_counter()
             for i in range(args.polls // ROUNDS):
-                polled = monitor_task.call_local("counters", [ROUTERS[i % 2]])
+                polled = monitor_task.call_local("counters", [routers[i % len(routers)]])
                 assert all("error" not in summary for summary in polled.values()), polled
             single_cpu += time.process_time() - cpu
             single_wall += time.perf_counter() - wall
             cpu, wall = time.process_time(), time.perf_counter()
             for i in range(args.slow_polls // ROUNDS):
-                router = ROUTERS[(i + round_) % 2]
+                router = routers[(i + round_) % len(routers)]
                 rows = slow_poll(router, lines[router])
             slow_cpu += time.process_time() - cpu
             slow_wall += time.perf_counter() - wall
         if profile:
             profile.dump_stats(args.profile)
-        polls = args.polls // ROUNDS // len(ROUTERS) * len(ROUTERS) * ROUNDS
+        polls = args.polls // ROUNDS // len(routers) * len(routers) * ROUNDS
         single_polls = args.polls // ROUNDS * ROUNDS
         slow_polls = args.slow_polls // ROUNDS * ROUNDS
 
@@ -184,8 +188,8 @@ def main() -> None:
         single_rate = single_polls / single_cpu
         ratio = fast_rate / slow_rate
         print(
-            f"{len(lines['rc1'])} lines per router; {samples} counter series per poll "
-            f"({rows} rows in the slow path)"
+            f"{len(routers)} routers in a batch, {len(lines['rc1'])} lines per router; "
+            f"{samples} counter series per poll ({rows} rows in the slow path)"
         )
         print(
             f"  vpop (JSON, bulk insert)       {fast_rate:8.1f} polls/s/core   "
