@@ -6,6 +6,7 @@ every balance the ledger derives equals the model's."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import uuid
@@ -51,6 +52,7 @@ SUBSCRIBERS = {
 }
 PAYEES = {"EUR": ["payee:isp-a:EUR", "payee:isp-b:EUR"], "JPY": ["payee:isp-a:JPY"]}
 TEMPLATE = Path(tempfile.mkdtemp(prefix="vpop-ledger-props-"))
+atexit.register(shutil.rmtree, TEMPLATE, True)  # nothing left behind
 
 
 def _template() -> Path:
