@@ -293,3 +293,24 @@ def test_a_kept_nornir_of_several_routers_asks_them_at_once(
     with routers_nornir(("r1",)) as one, router_nornir("r1") as same:
         assert one is same and one is not nr
     assert len(loads) == 1
+
+
+def test_a_host_thread_stuck_on_a_router_does_not_hold_up_the_process_exit() -> None:
+    """A worker stopping while a router hangs in a poll exits at once (the call is abandoned,
+    as the job's own thread is), and the other hosts' work goes on meanwhile: another
+    thread takes it. A ``ThreadPoolExecutor`` would keep the process until the call ends."""
+    script = (
+        "import threading\n"
+        "from vpop.network.factory import _HOST_THREADS\n"
+        "_HOST_THREADS.submit(threading.Event().wait, 600)  # a router that never answers\n"
+        "print(_HOST_THREADS.submit(sum, (1, 2)).result(timeout=30))\n"
+        "try:\n"
+        "    _HOST_THREADS.submit(int, 'x').result(timeout=30)\n"
+        "except ValueError as err:\n"
+        "    print('raised', err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["3", "raised invalid literal for int() with base 10: 'x'"]

@@ -17,9 +17,10 @@ again and again (a batch of counter polls) keeps its Nornir per thread instead
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,7 @@ def nornir_config(settings: Settings | None = None) -> dict[str, Any]:
 
 
 _E = TypeVar("_E", bound=Host)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -373,10 +375,10 @@ def _build(parsed: _Parsed, hosts: Collection[str] | None, overrides: dict[str, 
 
 class PooledRunner:
     """Runs a task on each host at once: the last host on the calling thread, the others on
-    a thread pool kept for the process (:data:`_POOL_WORKERS` threads at most), as
-    Nornir's ``ThreadedRunner`` does with a pool of its own per run. A pool per run cost
-    about 40 µs of CPU per host on this project's 2-core VM (thread starts), against about
-    10 µs handed to kept threads, and a batch of counter polls runs every few seconds."""
+    threads kept for the process (:class:`HostThreads`), as Nornir's ``ThreadedRunner``
+    does with a pool of its own per run. A pool per run cost about 40 µs of CPU per host on
+    this project's 2-core VM (thread starts), against about 10 µs handed to kept threads,
+    and a batch of counter polls runs every few seconds."""
 
     def run(self, task: Task, hosts: list[Host]) -> AggregatedResult:
         """Run ``task`` on ``hosts``; every host's result, in the hosts' order."""
@@ -384,7 +386,7 @@ class PooledRunner:
         if not hosts:
             return result
         *others, last = hosts
-        futures = [_runner_pool().submit(task.copy().start, host) for host in others]
+        futures = [_HOST_THREADS.submit(task.copy().start, host) for host in others]
         done = task.copy().start(last)
         for future in futures:
             host_result = future.result()
@@ -393,17 +395,52 @@ class PooledRunner:
         return result
 
 
-_POOL_WORKERS = 32
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+class HostThreads:
+    """A thread pool whose threads never hold up the process's exit (daemon threads).
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads when the interpreter exits,
+    so a router that hangs during a poll (its agent call waits up to 30 s) would keep a
+    stopping ``vpop worker`` alive until the call times out; here, as with the job's own
+    thread, the process exits and the call is abandoned. Threads start as work comes, up to
+    ``most``, and are kept; an idle one takes the next item.
+    """
+
+    def __init__(self, most: int) -> None:
+        """Up to ``most`` threads."""
+        self._most = most
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]]
+        self._work = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one release per thread waiting for work
+        self._threads = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., _R], *args: Any) -> Future[_R]:
+        """Run ``fn(*args)`` on one of the threads; its future."""
+        future: Future[_R] = Future()
+        self._work.put((future, fn, args))
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                if self._threads < self._most:
+                    self._threads += 1
+                    name = f"vpop-hosts-{self._threads}"
+                    threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:  # for the process's life (a daemon thread)
+            future, fn, args = self._work.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    outcome = fn(*args)
+                except BaseException as err:  # handed to the waiting caller
+                    future.set_exception(err)
+                else:
+                    future.set_result(outcome)
+            del future, fn, args  # nothing of the last item kept while idle
+            self._idle.release()
 
 
-def _runner_pool() -> ThreadPoolExecutor:
-    global _pool  # noqa: PLW0603 (one pool per process, made on first use)
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_POOL_WORKERS, thread_name_prefix="vpop-hosts")
-        return _pool
+_HOST_THREADS = HostThreads(32)
 
 
 # per thread: each kept Nornir (routers_nornir) by its routers, with the parse it was built from
