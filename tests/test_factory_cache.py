@@ -316,3 +316,22 @@ def test_a_host_thread_stuck_on_a_router_does_not_hold_up_the_process_exit() -> 
         "    print('raised', err)\n"
     )
     assert python_prints(script) == ["3", "raised invalid literal for int() with base 10: 'x'"]
+
+
+def test_host_threads_work_in_a_forked_child() -> None:
+    """``vpop serve`` forks its children: a child has none of its parent's threads, and its
+    pool starts its own instead of waiting on threads that are not there."""
+    script = (
+        "import os\n"
+        "from vpop.network.factory import _HOST_THREADS\n"
+        "print(_HOST_THREADS.submit(sum, (1, 2)).result(timeout=30), flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    try:\n"
+        "        print(_HOST_THREADS.submit(sum, (3, 4)).result(timeout=10), flush=True)\n"
+        "        os._exit(0)\n"
+        "    except BaseException:\n"
+        "        os._exit(1)\n"
+        "print('child', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert python_prints(script) == ["3", "7", "child 0"]

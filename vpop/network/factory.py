@@ -17,6 +17,7 @@ again and again (a batch of counter polls) keeps its Nornir per thread instead
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -408,6 +409,11 @@ class HostThreads:
     def __init__(self, most: int) -> None:
         """Up to ``most`` threads."""
         self._most = most
+        self._start_empty()
+        # a forked child (a supervised process) has none of its parent's threads
+        os.register_at_fork(after_in_child=self._start_empty)
+
+    def _start_empty(self) -> None:
         self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]]
         self._work = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one release per thread waiting for work
