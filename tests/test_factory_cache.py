@@ -16,9 +16,10 @@ from nornir.core import Nornir
 from nornir.core.configuration import Config
 from nornir.core.plugins.connections import ConnectionPluginRegister
 from nornir.core.task import Result, Task
+from nornir.plugins.runners import SerialRunner
 
 from vpop.core.settings import Settings
-from vpop.network.factory import open_nornir, router_nornir, routers_nornir
+from vpop.network.factory import open_nornir, routers_nornir
 from vpop.network.inventory import VpopInventory
 
 HOSTS = "r1:\n  hostname: 127.0.0.1\n  port: 2222\n  groups: [frr, lab]\n  data: {site: a}\n"
@@ -216,19 +217,19 @@ def _fail(task: Task) -> Result:
     raise RuntimeError("unreachable")
 
 
-def test_a_kept_router_nornir_is_reused_per_thread_and_left_as_a_fresh_one(
+def test_a_kept_nornir_of_a_router_is_reused_per_thread_and_left_as_a_fresh_one(
     hosts: Path, loads: list[int], recorder: str
 ) -> None:
     """What a poll runs with: one Nornir per thread, router and version of the inventory,
     its connections closed and failed hosts forgotten after each block."""
-    with router_nornir("r1") as first:
+    with routers_nornir(("r1",)) as first:
         assert sorted(first.inventory.hosts) == ["r1"]
         assert first.run(task=_connect, plugin=recorder)["r1"].result == "127.0.0.1"
         assert first.run(task=_fail)["r1"].failed
         assert first.data.failed_hosts == {"r1"}
     assert Recorder.closed == ["127.0.0.1"]
     assert first.inventory.hosts["r1"].connections == {}
-    with router_nornir("r1") as again:
+    with routers_nornir(("r1",)) as again:
         assert again is first
         assert again.data.failed_hosts == set()
         assert not again.run(task=_connect, plugin=recorder)["r1"].failed  # not skipped
@@ -236,7 +237,7 @@ def test_a_kept_router_nornir_is_reused_per_thread_and_left_as_a_fresh_one(
     other: list[Nornir] = []
 
     def poll_elsewhere() -> None:
-        with router_nornir("r1") as nr:
+        with routers_nornir(("r1",)) as nr:
             other.append(nr)
 
     thread = threading.Thread(target=poll_elsewhere)
@@ -245,17 +246,17 @@ def test_a_kept_router_nornir_is_reused_per_thread_and_left_as_a_fresh_one(
     assert len(other) == 1 and other[0] is not first  # another thread's own
     assert other[0].inventory.hosts["r1"] is not first.inventory.hosts["r1"]
     edit(hosts, HOSTS.replace("2222", "2223"))
-    with router_nornir("r1") as edited:
+    with routers_nornir(("r1",)) as edited:
         assert edited is not first
         assert edited.inventory.hosts["r1"].port == 2223
     assert len(loads) == 2
 
 
-def test_a_kept_router_nornir_can_be_a_process_first_run(hosts: Path) -> None:
+def test_a_kept_nornir_of_a_router_can_be_a_process_first_run(hosts: Path) -> None:
     """A worker's first job may be a poll: nothing has registered the plugins before it."""
     script = (
-        "from vpop.network.factory import router_nornir\n"
-        "with router_nornir('r1') as nr:\n"
+        "from vpop.network.factory import routers_nornir\n"
+        "with routers_nornir(('r1',)) as nr:\n"
         "    print(nr.inventory.hosts['r1'].port)\n"
     )
     assert python_prints(script) == ["2222"]
@@ -296,8 +297,8 @@ def test_a_kept_nornir_of_several_routers_asks_them_at_once(
     assert Recorder.closed == ["127.0.0.1"] * 3  # closed when the block ended
     with routers_nornir(("r1", "r2", "r3")) as again:
         assert again is nr and again.data.failed_hosts == set()
-    with routers_nornir(("r1",)) as one, router_nornir("r1") as same:
-        assert one is same and one is not nr
+    with routers_nornir(("r1",)) as one:  # one router's own, with a serial runner
+        assert one is not nr and isinstance(one.runner, SerialRunner)
     assert len(loads) == 1
 
 

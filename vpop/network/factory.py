@@ -10,7 +10,7 @@ added by the ``vpop_credentials`` transform function from the settings
 Loading and transforming the inventory is done once per version of what it is built
 from (``nornir.yaml``, the hosts, groups and defaults files, the hosts' known-hosts files,
 the settings); every run gets its own copy of the hosts, groups and defaults, so runs,
-even concurrent ones, share no Host, connection or data. A job that runs on one router
+even concurrent ones, share no Host, connection or data. A job that runs on the same routers
 again and again (a batch of counter polls) keeps its Nornir per thread instead
 (:func:`routers_nornir`): no two threads share one, and each block leaves it as a fresh one.
 """
@@ -485,13 +485,6 @@ def routers_nornir(routers: Sequence[str]) -> Iterator[Nornir]:
     finally:
         nr.close_connections(on_good=True, on_failed=True)
         nr.data.reset_failed_hosts()
-
-
-@contextmanager
-def router_nornir(router: str) -> Iterator[Nornir]:
-    """:func:`routers_nornir` of one router (its runner serial)."""
-    with routers_nornir((router,)) as nr:
-        yield nr
 
 
 def one_router(nr: Nornir, name: str) -> Nornir:

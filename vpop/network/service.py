@@ -10,7 +10,6 @@ from vpop.network.factory import (
     one_router,
     open_nornir,
     register_plugins,
-    router_nornir,
     routers_nornir,
 )
 from vpop.network.hostkeys import write_known_hosts
@@ -26,7 +25,6 @@ __all__ = [
     "pin_offered_key",
     "register_plugins",
     "render_router",
-    "router_nornir",
     "routers_nornir",
     "write_known_hosts",
 ]
