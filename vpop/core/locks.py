@@ -162,6 +162,8 @@ def _statements() -> dict[str, Prepared]:
             update(Lock).where(*mine).values(holder=None, expires_at=None),
             {"n": name, "h": holder, "tok": token},
         ),
+        # whether the lock has a row (one not taken by "take": a live holder has it)
+        "exists": Prepared(select(Lock.name).where(Lock.name == bindparam("n")), {"n": name}),
     }
 
 
@@ -571,21 +573,24 @@ def hold_free(
 
 def _take_free(names: list[str], holder: str, ttl: float, url: str | None) -> list[Lease]:
     """Take each lock of ``names`` that is free or whose lease ended: the existing rows in
-    one transaction, a lock never taken before (no row yet) as :func:`try_acquire` does."""
+    one transaction (a lock a live holder has is left there, found by one read), a lock
+    never taken before (no row yet) as :func:`try_acquire` does."""
     if not names:
         return []
     now = utcnow()
     until = now + timedelta(seconds=ttl)
     tokens: dict[str, int] = {}
+    unused: list[str] = []  # no row yet
     with _gated(url) as (cursor, dialect):
         for name in names:
             params = {"n": name, "at": now, "h": holder, "until": until}
             row = _SQL["take"].run(cursor, dialect, params).fetchone()
             if row is not None:
                 tokens[name] = int(row[0])
-    for name in names:
-        if name not in tokens:  # held elsewhere, or no row yet
-            token = try_acquire(name, holder, ttl, url)
-            if token is not None:
-                tokens[name] = token
+            elif _SQL["exists"].run(cursor, dialect, {"n": name}).fetchone() is None:
+                unused.append(name)
+    for name in unused:  # inserted as try_acquire does (a race with another taker included)
+        token = try_acquire(name, holder, ttl, url)
+        if token is not None:
+            tokens[name] = token
     return [Lease(name, holder, tokens[name], ttl, url) for name in names if name in tokens]
