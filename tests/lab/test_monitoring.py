@@ -23,7 +23,7 @@ from tests.lab.helpers import SECRET, netns
 from vpop.catalogue.models import Isp, Line
 from vpop.core.db import session_scope
 from vpop.lab.builder import Lab
-from vpop.lab.processes import start_time
+from vpop.lab.processes import children_of, start_time
 from vpop.lab.registry import register_lab
 from vpop.lab.service import SERVICE_ADDRESS
 from vpop.leasing.callbacks import send_event_callback
@@ -350,11 +350,9 @@ def _sessions_of(lab_dir: Path, router: str) -> list[tuple[int, str | None]]:
     found: list[tuple[int, str | None]] = []
     todo = [int((lab_dir / f"sshd-{router}.spawned").read_text())]
     while todo:  # bounded: the lab's process tree
-        pid = todo.pop()
-        for task in Path(f"/proc/{pid}/task").glob("*/children"):
-            for child in task.read_text().split():
-                found.append((int(child), start_time(int(child))))
-                todo.append(int(child))
+        for child in children_of(todo.pop()):
+            found.append((child, start_time(child)))
+            todo.append(child)
     return found
 
 

@@ -35,6 +35,7 @@ from vpop.lab.inventory import write_inventory
 from vpop.lab.login import host_key_file, sshd_config_file, write_logins
 from vpop.lab.processes import (
     checkpoint,
+    children_of,
     free_port,
     keypair,
     kill_pid,
@@ -368,9 +369,7 @@ class Lab:
         """
         pid = int((self.dir / f"sshd-{router}.spawned").read_text())
         start = start_time(pid)
-        children: list[int] = []
-        for task in Path(f"/proc/{pid}/task").glob("*/children"):
-            children += [int(c) for c in task.read_text().split()]
+        children = children_of(pid)
         kill_pid(pid, start)
         for child in children:
             kill_pid(child, start_time(child))

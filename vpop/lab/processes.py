@@ -41,6 +41,14 @@ def start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def children_of(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s child processes (of all its threads), from ``/proc``."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
 def kill_pid(pid: int, start: str | None) -> None:
     if start is not None and start_time(pid) != start:
         return  # gone, or the PID now belongs to someone else
