@@ -135,6 +135,7 @@ def load(port: int, requests: list[bytes], concurrency: int, expect: int) -> dic
         "p99": pct(0.99),
         "errors": len(errors),
         "kinds": sorted(set(errors))[:3],
+        "latencies": latencies,  # seconds, sorted (bench/ingress_ab.py merges its chunks')
     }
 
 
@@ -327,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply request counts.")
     parser.add_argument("--http-workers", default="2")
-    parser.add_argument("--http-threads", default="8")
+    parser.add_argument("--http-threads", default="16")
     parser.add_argument("--no-peer", action="store_true", help="Only (a) (for tuning runs).")
     parser.add_argument(
         "--no-pin", action="store_true", help="(a) without pinning its processes to CPUs."

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m webhooks.wsgi")
     parser.add_argument("--fd", type=int, action="append", required=True)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="Do not pin each process to a CPU."

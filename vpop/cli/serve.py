@@ -52,9 +52,11 @@ from vpop.core.errors import VpopError
     type=click.IntRange(1, 32),
     help="API server (gunicorn) processes.",
 )
+# 16: every connection of a client at concurrency 32 has a thread of its own in one of the two
+# processes, so more of them join each group commit (docs/orders.md "Processes")
 @click.option(
     "--http-threads",
-    default=8,
+    default=16,
     show_default=True,
     type=click.IntRange(1, 64),
     help="Threads of each API server process.",
