@@ -381,8 +381,11 @@ def main() -> None:
                 print(f"  {name:<28} stopped in {stop(proc):.2f} s (SIGTERM)")
                 log = Path(env["VPOP_STATE_DIR"]) / f"serve-{port}.log"
                 for line in log.read_text(errors="replace").splitlines():
-                    # the supervisor killed a child; how long each child took to stop
-                    if "did not stop within" in line or "vpop serve: stopped in" in line:
+                    # a killed child; how long each child took to stop; what the worker waited for
+                    if any(
+                        said in line
+                        for said in ("did not stop within", "stopped in", "running at the stop")
+                    ):
                         print(f"  {name:<28}   {line.strip()}")
         a = next(iter(results.values()))
         for b in list(results.values())[1:]:

@@ -128,6 +128,11 @@ class Dispatcher(threading.Thread):
         self.pool.shutdown(wait=False, cancel_futures=True)
         futures.wait(running, timeout=max(0.0, deadline - time.monotonic()))
 
+    def busy(self) -> list[str]:
+        """The routers whose orders are being run now."""
+        with self._lock:
+            return sorted(self._running)
+
     def _submit_all(self, routers: set[str]) -> None:
         for router in routers:
             with self._lock:

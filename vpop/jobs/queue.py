@@ -117,6 +117,27 @@ def opened_storage() -> BaseStorage | None:
 
 _wake = threading.Event()
 
+#: The job each of this process's consumer threads runs now, and since when (monotonic): what
+#: a worker's slow stop names (:class:`vpop.jobs.runner.Worker`).
+_running: dict[int, tuple[str, float]] = {}
+
+
+@huey.pre_execute()  # type: ignore[untyped-decorator]
+def _job_started(task: Any) -> None:
+    args = ", ".join(repr(arg) for arg in task.args)
+    _running[threading.get_ident()] = (f"{task.name}({args[:200]})", time.monotonic())
+
+
+@huey.post_execute()  # type: ignore[untyped-decorator]
+def _job_ended(task: Any, value: Any, exception: Exception | None) -> None:
+    _running.pop(threading.get_ident(), None)
+
+
+def running_jobs() -> list[str]:
+    """The jobs this process runs now, each with how long it has run."""
+    now = time.monotonic()
+    return sorted(f"{job} for {now - since:.2f} s" for job, since in list(_running.values()))
+
 
 def wake_workers() -> None:
     """Tell idle workers, in this process and in the worker processes, that a job waits."""

@@ -11,6 +11,7 @@ kill) loses none; what a killed process left RUNNING is recovered by the next st
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from vpop.jobs.queue import (
     forward_wakeups,
     make_consumer,
     recover,
+    running_jobs,
     start_background,
     stop_background,
 )
@@ -32,8 +34,13 @@ from vpop.jobs.scheduler import Monitor, Sweeper
 from vpop.jobs.supervisor import SignalWakeup
 from vpop.network.service import register_plugins
 
+log = logging.getLogger(__name__)
+
 #: A stop (SIGTERM) ends every part within this many seconds.
 STOP_SECONDS = 1.2
+
+#: A worker's stop that takes this long says what it waited for.
+SLOW_STOP_SECONDS = 0.5
 
 
 class Part(Protocol):
@@ -61,11 +68,20 @@ class Worker:
         forward_wakeups(self._stopping)
 
     def stop(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        busy = [f"orders of {router}" for router in self.dispatcher.busy()] + running_jobs()
         self._stopping.set()
         self.dispatcher.stop(timeout * 0.75)  # a run in progress gets most of the time
         followups.stop(max(0.0, deadline - time.monotonic()))  # what ended runs left queued
         stop_background(self.consumer, max(0.0, deadline - time.monotonic()))
+        took = time.monotonic() - started
+        if took >= SLOW_STOP_SECONDS:  # say what it waited for (the supervisor says how long)
+            log.warning(
+                "vpop worker: stopped in %.2f s; running at the stop: %s",
+                took,
+                "; ".join(busy) or "nothing (a router run or job that started as it stopped)",
+            )
 
 
 class Scheduler:
