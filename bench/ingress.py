@@ -249,6 +249,29 @@ def _per_order(cpu: dict[str, float], orders: int) -> str:
     return f"server {sum(cpu.values()) / orders * 1000:.2f} ms (all its processes: {split})"
 
 
+def signed_selections(port: int, key: bytes, subscribers: list[str], count: int) -> list[bytes]:
+    """``count`` signed dry-run selections of isp-b, spread over ``subscribers``."""
+    return [
+        signed_post(
+            port,
+            "/api/v1/selections",
+            json.dumps(
+                {"subscriber": subscribers[i % len(subscribers)], "isp": "isp-b", "dry_run": True}
+            ).encode(),
+            key,
+        )
+        for i in range(count)
+    ]
+
+
+def lab_state(lab: Lab) -> tuple[dict[str, Any], bool]:
+    """The lab's state, and whether it was brought up here (the default lab, 8 subscribers)."""
+    state = lab.state()
+    if state is None:
+        return lab.up(subscribers=8), True
+    return state, False
+
+
 def measure(
     name: str,
     server: int,
@@ -263,21 +286,7 @@ def measure(
     figures: dict[str, dict[str, Any]] = {}
 
     def selections(count: int) -> list[bytes]:
-        return [
-            signed_post(
-                port,
-                "/api/v1/selections",
-                json.dumps(
-                    {
-                        "subscriber": subscribers[i % len(subscribers)],
-                        "isp": "isp-b",
-                        "dry_run": True,
-                    }
-                ).encode(),
-                key,
-            )
-            for i in range(count)
-        ]
+        return signed_selections(port, key, subscribers, count)
 
     load(port, selections(200), 8, 202)  # warm-up: connections, caches, the first runs
     for concurrency, count in ((1, 400), (8, 2000), (32, 4000)):
@@ -335,10 +344,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     lab = Lab()
-    state = lab.state()
-    built = state is None
-    if state is None:
-        state = lab.up(subscribers=8)
+    state, built = lab_state(lab)
     key = secrets.token_bytes(32)
 
     def fresh_env() -> dict[str, str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
-import json
 import os
 import secrets
 import shlex
@@ -114,10 +113,7 @@ def main() -> None:
     if not 1 <= args.chunks <= 100 or not 100 <= args.per_chunk <= 100_000:
         parser.error("--chunks must be 1-100 and --per-chunk 100-100000")
     lab = Lab()
-    state = lab.state()
-    built = state is None
-    if state is None:
-        state = lab.up(subscribers=8)
+    state, built = ingress.lab_state(lab)
     key = secrets.token_bytes(32)
     subscribers = [line["subscriber"] for line in state["lines"]]
     sides = [
@@ -126,21 +122,7 @@ def main() -> None:
     ]
 
     def selections(side: Side, count: int) -> list[bytes]:
-        return [
-            ingress.signed_post(
-                side.port,
-                "/api/v1/selections",
-                json.dumps(
-                    {
-                        "subscriber": subscribers[i % len(subscribers)],
-                        "isp": "isp-b",
-                        "dry_run": True,
-                    }
-                ).encode(),
-                key,
-            )
-            for i in range(count)
-        ]
+        return ingress.signed_selections(side.port, key, subscribers, count)
 
     try:
         for side in sides:
