@@ -272,6 +272,23 @@ def lab_state(lab: Lab) -> tuple[dict[str, Any], bool]:
     return state, False
 
 
+def fresh_env(state: dict[str, Any], key: bytes) -> dict[str, str]:
+    """A server's environment on a new database and state directory (removed at exit): one
+    server's leftover orders never load another; ``key`` signs the webhooks."""
+    work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # nothing left behind
+    db_url = f"sqlite:///{work / 'vpop.sqlite'}"
+    register_lab(state, db_url)
+    dispose_engines()
+    return {
+        **os.environ,
+        "VPOP_DATABASE_URL": db_url,
+        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
+        "VPOP_STATE_DIR": str(work),
+        "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
+    }
+
+
 def measure(
     name: str,
     server: int,
@@ -336,8 +353,8 @@ def _show(name: str, what: str, r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply request counts.")
-    parser.add_argument("--http-workers", default="2")
-    parser.add_argument("--http-threads", default="16")
+    parser.add_argument("--http-workers", help="(a)'s API processes (default: vpop serve's)")
+    parser.add_argument("--http-threads", help="their threads (default: vpop serve's)")
     parser.add_argument("--no-peer", action="store_true", help="Only (a) (for tuning runs).")
     parser.add_argument(
         "--no-pin", action="store_true", help="(a) without pinning its processes to CPUs."
@@ -347,21 +364,6 @@ def main() -> None:
     state, built = lab_state(lab)
     key = secrets.token_bytes(32)
 
-    def fresh_env() -> dict[str, str]:
-        """A new database and state: one server's leftover orders never load the other."""
-        work = Path(tempfile.mkdtemp(prefix="vpop-bench-ingress-"))
-        atexit.register(shutil.rmtree, work, ignore_errors=True)  # nothing left behind
-        db_url = f"sqlite:///{work / 'vpop.sqlite'}"
-        register_lab(state, db_url)
-        dispose_engines()
-        return {
-            **os.environ,
-            "VPOP_DATABASE_URL": db_url,
-            "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
-            "VPOP_STATE_DIR": str(work),
-            "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
-        }
-
     subscribers = [line["subscriber"] for line in state["lines"]]
     print(f"ingress: {len(subscribers)} subscribers on {len(state['uplinks']) // 3} routers")
     results = {}
@@ -369,14 +371,15 @@ def main() -> None:
         for name, options in (
             (
                 "(a) vpop serve (gunicorn)",
-                ("--http-workers", args.http_workers, "--http-threads", args.http_threads)
+                (("--http-workers", args.http_workers) if args.http_workers else ())
+                + (("--http-threads", args.http_threads) if args.http_threads else ())
                 + (("--no-pin",) if args.no_pin else ()),
             ),
             ("(b) --single-process", ("--single-process",)),
         ):
             if args.no_peer and "single" in name:
                 continue
-            env = fresh_env()
+            env = fresh_env(state, key)
             proc, port = start(env, *options)
             try:
                 database = Path(env["VPOP_STATE_DIR"]) / "vpop.sqlite"

@@ -20,26 +20,21 @@ as it found it).
 from __future__ import annotations
 
 import argparse
-import atexit
-import base64
 import os
 import secrets
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ingress  # noqa: E402
 
-from vpop.core.db import dispose_engines  # noqa: E402
 from vpop.lab.builder import Lab  # noqa: E402
-from vpop.lab.registry import register_lab  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,28 +57,17 @@ class Side:
     chunk_rates: list[float] = field(default_factory=list)
 
 
-def start(side: Side, state: dict[str, object], key: bytes) -> None:
+def start(side: Side, state: dict[str, Any], key: bytes) -> None:
     """Start ``side``'s server on a fresh database and state directory."""
-    work = Path(tempfile.mkdtemp(prefix="vpop-bench-ab-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
-    db_url = f"sqlite:///{work / 'vpop.sqlite'}"
-    register_lab(state, db_url)
-    dispose_engines()
-    env = {
-        **os.environ,
-        "VPOP_DATABASE_URL": db_url,
-        "VPOP_QUEUE_URL": f"sqlite:///{work / 'queue.sqlite'}",
-        "VPOP_STATE_DIR": str(work),
-        "VPOP_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(key).decode(),
-        "PYTHONPATH": str(side.source),  # its vpop before the installed one
-    }
+    env = ingress.fresh_env(state, key)
+    env["PYTHONPATH"] = str(side.source)  # its vpop before the installed one
     here = Path.cwd()
     os.chdir(side.source)  # `python -m vpop.cli` looks in the working directory first
     try:
         side.proc, side.port = ingress.start(env, *side.options)
     finally:
         os.chdir(here)
-    side.database = work / "vpop.sqlite"
+    side.database = Path(env["VPOP_STATE_DIR"]) / "vpop.sqlite"
 
 
 def chunk(side: Side, sides: list[Side], requests: list[bytes]) -> None:
